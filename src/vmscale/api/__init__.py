@@ -1,0 +1,1 @@
+"""The control API (FastAPI): REST, SSE events, /metrics, the dashboard."""

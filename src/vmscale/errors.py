@@ -1,0 +1,63 @@
+"""The project's exception tree.
+
+Foreign errors (``libvirt.libvirtError``, ``httpx.HTTPError``, ``subprocess`` and ``OSError``)
+are translated once, at the boundary where they happen, into these classes; the controller
+only needs to know whether to retry.
+
+    VmscaleError
+    ├── ConfigError                  the config file is wrong; carries every problem with its path
+    ├── ProviderError                something went wrong launching/terminating/observing instances
+    │   ├── TemporaryProviderError   retry with back-off (daemon down, timeout, host busy, no capacity)
+    │   ├── PermanentProviderError   retrying will not help until a person acts (image missing, bad XML)
+    │   └── InstanceNotFoundError    the instance does not exist (terminate treats this as success)
+    ├── LoadBalancerError            the balancer refused or is unreachable (temporary by nature)
+    ├── StoreError                   the state database cannot be read or written
+    └── AuthError                    a control-API caller lacks a valid token or scope
+"""
+
+from __future__ import annotations
+
+
+class VmscaleError(Exception):
+    """Base of every error vmscale raises on purpose."""
+
+
+class ConfigError(VmscaleError):
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = list(problems)
+        self.source = source
+        super().__init__(
+            f"{source}: {len(self.problems)} problem(s)\n" + "\n".join(f"  {p}" for p in self.problems)
+        )
+
+
+class ProviderError(VmscaleError):
+    """Base for provider failures. ``instance`` names the instance concerned, when there is one."""
+
+    def __init__(self, message: str, *, instance: str | None = None) -> None:
+        self.instance = instance
+        super().__init__(message)
+
+
+class TemporaryProviderError(ProviderError):
+    pass
+
+
+class PermanentProviderError(ProviderError):
+    pass
+
+
+class InstanceNotFoundError(ProviderError):
+    pass
+
+
+class LoadBalancerError(VmscaleError):
+    pass
+
+
+class StoreError(VmscaleError):
+    pass
+
+
+class AuthError(VmscaleError):
+    pass

@@ -1,0 +1,118 @@
+"""An in-process event bus: the controller publishes, the SSE stream, the JSONL log and the
+dashboard listen.
+
+Event types (``Event.type``) and their ``data``:
+
+* ``endpoints``  — ``{"endpoints": [{"name", "url"}...]}``: the full set of ready endpoints,
+  published whenever it changes (clients that balance themselves replace their list with it).
+* ``instance``   — ``{"name", "from", "to", "reason", "endpoint"}``: a lifecycle transition.
+* ``decision``   — a ``Decision.to_dict()`` plus ``"actor"`` and ``"applied"``.
+* ``tick``       — ``{"desired", "actual", "ready", "instances": {name: {"state", "cpu"}},
+  "latency_p95_s", "rps"}``: one observation per reconcile interval, for live charts.
+* ``error``      — ``{"where", "message", "instance"}``: provider/balancer errors, reported not fatal.
+
+Publishing is thread-safe and never blocks: a subscriber that falls behind loses its oldest
+events and is told so with a ``lagged`` event.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    t: float
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "t": self.t, "type": self.type, "data": self.data}
+
+
+class Subscription:
+    def __init__(self, bus: EventBus, maxsize: int) -> None:
+        self._bus = bus
+        self._q: queue.Queue[Event] = queue.Queue(maxsize=maxsize)
+        self.dropped = 0
+
+    def _offer(self, ev: Event) -> None:
+        try:
+            self._q.put_nowait(ev)
+        except queue.Full:
+            try:
+                self._q.get_nowait()
+                self.dropped += 1
+            except queue.Empty:
+                pass
+            self._q.put_nowait(ev)
+
+    def get(self, timeout: float | None = None) -> Event | None:
+        """The next event, or None after ``timeout`` seconds."""
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self._bus._unsubscribe(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventBus:
+    def __init__(self, keep: int = 2000, clock: Callable[[], float] = time.time) -> None:
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self._recent: collections.deque[Event] = collections.deque(maxlen=keep)
+        self._subs: list[Subscription] = []
+        self._listeners: list[Callable[[Event], None]] = []
+        self._clock = clock
+
+    def publish(self, type_: str, data: dict[str, Any]) -> Event:
+        with self._lock:
+            ev = Event(next(self._seq), self._clock(), type_, data)
+            self._recent.append(ev)
+            subs = list(self._subs)
+            listeners = list(self._listeners)
+        for s in subs:
+            s._offer(ev)
+        for fn in listeners:
+            with contextlib.suppress(Exception):  # a broken listener must not stop the controller
+                fn(ev)
+        return ev
+
+    def subscribe(self, maxsize: int = 10_000) -> Subscription:
+        sub = Subscription(self, maxsize)
+        with self._lock:
+            self._subs.append(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+
+    def add_listener(self, fn: Callable[[Event], None]) -> None:
+        """Call ``fn`` synchronously for every event (keep it quick: file append, counter)."""
+        with self._lock:
+            self._listeners.append(fn)
+
+    def recent(self, types: Iterable[str] | None = None, limit: int = 200) -> list[Event]:
+        wanted = set(types) if types is not None else None
+        with self._lock:
+            evs = [e for e in self._recent if wanted is None or e.type in wanted]
+        return evs[-limit:]

@@ -1,0 +1,1 @@
+"""Load balancers: HAProxy driven over its runtime API, or none (clients balance over the event stream)."""

@@ -1,0 +1,154 @@
+"""Frozen values shared by every layer: instances and their states, samples, snapshots, decisions.
+
+Nothing here does I/O. The instance lifecycle is an explicit state machine; the allowed
+transitions live in ``TRANSITIONS`` and nowhere else::
+
+    pending ──► booting ──► ready ──► draining ──► terminating ──► gone
+       │           │  ▲       │          │             ▲
+       │           ▼  │       │          │             │
+       │          warm┘       └──────────┴──► failed ──┘
+       └──────────────────────────────────────►
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+
+class InstanceState(StrEnum):
+    PENDING = "pending"  # recorded in the store; the provider launch is issued or about to be
+    BOOTING = "booting"  # the provider reports it exists; its health check has not passed yet
+    WARM = "warm"  # booted, healthy once, then paused or saved for the warm pool; out of rotation
+    READY = "ready"  # health check passing; in rotation (balancer / event stream)
+    DRAINING = "draining"  # out of rotation; waiting for in-flight requests (up to a timeout)
+    TERMINATING = "terminating"  # provider terminate issued
+    GONE = "gone"  # terminated and cleaned up; kept only as history
+    FAILED = "failed"  # launch, boot or health failed; will be terminated and replaced
+
+
+S = InstanceState
+
+TRANSITIONS: Mapping[InstanceState, frozenset[InstanceState]] = MappingProxyType(
+    {
+        S.PENDING: frozenset({S.BOOTING, S.FAILED, S.TERMINATING}),
+        S.BOOTING: frozenset({S.READY, S.WARM, S.FAILED, S.TERMINATING}),
+        S.WARM: frozenset({S.BOOTING, S.READY, S.FAILED, S.TERMINATING}),
+        S.READY: frozenset({S.DRAINING, S.FAILED, S.TERMINATING}),
+        S.DRAINING: frozenset({S.TERMINATING, S.FAILED}),
+        S.TERMINATING: frozenset({S.GONE, S.FAILED}),
+        S.FAILED: frozenset({S.TERMINATING, S.GONE}),
+        S.GONE: frozenset(),
+    }
+)
+
+# States that occupy capacity the group pays for and count towards min/max.
+LIVE_STATES = frozenset({S.PENDING, S.BOOTING, S.READY})
+# States whose instance takes traffic.
+SERVING_STATES = frozenset({S.READY})
+
+
+def can_transition(src: InstanceState, dst: InstanceState) -> bool:
+    return dst in TRANSITIONS[src]
+
+
+class Metric(StrEnum):
+    CPU = "cpu"  # utilisation, percent of the instance's own vCPUs (0..100)
+    RPS = "rps"  # requests per second served by the instance
+    LATENCY_P95 = "latency_p95"  # seconds, as reported by the balancer or the client
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One observation of one instance at time ``t`` (epoch seconds). ``None`` means not measured."""
+
+    t: float
+    cpu: float | None = None
+    rps: float | None = None
+    latency_p95: float | None = None
+
+    def value(self, metric: Metric) -> float | None:
+        if metric is Metric.CPU:
+            return self.cpu
+        if metric is Metric.RPS:
+            return self.rps
+        return self.latency_p95
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSnapshot:
+    """What the policy layer sees of one instance."""
+
+    name: str
+    state: InstanceState
+    vcpus: int = 1
+    samples: tuple[Sample, ...] = ()  # oldest first, within the controller's history window
+    launched_at: float | None = None
+    ready_at: float | None = None
+
+    def latest(self, metric: Metric) -> float | None:
+        for s in reversed(self.samples):
+            v = s.value(metric)
+            if v is not None:
+                return v
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything a policy may look at for one decision. ``now`` is epoch seconds."""
+
+    now: float
+    desired: int  # the desired count in force before this decision
+    min_count: int
+    max_count: int
+    instances: tuple[InstanceSnapshot, ...] = ()
+    # Group-level observations that are not per instance (for example the balancer's p95 latency).
+    group_samples: tuple[Sample, ...] = ()
+
+    @property
+    def ready(self) -> tuple[InstanceSnapshot, ...]:
+        return tuple(i for i in self.instances if i.state is InstanceState.READY)
+
+    @property
+    def live_count(self) -> int:
+        return sum(1 for i in self.instances if i.state in LIVE_STATES)
+
+
+class Direction(StrEnum):
+    UP = "up"
+    DOWN = "down"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A policy's answer: how many instances should run, and why, in words a person can check."""
+
+    desired: int
+    direction: Direction
+    reason: str
+    policy: str
+    current: int
+    figures: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "desired": self.desired,
+            "direction": self.direction.value,
+            "reason": self.reason,
+            "policy": self.policy,
+            "current": self.current,
+            "figures": dict(self.figures),
+        }
+
+
+def direction_of(current: int, desired: int) -> Direction:
+    if desired > current:
+        return Direction.UP
+    if desired < current:
+        return Direction.DOWN
+    return Direction.NONE

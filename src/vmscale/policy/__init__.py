@@ -1,0 +1,1 @@
+"""Pure scaling policies. See vmscale.policy.base for the contract."""

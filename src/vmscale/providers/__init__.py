@@ -1,0 +1,1 @@
+"""Providers run instances: local processes (the embedded default), libvirt domains, or an in-memory fake."""

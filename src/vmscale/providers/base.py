@@ -1,0 +1,101 @@
+"""The provider contract.
+
+A provider is the only thing that knows how to make an instance exist. The controller
+talks to it through ``Provider`` and nothing else, and assumes only what is written here:
+
+* **Launches are slow, asynchronous and may fail halfway.** ``launch`` returns once the
+  instance has been *started* (a process spawned, a domain defined and started); it does not
+  wait for the workload to answer. Readiness is the controller's business (health checks).
+* **Names are deterministic** (``GROUP-N``, chosen by the controller). ``launch`` with a name
+  that already exists must adopt or finish what is there instead of making a second one, so
+  a retry after a crash is idempotent.
+* **Terminate is idempotent.** Terminating something that does not exist is success.
+  It cleans up everything the launch made (processes, domains, overlays, cgroups).
+* **Errors are typed** (see ``vmscale.errors``): ``TemporaryProviderError`` (retry with
+  back-off), ``PermanentProviderError`` (a person must act), ``InstanceNotFoundError``.
+  Foreign exceptions never escape a provider.
+* **Every call is bounded in time**: a provider never blocks forever on a hung daemon.
+* ``list`` reports what really exists for a group, found from the provider's own records
+  (libvirt metadata, process command lines), not from the caller's memory. This is what
+  restart reconciliation compares against the store.
+* ``sample`` is cheap and non-blocking where the platform allows it. CPU is a percentage of
+  the instance's *own* vCPUs (0..100), computed from deltas between calls; the first call for
+  an instance establishes a baseline and returns nothing for it.
+* Providers are called from the controller's worker threads; implementations must be safe to
+  call concurrently for *different* instance names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal, Protocol, runtime_checkable
+
+WarmKind = Literal["paused", "saved"]
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSpec:
+    """What to launch. ``port`` is the loopback port the workload will be reachable on."""
+
+    group: str
+    name: str
+    index: int
+    vcpus: int = 1
+    memory_mb: int = 512
+    port: int = 0
+    # Extra arguments for the workload (e.g. {"fib_max_n": "35"}); providers pass them through.
+    workload_args: Mapping[str, str] = field(default_factory=dict)
+
+
+class ProviderStatus(StrEnum):
+    STARTING = "starting"  # made but not yet running (e.g. domain defined, not started)
+    RUNNING = "running"
+    PAUSED = "paused"  # SIGSTOPped process, suspended domain
+    SAVED = "saved"  # libvirt managed save: nothing held in memory
+    STOPPED = "stopped"  # exists but not running (exited process not reaped, shut-off domain)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInstance:
+    name: str
+    group: str
+    status: ProviderStatus
+    endpoint: str  # base URL of the workload, e.g. "http://127.0.0.1:18101"
+    vcpus: int = 1
+    created_at: float = 0.0  # epoch seconds
+    details: Mapping[str, str] = field(default_factory=dict)  # pid, uuid, overlay path, console log...
+
+
+@runtime_checkable
+class Provider(Protocol):
+    kind: str
+
+    def launch(self, spec: InstanceSpec) -> ProviderInstance:
+        """Start an instance (idempotent by ``spec.name``). Raises ProviderError subclasses."""
+        ...
+
+    def terminate(self, name: str, *, graceful_timeout_s: float = 10.0) -> None:
+        """Stop and clean up; graceful first, forceful after the timeout. Missing is success."""
+        ...
+
+    def list(self, group: str) -> list[ProviderInstance]:
+        """Everything of this group that exists right now, from the provider's own records."""
+        ...
+
+    def sample(self, names: Sequence[str]) -> dict[str, float]:
+        """CPU utilisation in percent of each instance's own vCPUs, for those it can measure."""
+        ...
+
+    def pause(self, name: str, kind: WarmKind = "paused") -> None:
+        """Park an instance for the warm pool (SIGSTOP / suspend / managed save)."""
+        ...
+
+    def resume(self, name: str) -> None:
+        """Bring a parked instance back to running."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; does NOT terminate instances."""
+        ...

@@ -1,0 +1,1 @@
+"""The what-if simulator (closed-loop replay over the real policy code)."""

@@ -1,0 +1,1 @@
+"""The workload vmscale scales (the fib backend) and the load client."""
