@@ -20,11 +20,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
+import json
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -116,3 +118,27 @@ class EventBus:
         with self._lock:
             evs = [e for e in self._recent if wanted is None or e.type in wanted]
         return evs[-limit:]
+
+
+class JsonlWriter:
+    """An event listener that appends each event as one JSON line (the autoscaler log).
+
+    Flushed per line so that ``tail -f`` and a crash both see every event written so far.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fh = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def __call__(self, ev: Event) -> None:
+        line = json.dumps(ev.to_dict(), default=str)
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.write(line + "\n")
+                self._fh.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()

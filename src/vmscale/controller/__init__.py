@@ -1,0 +1,6 @@
+"""The controller: a level-triggered reconcile loop over one group (see core.py)."""
+
+from vmscale.controller.core import Controller
+from vmscale.controller.executor import InlineExecutor
+
+__all__ = ["Controller", "InlineExecutor"]

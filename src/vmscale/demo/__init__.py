@@ -1,0 +1,1 @@
+"""`vmscale demo`: the original student experiment, done for real and reported."""
