@@ -12,6 +12,7 @@ artifacts/fault_injection.json; the README's reliability section quotes them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -162,10 +163,8 @@ def rig(tmp_path: Path) -> Any:
     # Whatever happened, leave no backend of this group behind.
     for pids in r.backends().values():
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _percentiles(xs: list[float]) -> dict[str, float | None]:
@@ -227,7 +226,7 @@ def test_kill_9_the_controller_during_scaling(rig: Rig) -> None:
         "db_mismatches": mismatches,
         "reconciled_s": _percentiles(reconciled),
         "recovery_s": _percentiles(recoveries),
-        "note": "reconciled = from restarting `vmscale up` to its API answering (restart reconciliation done); "
+        "note": "reconciled = from restarting `vmscale up` to its API answering (reconciliation done); "
         "recovery = to the group fully ready at the desired count, including the interpreter start-up and, "
         "when an instance was lost or half-made, booting its replacement",
     }
