@@ -245,3 +245,26 @@ def test_shutdown_terminates_everything(rig: Rig) -> None:
     rig.ctl.shutdown(terminate=True)
     assert rig.provider.instances == {}
     assert rig.store.instances("web") == []
+
+
+@pytest.mark.parametrize("op", ["launch", "terminate", "list", "sample", "pause", "resume"])
+def test_an_outage_at_any_provider_step_is_reported_backed_off_and_survived(tmp_path: Path, op: str) -> None:
+    r = Rig(tmp_path, warm_pool={"size": 1, "kind": "paused"})
+    r.ctl.recover()
+    r.tick(4)
+    r.ctl.set_desired(3, "test")
+    r.provider.fail_always[op] = TemporaryProviderError(f"{op}: disk full")
+    r.tick(6)
+    r.ctl.set_desired(1, "test")
+    r.tick(6)
+    calls_during = len(r.provider.calls)
+    r.tick(10)
+    assert len(r.provider.calls) - calls_during < 25, "failing calls are retried with back-off, not every tick"
+    errors = [e.data["message"] for e in r.ctl.events.recent(["error"], limit=1000)]
+    assert any("disk full" in m for m in errors), f"the {op} outage was not reported"
+    del r.provider.fail_always[op]
+    r.ctl.set_desired(2, "test")
+    r.tick(70)  # longer than the longest back-off
+    live = sorted(s for s in r.states().values() if s != "warm")
+    assert live == ["ready", "ready"], r.states()
+    assert set(r.provider.instances) == set(r.states()), "the table and the provider agree again"

@@ -157,32 +157,37 @@ class Controller:
                 if exc is None:
                     self._set_state(m, S.WARM, now, f"parked in the warm pool ({self.cfg.warm_pool.kind})")
                 else:
-                    self._fail(m, now, f"could not park for the warm pool: {exc}")
+                    self._launch_failed(m, exc, now, "pause", "could not park for the warm pool")
             elif kind == "resume":
                 if exc is None:
                     m.health_failures = 0
                     self._set_state(m, S.BOOTING, now, "resumed from the warm pool")
                 else:
-                    self._fail(m, now, f"could not resume from the warm pool: {exc}")
+                    self._launch_failed(m, exc, now, "resume", "could not resume from the warm pool")
 
     def _launch_done(self, m: Managed, inst: Any, exc: BaseException | None, now: float) -> None:
         if exc is not None:
-            self.launch_failures += 1
-            delay = min(
-                self.cfg.launch.backoff_max_s,
-                self.cfg.launch.backoff_initial_s * 2 ** (self.launch_failures - 1),
-            )
-            if isinstance(exc, PermanentProviderError):
-                delay = self.cfg.launch.backoff_max_s
-            self.next_launch_at = now + delay
-            self._provider_error("launch", exc, m.name, retry_in_s=delay)
-            self._fail(m, now, f"launch failed: {exc}")
+            self._launch_failed(m, exc, now, "launch", "launch failed")
             return
         self.metrics.launch_seconds.labels(self.group_name).observe(now - m.op_started)
         m.endpoint = inst.endpoint
         m.details = dict(inst.details)
         m.vcpus = inst.vcpus
         self._set_state(m, S.BOOTING, now, f"started by the {self.provider.kind} provider")
+
+    def _launch_failed(self, m: Managed, exc: BaseException, now: float, op: str, what: str) -> None:
+        """Anything that was to bring capacity (launch, park, resume) failed: back off new launches
+        exponentially (a permanent error waits the longest), report, and replace the instance."""
+        self.launch_failures += 1
+        delay = min(
+            self.cfg.launch.backoff_max_s,
+            self.cfg.launch.backoff_initial_s * 2 ** (self.launch_failures - 1),
+        )
+        if isinstance(exc, PermanentProviderError):
+            delay = self.cfg.launch.backoff_max_s
+        self.next_launch_at = now + delay
+        self._provider_error(op, exc, m.name, retry_in_s=delay)
+        self._fail(m, now, f"{what}: {exc}")
 
     # ------------------------------------------------------------------ 2. observe existence
 

@@ -27,12 +27,13 @@ class FakeProvider:
         self.cpu: dict[str, float] = {}
         self.default_cpu = 0.0  # what sample() reports for instances without an entry in ``cpu``
         self.fail_next: dict[str, ProviderError] = {}
+        self.fail_always: dict[str, ProviderError] = {}  # until removed: an outage
         self.calls: list[tuple[str, str]] = []
         self.launch_count = 0
         self._lock = threading.Lock()
 
     def _maybe_fail(self, op: str) -> None:
-        err = self.fail_next.pop(op, None)
+        err = self.fail_next.pop(op, None) or self.fail_always.get(op)
         if err is not None:
             raise err
 
