@@ -259,7 +259,7 @@ def test_an_outage_at_any_provider_step_is_reported_backed_off_and_survived(tmp_
     r.tick(6)
     calls_during = len(r.provider.calls)
     r.tick(10)
-    assert len(r.provider.calls) - calls_during < 25, "failing calls are retried with back-off, not every tick"
+    assert len(r.provider.calls) - calls_during < 25, "retried with back-off, not every tick"
     errors = [e.data["message"] for e in r.ctl.events.recent(["error"], limit=1000)]
     assert any("disk full" in m for m in errors), f"the {op} outage was not reported"
     del r.provider.fail_always[op]
