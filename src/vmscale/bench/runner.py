@@ -1,0 +1,117 @@
+"""Run one group under a scripted load and return what happened, as the demo does but quietly.
+
+Used by the scenario and reaction benchmarks. Everything is real: a controller with the process
+provider, backend processes with CPU quotas, the load client following the event stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from vmscale.config import parse_config
+from vmscale.config.schema import VmscaleConfig
+from vmscale.service import Service
+from vmscale.workload.discovery import EventStreamEndpoints
+from vmscale.workload.load import LoadOptions, calibrate_n, run_phases
+from vmscale.workload.load_plan import Phase
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_block(count: int, start: int = 23000) -> int:
+    for base in range(start, 60000, 50):
+        try:
+            for i in range(1, count + 1):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free block of loopback ports")
+
+
+def group_config(state_dir: Path, *, policies: list[dict[str, Any]], min_count: int, max_count: int,
+                 interval_s: float = 1.0) -> VmscaleConfig:
+    return parse_config({
+        "group": {"name": "bench", "min": min_count, "max": max_count, "initial": min_count,
+                  "interval_s": interval_s},
+        "provider": {"kind": "process", "process": {"base_port": free_block(max_count + 1)}},
+        "policies": policies,
+        "health": {"timeout_s": 1.0, "boot_timeout_s": 30},
+        "drain": {"timeout_s": 10, "grace_s": 0.3},
+        "api": {"bind": f"127.0.0.1:{free_port()}"},
+        "state": {"dir": str(state_dir)},
+    }, "bench")
+
+
+@dataclass
+class RunResult:
+    records: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    load_start: float
+    load_end: float
+
+
+def _wait_ready(svc: Service, count: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while svc.controller.group().ready < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"group not ready within {timeout_s} s")
+        time.sleep(0.1)
+
+
+def calibrate(state_dir: Path, request_s: float = 0.2) -> tuple[int, float]:
+    """Heavy n and the request rate one instance (1 vCPU) can serve, measured on a real instance."""
+    cfg = group_config(state_dir, policies=[], min_count=1, max_count=1)
+    svc = Service(cfg, log_path=state_dir / "calibration.jsonl")
+    svc.start()
+    try:
+        _wait_ready(svc, 1)
+        url = svc.controller.endpoints()[0]["url"]
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            def once(n: int) -> float:
+                t0 = time.perf_counter()
+                client.get(f"{url}/fib/{n}").raise_for_status()
+                return time.perf_counter() - t0
+
+            async def timed(_: str, n: int, reps: int = 3) -> float:
+                return statistics.median(once(n) for _ in range(reps))
+
+            n = asyncio.run(calibrate_n(timed, url, request_s, cfg.template.fib_max_n))
+            per = statistics.median(once(n) for _ in range(7))
+    finally:
+        svc.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
+    return n, 1.0 / per
+
+
+def run(cfg: VmscaleConfig, phases: list[Phase], out: Path) -> RunResult:
+    out.mkdir(parents=True, exist_ok=True)
+    svc = Service(cfg, log_path=out / "autoscaler.jsonl")
+    svc.start()
+    try:
+        _wait_ready(svc, cfg.group.initial_count)
+        assert svc.api_url is not None
+        t0 = time.time()
+        asyncio.run(run_phases(phases, EventStreamEndpoints(svc.api_url), out / "client.jsonl",
+                               options=LoadOptions(pick="p2c", timeout_s=120)))
+        t1 = time.time()
+    finally:
+        svc.stop()
+    records = [json.loads(x) for x in (out / "client.jsonl").read_text().splitlines() if x.strip()]
+    events = [json.loads(x) for x in (out / "autoscaler.jsonl").read_text().splitlines() if x.strip()]
+    return RunResult([r for r in records if "t_send" in r], events, t0, t1)
