@@ -1,0 +1,63 @@
+"""Reading the demo's two JSONL logs, tolerantly.
+
+A demo that was interrupted leaves a half-written last line, and a log written by a newer
+version may carry lines this one does not know. Neither should stop a report from being
+built, so unreadable lines are counted (and shown in the report) rather than raised.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+AUTOSCALER_LOG = "autoscaler.jsonl"
+CLIENT_LOG = "client.jsonl"
+
+
+@dataclass
+class Logs:
+    """Both logs of one run, as plain dicts in file order."""
+
+    autoscaler: list[dict[str, Any]] = field(default_factory=list)
+    client: list[dict[str, Any]] = field(default_factory=list)
+    skipped_lines: int = 0
+
+
+def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The JSON objects of a JSONL file and the number of lines that were not one.
+
+    A missing file reads as empty: a run without a load client still has an autoscaler log.
+    """
+    if not path.exists():
+        return [], 0
+    rows: list[dict[str, Any]] = []
+    skipped = 0
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                skipped += 1
+                continue
+            if isinstance(obj, dict):
+                rows.append(obj)
+            else:
+                skipped += 1
+    return rows, skipped
+
+
+def read_logs(out_dir: Path) -> Logs:
+    events, skipped_a = read_jsonl(out_dir / AUTOSCALER_LOG)
+    records, skipped_c = read_jsonl(out_dir / CLIENT_LOG)
+    return Logs(events, records, skipped_a + skipped_c)
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")

@@ -1,0 +1,421 @@
+"""The key figures of one demo run, computed from its two logs and nothing else.
+
+``build_summary(autoscaler_events, client_records)`` is a pure function: the same logs
+always give the same ``summary.json``, so a report can be rebuilt later (``vmscale report
+DIR``) and the figures can be checked against hand-computed values in tests.
+
+The story it looks for, in order (each step only after the previous one):
+
+1. ``overload_start``   — the first ``high`` phase marker in the client log;
+2. ``scale_up``         — the first applied ``decision`` with direction ``up`` (after 1);
+3. ``new_instance_ready`` — the first ``instance`` event ``to == "ready"`` (after 2);
+4. ``first_answer_from_new`` — the first 200 answer whose ``server`` is that instance
+   (the time the answer *arrived*: ``t_send + latency_s``);
+5. ``scale_in``         — the first instance going to ``draining`` or applied ``down``
+   decision, whichever is first (after 2, or anywhere when there was no scale-up).
+
+Every moment is ``{"t": epoch_s, "t_rel_s": seconds since the run started, ...}`` or
+``null`` when it did not happen; ``what_happened`` says in words what did.
+
+Latency windows (successful requests only, by send time):
+``before`` = from the overload start (or the run start) to the scale-up decision — the
+overloaded latency the scale-up is meant to fix; ``during`` = decision to the new
+instance's first answer; ``after`` = from then to the end of the high phase.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+SUMMARY_VERSION = 1
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0..100) by linear interpolation between closest ranks.
+
+    Same definition as numpy's default, so figures can be checked by hand:
+    rank = q/100 * (n - 1), interpolated between the two neighbouring values.
+    """
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    rank = q / 100.0 * (n - 1)
+    lo = math.floor(rank)
+    hi = min(lo + 1, n - 1)
+    frac = rank - lo
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
+
+
+def latency_stats(latencies: Iterable[float]) -> dict[str, Any]:
+    values = sorted(latencies)
+    return {
+        "count": len(values),
+        "p50_s": _round(percentile(values, 50)),
+        "p95_s": _round(percentile(values, 95)),
+        "p99_s": _round(percentile(values, 99)),
+        "mean_s": _round(sum(values) / len(values)) if values else None,
+    }
+
+
+def _round(x: float | None, digits: int = 6) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
+
+
+def split_client_log(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(phase markers, request records), each sorted by time."""
+    markers: list[dict[str, Any]] = []
+    requests: list[dict[str, Any]] = []
+    for r in records:
+        if r.get("event") == "phase" and _num(r.get("t")) is not None:
+            markers.append(r)
+        elif _num(r.get("t_send")) is not None:
+            requests.append(r)
+    markers.sort(key=lambda m: float(m["t"]))
+    requests.sort(key=lambda r: float(r["t_send"]))
+    return markers, requests
+
+
+def events_of(events: Iterable[dict[str, Any]], type_: str) -> list[dict[str, Any]]:
+    """Events of one type with a numeric time and a dict payload, sorted by time."""
+    out = [
+        e
+        for e in events
+        if e.get("type") == type_ and _num(e.get("t")) is not None and isinstance(e.get("data"), dict)
+    ]
+    out.sort(key=lambda e: float(e["t"]))
+    return out
+
+
+def _times(events: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> list[float]:
+    """Every time in both logs (answers count at their arrival), from well-formed lines only."""
+    times = [
+        float(e["t"]) for e in events if _num(e.get("t")) is not None and isinstance(e.get("data"), dict)
+    ]
+    markers, requests = split_client_log(records)
+    times += [float(m["t"]) for m in markers]
+    times += [float(r["t_send"]) for r in requests] + [answer_time(r) for r in requests]
+    return times
+
+
+def run_start(events: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> float | None:
+    """The earliest time in either log: the zero of every relative time."""
+    times = _times(events, records)
+    return min(times) if times else None
+
+
+def run_end(events: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> float | None:
+    times = _times(events, records)
+    return max(times) if times else None
+
+
+def is_error(r: dict[str, Any]) -> bool:
+    status = r.get("status")
+    return r.get("error") is not None or not (isinstance(status, int) and 200 <= status < 400)
+
+
+def error_kind(r: dict[str, Any]) -> str:
+    err = r.get("error")
+    if err:
+        return str(err).split(":", 1)[0].strip() or "error"
+    status = r.get("status")
+    return f"http {status}" if status is not None else "no response"
+
+
+def answer_time(r: dict[str, Any]) -> float:
+    return float(r["t_send"]) + (_num(r.get("latency_s")) or 0.0)
+
+
+def _moment(t: float | None, start: float, **extra: Any) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    return {"t": round(t, 6), "t_rel_s": round(t - start, 3), **extra}
+
+
+def _first(items: Iterable[dict[str, Any]], pred: Any) -> dict[str, Any] | None:
+    return next((i for i in items if pred(i)), None)
+
+
+def _decision_view(e: dict[str, Any], start: float) -> dict[str, Any]:
+    d = e["data"]
+    return {
+        "t": round(float(e["t"]), 6),
+        "t_rel_s": round(float(e["t"]) - start, 3),
+        "direction": d.get("direction"),
+        "from": d.get("current"),
+        "to": d.get("desired"),
+        "policy": d.get("policy"),
+        "reason": d.get("reason"),
+        "actor": d.get("actor"),
+        "applied": bool(d.get("applied")),
+        "action": d.get("action"),  # manual actions: "paused", "resumed", ...
+    }
+
+
+_AUTOMATIC_ACTORS = {None, "autoscaler", "policy", "controller"}
+
+
+def _worth_listing(e: dict[str, Any]) -> bool:
+    """Scale decisions, and anything a person did (pause, resume, manual count), not idle holds."""
+    d = e["data"]
+    return (
+        d.get("direction") in ("up", "down")
+        or bool(d.get("action"))
+        or d.get("actor") not in _AUTOMATIC_ACTORS
+    )
+
+
+def instance_seconds(ticks: Sequence[dict[str, Any]]) -> float | None:
+    """Integral of the live instance count over time (a step function held between ticks)."""
+    points = [(float(e["t"]), _num(e["data"].get("actual"))) for e in ticks]
+    points = [(t, a) for t, a in points if a is not None]
+    if len(points) < 2:
+        return None if not points else 0.0
+    total = 0.0
+    for (t0, a0), (t1, _) in itertools.pairwise(points):
+        total += float(a0 or 0.0) * (t1 - t0)
+    return round(total, 3)
+
+
+def build_summary(
+    autoscaler_events: Sequence[dict[str, Any]], client_records: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """summary.json's content (see the module docstring for every definition)."""
+    start = run_start(autoscaler_events, client_records)
+    end = run_end(autoscaler_events, client_records)
+    if start is None or end is None:
+        return _empty_summary()
+    markers, requests = split_client_log(client_records)
+    decisions = events_of(autoscaler_events, "decision")
+    transitions = events_of(autoscaler_events, "instance")
+    ticks = events_of(autoscaler_events, "tick")
+
+    high = _first(markers, lambda m: m.get("phase") == "high")
+    if high is None:  # no markers written: fall back on the requests' own phase labels
+        first_high = _first(requests, lambda r: r.get("phase") == "high")
+        t_high = float(first_high["t_send"]) if first_high else None
+    else:
+        t_high = float(high["t"])
+    t_high_end: float | None = None
+    if t_high is not None:
+        nxt = _first(markers, lambda m: float(m["t"]) > t_high and m.get("phase") != "high")
+        t_high_end = float(nxt["t"]) if nxt else None
+        if t_high_end is None:
+            highs = [float(r["t_send"]) for r in requests if r.get("phase") == "high"]
+            t_high_end = max(highs) if highs else end
+
+    after_t = t_high if t_high is not None else start
+    up = _first(
+        decisions,
+        lambda e: (
+            e["data"].get("direction") == "up" and e["data"].get("applied") and float(e["t"]) >= after_t
+        ),
+    )
+    t_up = float(up["t"]) if up else None
+    ready = (
+        _first(transitions, lambda e: e["data"].get("to") == "ready" and float(e["t"]) >= float(up["t"]))
+        if up
+        else None
+    )
+    new_name = ready["data"].get("name") if ready else None
+    first_answer = (
+        _first(
+            requests,
+            lambda r: r.get("server") == new_name and r.get("status") == 200 and float(r["t_send"]) >= t_up,
+        )
+        if ready and t_up is not None
+        else None
+    )
+    t_answer = answer_time(first_answer) if first_answer else None
+
+    scale_in_after = t_up if t_up is not None else start
+    drain = _first(
+        transitions, lambda e: e["data"].get("to") == "draining" and float(e["t"]) >= scale_in_after
+    )
+    down = _first(
+        decisions,
+        lambda e: (
+            e["data"].get("direction") == "down"
+            and e["data"].get("applied")
+            and float(e["t"]) >= scale_in_after
+        ),
+    )
+    scale_in: dict[str, Any] | None = None
+    if drain and (not down or float(drain["t"]) <= float(down["t"])):
+        scale_in = _moment(float(drain["t"]), start, how="draining", instance=drain["data"].get("name"))
+    elif down:
+        # The decision came first; name the instance it drained when the log shows one.
+        then = _first(transitions, lambda e: e["data"].get("to") == "draining" and e["t"] >= down["t"])
+        scale_in = _moment(
+            float(down["t"]),
+            start,
+            how="decision",
+            instance=then["data"].get("name") if then else None,
+            **{"from": down["data"].get("current"), "to": down["data"].get("desired")},
+        )
+
+    ok = [r for r in requests if not is_error(r) and _num(r.get("latency_s")) is not None]
+    windows = _latency_windows(ok, start, t_high, t_up, t_answer, t_high_end)
+    errors = [r for r in requests if is_error(r)]
+    actuals = [a for a in (_num(e["data"].get("actual")) for e in ticks) if a is not None]
+
+    summary: dict[str, Any] = {
+        "version": SUMMARY_VERSION,
+        "start_t": round(start, 6),
+        "end_t": round(end, 6),
+        "duration_s": round(end - start, 3),
+        "overload_start": _moment(t_high, start),
+        "overload_end": _moment(t_high_end, start),
+        "scale_up": _moment(
+            t_up,
+            start,
+            **{"from": up["data"].get("current"), "to": up["data"].get("desired")},
+            policy=up["data"].get("policy"),
+            reason=up["data"].get("reason"),
+        )
+        if up
+        else None,
+        "new_instance_ready": _moment(float(ready["t"]), start, instance=new_name) if ready else None,
+        "first_answer_from_new": _moment(t_answer, start, instance=new_name) if first_answer else None,
+        "scale_in": scale_in,
+        "reaction_s": _reactions(t_high, t_up, float(ready["t"]) if ready else None, t_answer),
+        "peak_instances": int(max(actuals)) if actuals else None,
+        "instance_seconds": instance_seconds(ticks),
+        "latency": windows,
+        "requests": {
+            "total": len(requests),
+            "ok": len(requests) - len(errors),
+            "by_server": dict(Counter(str(r.get("server")) for r in ok).most_common()),
+        },
+        "errors": {
+            "count": len(errors),
+            "by_kind": dict(Counter(error_kind(r) for r in errors).most_common()),
+        },
+        "decisions": [_decision_view(e, start) for e in decisions if _worth_listing(e)],
+    }
+    summary["what_happened"] = narrative(summary)
+    return summary
+
+
+def _latency_windows(
+    ok: Sequence[dict[str, Any]],
+    start: float,
+    t_high: float | None,
+    t_up: float | None,
+    t_answer: float | None,
+    t_high_end: float | None,
+) -> dict[str, Any]:
+    def window(lo: float | None, hi: float | None) -> dict[str, Any]:
+        if lo is None or hi is None:
+            return {"from_rel_s": None, "to_rel_s": None, **latency_stats([])}
+        lat = [float(r["latency_s"]) for r in ok if lo <= float(r["t_send"]) < hi]
+        return {"from_rel_s": round(lo - start, 3), "to_rel_s": round(hi - start, 3), **latency_stats(lat)}
+
+    return {
+        "before": window(t_high if t_high is not None else start, t_up),
+        "during": window(t_up, t_answer),
+        "after": window(t_answer, t_high_end),
+    }
+
+
+def _reactions(
+    t_high: float | None, t_up: float | None, t_ready: float | None, t_answer: float | None
+) -> dict[str, float | None]:
+    def gap(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round(b - a, 3)
+
+    return {
+        "overload_to_decision": gap(t_high, t_up),
+        "decision_to_ready": gap(t_up, t_ready),
+        "ready_to_first_answer": gap(t_ready, t_answer),
+        "overload_to_first_answer": gap(t_high, t_answer),
+    }
+
+
+def _ms(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 1000:.0f} ms"
+
+
+def narrative(s: dict[str, Any]) -> str:
+    """A few plain sentences saying what the logs show, including what did not happen."""
+    parts: list[str] = []
+    over = s.get("overload_start")
+    up = s.get("scale_up")
+    ready = s.get("new_instance_ready")
+    answer = s.get("first_answer_from_new")
+    if over:
+        parts.append(f"The load rose to its high phase {over['t_rel_s']:.1f} s into the run.")
+    else:
+        parts.append("The client log has no high-load phase.")
+    if up:
+        parts.append(
+            f"The autoscaler decided to scale up from {up['from']} to {up['to']} at {up['t_rel_s']:.1f} s"
+            f" ({up['policy']}: {up['reason']})."
+        )
+        if ready:
+            parts.append(f"{ready['instance']} was ready at {ready['t_rel_s']:.1f} s.")
+        else:
+            parts.append("No new instance became ready after that decision.")
+        if answer:
+            parts.append(f"The client got its first answer from it at {answer['t_rel_s']:.1f} s.")
+        elif ready:
+            parts.append("The client never got an answer from the new instance.")
+        lat = s["latency"]
+        b, a = lat["before"]["p95_s"], lat["after"]["p95_s"]
+        if b is not None and a is not None:
+            trend = "fell" if a < b else "did not fall"
+            parts.append(
+                f"The p95 response time {trend} from {_ms(b)} before the scale-up to {_ms(a)} after."
+            )
+    else:
+        parts.append("No scale-up happened.")
+    s_in = s.get("scale_in")
+    if s_in:
+        if s_in.get("how") == "decision":
+            what = f"the autoscaler decided to scale in from {s_in.get('from')} to {s_in.get('to')}"
+            if s_in.get("instance"):
+                what += f" (draining {s_in['instance']})"
+        else:
+            what = f"{s_in.get('instance')} started draining"
+        parts.append(f"Once the load fell, {what} at {s_in['t_rel_s']:.1f} s.")
+    else:
+        parts.append("No scale-in happened.")
+    errs = s.get("errors", {})
+    total = s.get("requests", {}).get("total", 0)
+    if errs.get("count"):
+        kinds = ", ".join(f"{k} × {v}" for k, v in errs["by_kind"].items())
+        parts.append(f"{errs['count']} of {total} requests failed ({kinds}).")
+    else:
+        parts.append(f"All {total} requests succeeded.")
+    return " ".join(parts)
+
+
+def _empty_summary() -> dict[str, Any]:
+    empty = {"from_rel_s": None, "to_rel_s": None, **latency_stats([])}
+    return {
+        "version": SUMMARY_VERSION,
+        "start_t": None,
+        "end_t": None,
+        "duration_s": None,
+        "overload_start": None,
+        "overload_end": None,
+        "scale_up": None,
+        "new_instance_ready": None,
+        "first_answer_from_new": None,
+        "scale_in": None,
+        "reaction_s": _reactions(None, None, None, None),
+        "peak_instances": None,
+        "instance_seconds": None,
+        "latency": {"before": dict(empty), "during": dict(empty), "after": dict(empty)},
+        "requests": {"total": 0, "ok": 0, "by_server": {}},
+        "errors": {"count": 0, "by_kind": {}},
+        "decisions": [],
+        "what_happened": "The logs are empty: nothing to report.",
+    }
