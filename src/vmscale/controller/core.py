@@ -42,6 +42,7 @@ S = InstanceState
 log = logging.getLogger("vmscale.controller")
 
 LIVE = (S.PENDING, S.BOOTING, S.READY)
+FAST_POLL_S = 0.1  # how often booting and draining instances are re-checked between full ticks
 
 
 class Controller:
@@ -89,27 +90,54 @@ class Controller:
         self._lock = threading.RLock()  # guards table/desired/paused between the loop and API calls
         self._history: list[dict[str, Any]] = []
         self.recovered = False
+        self._wake = threading.Event()
 
     # ------------------------------------------------------------------ the loop
 
     def run(self, stop: threading.Event) -> None:
-        """Tick every ``interval_s`` until ``stop`` is set. Errors in a tick are reported, never fatal."""
+        """Reconcile until ``stop`` is set. Errors in a tick are reported, never fatal.
+
+        A *full* tick (observe, sample, decide, act) runs every ``interval_s``, so policies see one
+        sample per interval whatever else happens. Between full ticks the loop wakes for *fast*
+        ticks (collect, probe, act; no sampling, no decision) when a provider call finishes or a
+        person changes the desired count, and polls every ``FAST_POLL_S`` while an instance boots
+        or drains: a resumed warm instance serves within milliseconds of the decision instead of
+        waiting for the next interval.
+        """
         if not self.recovered:
             self.recover()
         interval = self.cfg.group.interval_s
-        next_at = self.clock.monotonic()
+        next_full = self.clock.monotonic()
         while not stop.is_set():
+            self._wake.clear()
+            full = self.clock.monotonic() >= next_full
             try:
-                self.tick()
+                self.tick(full=full)
             except Exception as exc:  # keep the loop alive; the error is visible in the log and events
                 log.exception("tick failed")
                 self._error("tick", f"{type(exc).__name__}: {exc}")
-            next_at += interval
-            delay = next_at - self.clock.monotonic()
-            if delay < 0:  # a slow tick: do not try to catch up in a burst
-                next_at = self.clock.monotonic()
-                delay = 0
-            stop.wait(delay)
+            now = self.clock.monotonic()
+            if full:
+                next_full = max(next_full + interval, now)  # a slow tick does not cause a burst
+            until = next_full
+            if self._transitional():
+                until = min(until, now + min(FAST_POLL_S, interval))
+            while not stop.is_set() and not self._wake.is_set():
+                left = until - self.clock.monotonic()
+                if left <= 0:
+                    break
+                self._wake.wait(min(left, 0.1))
+
+    def wake(self) -> None:
+        """Ask the loop for a fast tick now (thread-safe)."""
+        self._wake.set()
+
+    def _transitional(self) -> bool:
+        with self._lock:
+            return any(
+                m.state in (S.BOOTING, S.DRAINING) and not m.busy and not (m.warm and m.state is S.WARM)
+                for m in self.table.values()
+            )
 
     def recover(self) -> None:
         from vmscale.controller.recovery import recover
@@ -118,20 +146,22 @@ class Controller:
             recover(self)
             self.recovered = True
 
-    def tick(self) -> None:
+    def tick(self, full: bool = True) -> None:
         now = self.clock.now()
         with self._lock:
-            self.metrics.ticks.labels(self.group_name).inc()
             self._collect_ops(now)
-            self._observe(now)
-            self._probe(now)
-            self._sample(now)
-            if not self.paused:
-                self._decide(now)
+            if full:
+                self.metrics.ticks.labels(self.group_name).inc()
+                self._observe(now)
+            self._probe(now, full)
+            if full:
+                self._sample(now)
+                if not self.paused:
+                    self._decide(now)
             self._act(now)
             self._progress_drains(now)
             self._sync_lb()
-            self._publish_tick(now)
+            self._publish(now, full)
 
     # ------------------------------------------------------------------ 1. finished provider calls
 
@@ -229,12 +259,11 @@ class Controller:
 
     # ------------------------------------------------------------------ 3. health
 
-    def _probe(self, now: float) -> None:
-        targets = [
-            m
-            for m in self.table.values()
-            if not m.busy and m.endpoint and m.state in (S.BOOTING, S.READY, S.DRAINING)
-        ]
+    def _probe(self, now: float, full: bool = True) -> None:
+        # Ready instances are probed once per full tick only, so `unhealthy_threshold` keeps
+        # meaning "consecutive intervals", however often fast ticks run.
+        states = (S.BOOTING, S.READY, S.DRAINING) if full else (S.BOOTING, S.DRAINING)
+        targets = [m for m in self.table.values() if not m.busy and m.endpoint and m.state in states]
         if not targets:
             return
         results = (
@@ -503,6 +532,7 @@ class Controller:
     def _start_op(self, m: Managed, kind: str, fn: Any, *args: Any, now: float) -> None:
         m.op_kind, m.op_started = kind, now
         m.op = self.executor.submit(fn, *args)
+        m.op.add_done_callback(lambda _: self._wake.set())
 
     # ------------------------------------------------------------------ 7. drains
 
@@ -549,6 +579,11 @@ class Controller:
         except LoadBalancerError as exc:
             self._error("lb.remove", str(exc), m.name)
 
+    def _publish(self, now: float, full: bool) -> None:
+        if full:
+            self._publish_tick(now)
+        self._publish_endpoints()
+
     def _publish_tick(self, now: float) -> None:
         counts = {s.value: 0 for s in S if s is not S.GONE}
         for m in self.table.values():
@@ -575,6 +610,9 @@ class Controller:
         cutoff = now - self.cfg.group.history_s
         while self._history and self._history[0]["t"] < cutoff:
             self._history.pop(0)
+
+
+    def _publish_endpoints(self) -> None:
         eps = [
             {"name": m.name, "url": m.endpoint}
             for m in sorted(self.table.values(), key=lambda m: m.index)
@@ -677,6 +715,7 @@ class Controller:
                 self.desired,
             )
             self._apply(d, actor, now, {"now": now, "manual": True})
+        self.wake()
         return self.group()
 
     def set_paused(self, paused: bool, actor: str) -> GroupStatus:
