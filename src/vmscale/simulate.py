@@ -1,1 +1,0 @@
-"""The what-if simulator (closed-loop replay over the real policy code)."""
