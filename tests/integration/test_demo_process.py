@@ -67,8 +67,11 @@ def test_no_request_failed(demo_run: Path) -> None:
 def test_latency_falls_once_the_second_instance_serves(demo_run: Path) -> None:
     events = _jsonl(demo_run / "autoscaler.jsonl")
     records = [r for r in _jsonl(demo_run / "client.jsonl") if "t_send" in r and r["phase"] == "high"]
-    ready_2 = min(e["t"] for e in events if e["type"] == "instance" and e["data"]["to"] == "ready"
-                  and e["data"]["name"] != "demo-1")
+    ready_2 = min(
+        e["t"]
+        for e in events
+        if e["type"] == "instance" and e["data"]["to"] == "ready" and e["data"]["name"] != "demo-1"
+    )
     high_end = max(r["t_send"] for r in records)
     settled_from = ready_2 + (high_end - ready_2) * 0.5
     before = [r["latency_s"] for r in records if r["t_send"] <= ready_2]
@@ -85,6 +88,10 @@ def test_the_report_is_written_and_nothing_is_left_running(demo_run: Path) -> No
     assert len(list(demo_run.glob("*.png"))) >= 3
     html = (demo_run / "report.html").read_text()
     assert "data:image/png;base64," in html
-    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(demo_run) in " ".join(p.info["cmdline"] or [])
-                 and "backend" in " ".join(p.info["cmdline"] or [])]
+    leftovers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(demo_run) in " ".join(p.info["cmdline"] or [])
+        and "backend" in " ".join(p.info["cmdline"] or [])
+    ]
     assert leftovers == []

@@ -1,9 +1,83 @@
-"""CLI: placeholder, filled in by its owner."""
+"""`vmscale bench NAME [ARGS...]`: run a benchmark from the repository's benchmarks/ folder.
+
+Each benchmark is a script that prints a table and writes benchmarks/results/NAME.json; this
+command finds it and runs it with the remaining arguments, so the same figures come from
+`vmscale bench scenario` and from `python benchmarks/bench_scenario.py`.
+"""
 
 from __future__ import annotations
 
+import runpy
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+BENCHMARKS = {
+    "reaction": "from a load step to the scale-up decision; flapping on a steady load",
+    "boot": "decision to serving, per provider and path (process, warm pool, libvirt cold/paused/saved)",
+    "scenario": "the original experiment three ways: fixed, the original rule, vmscale (latency, SLO, cost)",
+    "metrics": "cost of one metrics sample for 10, 100 and 1,000 libvirt domains",
+    "simulate": "simulator speed: a 24 h, 1 s trace for a 1,000-instance group",
+    "haproxy": "runtime-API latency, time to first request, throughput, failures over scale-in cycles",
+}
+_SCRIPT = {"metrics": "bench_libvirt_metrics.py"}
+
+
+def _benchmarks_dir() -> Path | None:
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[3] / "benchmarks", Path.cwd() / "benchmarks"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def bench(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="one of: " + ", ".join(BENCHMARKS))],
+) -> None:
+    """Run a benchmark; extra arguments go to it (try `vmscale bench scenario --help`).
+
+    Benchmarks measure and report (medians of several runs, ratios measured in the same run);
+    they never fail because a machine is slow. Results land in benchmarks/results/ and are
+    summarised in BENCHMARKS.md.
+
+    \b
+    Benchmarks:
+      reaction  from a load step to the scale-up decision; flapping on a steady load
+      boot      decision to serving, per provider and path
+      scenario  fixed vs the original rule vs vmscale: latency, seconds over SLO, cost
+      metrics   one metrics sample for 10/100/1,000 libvirt domains
+      simulate  simulator speed on a 24 h trace for 1,000 instances
+      haproxy   balancer runtime API and loss-free scale-in
+
+    Examples:
+
+        vmscale bench scenario --rounds 3 --slo-s 2
+
+        vmscale bench reaction --runs 5
+    """
+    if name not in BENCHMARKS:
+        typer.echo(f"unknown benchmark {name!r}; choose one of: {', '.join(BENCHMARKS)}", err=True)
+        raise typer.Exit(2)
+    folder = _benchmarks_dir()
+    script = folder / _SCRIPT.get(name, f"bench_{name}.py") if folder else None
+    if script is None or not script.is_file():
+        typer.echo(
+            f"benchmark script for {name!r} not found: run from a checkout of vmscale (benchmarks/ folder)", err=True
+        )
+        raise typer.Exit(2)
+    sys.argv = [str(script), *ctx.args]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        raise typer.Exit(code) from None
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command(
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        rich_help_panel="Measure",
+    )(bench)
