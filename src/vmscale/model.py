@@ -59,6 +59,9 @@ class Metric(StrEnum):
     CPU = "cpu"  # utilisation, percent of the instance's own vCPUs (0..100)
     RPS = "rps"  # requests per second served by the instance
     LATENCY_P95 = "latency_p95"  # seconds, as reported by the balancer or the client
+    # Requests in progress per vCPU, from the workload's /healthz. Unlike CPU it still rises when
+    # the host is so busy that a saturated instance cannot burn its full quota (its queue grows).
+    INFLIGHT = "inflight"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +72,15 @@ class Sample:
     cpu: float | None = None
     rps: float | None = None
     latency_p95: float | None = None
+    inflight: float | None = None
 
     def value(self, metric: Metric) -> float | None:
         if metric is Metric.CPU:
             return self.cpu
         if metric is Metric.RPS:
             return self.rps
+        if metric is Metric.INFLIGHT:
+            return self.inflight
         return self.latency_p95
 
 

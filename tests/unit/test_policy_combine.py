@@ -107,6 +107,7 @@ def test_decision_record_answers_why() -> None:
         "cpu": 92.0,
         "rps": None,
         "latency_p95": None,
+        "inflight": None,
     }
     assert rec["inputs"]["instances"]["boot-0"]["state"] == "booting"
     assert rec["inputs"]["group"]["ready"] == 2 and rec["inputs"]["group"]["cpu_missing"] == 1

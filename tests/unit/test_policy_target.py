@@ -205,3 +205,27 @@ def test_cpu_target_that_hides_saturation_is_refused() -> None:
     with pytest.raises(ConfigError, match="puts 100% inside the dead band"):
         parse_config({"policies": [{"kind": "target", "target": 95}]})
     parse_config({"policies": [{"kind": "target", "metric": "rps", "target": 95}]})  # rps is not capped
+
+
+def test_target_tracks_requests_in_flight_per_vcpu_when_cpu_reads_low() -> None:
+    """A starved instance on a contended host reports modest CPU while its queue grows; the
+    in-flight metric still sees the overload."""
+    from vmscale.config.policy import TargetPolicyConfig
+    from vmscale.model import InstanceSnapshot, InstanceState, Metric, Sample, Snapshot
+    from vmscale.policy import build_policy_set
+
+    ps = build_policy_set(
+        [TargetPolicyConfig(name="queue", metric=Metric.INFLIGHT, target=1.5)], min_count=1, max_count=4
+    )
+    snap = Snapshot(
+        now=1000.0,
+        desired=1,
+        min_count=1,
+        max_count=4,
+        instances=(
+            InstanceSnapshot("web-1", InstanceState.READY, samples=(Sample(999.0, cpu=40.0, inflight=4.0),)),
+        ),
+    )
+    decision, _ = ps.decide(snap, ps.initial_state())
+    assert decision.desired == 3  # ceil(1 * 4 / 1.5)
+    assert "in flight per vCPU" in decision.reason

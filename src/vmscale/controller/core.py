@@ -354,6 +354,7 @@ class Controller:
                     cpu=cpu.get(name),
                     rps=st.rate_rps if st else None,
                     latency_p95=(st.latency_p95_s or st.response_time_s) if st else None,
+                    inflight=m.inflight / max(1, m.vcpus) if m.inflight is not None else None,
                 )
             )
             if name in cpu:

@@ -69,7 +69,7 @@ def observe(snapshot: Snapshot) -> Observation:
     the mean of the ready instances' own p95 values.
     """
     ready = unready = 0
-    accs = {m: _Acc() for m in (Metric.CPU, Metric.RPS, Metric.LATENCY_P95)}
+    accs = {m: _Acc() for m in (Metric.CPU, Metric.RPS, Metric.INFLIGHT, Metric.LATENCY_P95)}
     for inst in snapshot.instances:
         if inst.state is InstanceState.READY:
             ready += 1
@@ -203,6 +203,8 @@ def fmt(metric: Metric, value: float, *, exact: bool = False) -> str:
         return f"{value:g}%" if exact else f"{value:.1f}%"
     if metric is Metric.RPS:
         return f"{value:g} rps" if exact else f"{value:.1f} rps"
+    if metric is Metric.INFLIGHT:
+        return (f"{value:g}" if exact else f"{value:.2f}") + " in flight per vCPU"
     return f"{value:g} s" if exact else f"{value:.3f} s"
 
 

@@ -27,6 +27,7 @@ def decision_record(snapshot: Snapshot, decision: Decision, state: PolicySetStat
             "cpu": inst.latest(Metric.CPU),
             "rps": inst.latest(Metric.RPS),
             "latency_p95": inst.latest(Metric.LATENCY_P95),
+            "inflight": inst.latest(Metric.INFLIGHT),
         }
     group: dict[str, Any] = {"ready": obs.ready, "unready": obs.unready}
     for metric, view in obs.metrics.items():

@@ -74,6 +74,13 @@ def latency_p95(utilisation: float, base_s: float) -> float:
     return base_s / max(1.0 - utilisation, 0.01)
 
 
+def inflight_per_vcpu(utilisation: float) -> float:
+    """Mean requests in progress per worker of an M/D/1 queue at this utilisation (Pollaczek-Khinchine),
+    capped where the queue would grow without bound."""
+    rho = min(utilisation, 0.99)
+    return rho + rho * rho / (2.0 * (1.0 - rho))
+
+
 def simulate(
     policy_set: PolicySet, trace: Trace, params: SimParams, *, name: str = "", full_snapshots: bool = False
 ) -> Run:
@@ -88,7 +95,7 @@ def simulate(
     times, demands = trace.t, trace.demand
     idx, n_rows = 0, len(times)
     steps = int((trace.end - trace.start) / params.step_s + 1e-9) + 1
-    cpu_m, rps_m, lat_m = Metric.CPU, Metric.RPS, Metric.LATENCY_P95
+    cpu_m, rps_m, lat_m, inf_m = Metric.CPU, Metric.RPS, Metric.LATENCY_P95, Metric.INFLIGHT
     for k in range(steps):
         t = trace.start + k * params.step_s
         while idx + 1 < n_rows and times[idx + 1] <= t:
@@ -101,8 +108,9 @@ def simulate(
         unserved = max(demand - ready, 0.0)
         now = params.start_epoch + t
         lat = latency_p95(util if demand < ready else 1.0, params.base_latency_s)
+        inflight = inflight_per_vcpu(util if demand < ready else 1.0)
         if full_snapshots:
-            snap = _snapshot(now, desired, lo, hi, ready, len(booting), util, demand, params, lat)
+            snap = _snapshot(now, desired, lo, hi, ready, len(booting), util, demand, params, lat, inflight)
             decision, state = policy_set.decide(snap, state)
         else:
             views = {
@@ -111,6 +119,7 @@ def simulate(
                     demand * params.capacity_rps if ready else 0.0, ready, 0, now if ready else None
                 ),
                 lat_m: MetricView(lat, 1, 0, now),
+                inf_m: MetricView(inflight * ready, ready, 0, now if ready else None),
             }
             obs = Observation(now, desired, lo, hi, ready, len(booting), views)
             decision, state = policy_set.decide_observed(obs, state)
@@ -145,10 +154,11 @@ def _snapshot(
     demand: float,
     params: SimParams,
     lat: float,
+    inflight: float,
 ) -> Snapshot:
     """The same step as real instance snapshots (slow; used to check the fast path)."""
     rps = demand * params.capacity_rps / ready if ready else 0.0
-    sample = (Sample(now, cpu=100.0 * util, rps=rps),)
+    sample = (Sample(now, cpu=100.0 * util, rps=rps, inflight=inflight),)
     instances = tuple(InstanceSnapshot(f"sim-{i}", InstanceState.READY, samples=sample) for i in range(ready))
     instances += tuple(InstanceSnapshot(f"boot-{i}", InstanceState.BOOTING) for i in range(booting))
     return Snapshot(now, desired, lo, hi, instances, group_samples=(Sample(now, latency_p95=lat),))
