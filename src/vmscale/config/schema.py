@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from vmscale.config.base import Section
 from vmscale.config.haproxy import HaproxyConfig
 from vmscale.config.libvirt import LibvirtProviderConfig
-from vmscale.config.policy import PolicyConfig
+from vmscale.config.policy import PolicyConfig, SimulateConfig
 from vmscale.config.process import ProcessProviderConfig
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -106,6 +106,7 @@ class VmscaleConfig(Section):
     lb: LbConfig = LbConfig()
     api: ApiConfig = ApiConfig()
     state: StateConfig = StateConfig()
+    simulate: SimulateConfig = SimulateConfig()
 
     @model_validator(mode="after")
     def _cross(self) -> VmscaleConfig:
