@@ -33,8 +33,16 @@ from vmscale.workload.load_plan import Phase
 VARIANTS: dict[str, dict[str, Any]] = {
     "fixed": {"policies": [], "min_count": 1, "max_count": 1},
     "original": {
-        "policies": [{"kind": "threshold", "name": "original", "metric": "cpu", "upper": 75, "samples_up": 3,
-                      "step": 1}],
+        "policies": [
+            {
+                "kind": "threshold",
+                "name": "original",
+                "metric": "cpu",
+                "upper": 75,
+                "samples_up": 3,
+                "step": 1,
+            }
+        ],
         "min_count": 1,
         "max_count": 2,
     },
@@ -46,9 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--slo-s", type=float, default=2.0, help="latency SLO in seconds (default 2)")
-    ap.add_argument("--overload", type=float, default=1.3, help="high load in units of one instance's capacity")
+    ap.add_argument(
+        "--overload", type=float, default=1.3, help="high load in units of one instance's capacity"
+    )
     ap.add_argument("--quick", action="store_true", help="short phases (for a smoke run, not for figures)")
-    ap.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/scenario.json)")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="result JSON (default benchmarks/results/scenario.json)"
+    )
     args = ap.parse_args(argv)
     console = Console()
     low_s, high_s, idle_s = (5, 20, 10) if args.quick else (15, 60, 30)
@@ -56,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     console.print("calibrating the heavy request on one instance ...")
     n, capacity = runner.calibrate(work / "calibration")
     rate = round(args.overload * capacity, 2)
-    console.print(f"fib({n}) ≈ {1 / capacity:.3f} s; one instance serves ≈ {capacity:.2f} req/s; high = {rate} req/s")
+    console.print(
+        f"fib({n}) ≈ {1 / capacity:.3f} s; one instance serves ≈ {capacity:.2f} req/s; high = {rate} req/s"
+    )
     phases = [
         Phase(mode="low", duration_s=low_s, rate=2.0, name="low"),
         Phase(mode="step", duration_s=high_s, rate=rate, n=n, name="high"),
@@ -69,22 +83,42 @@ def main(argv: list[str] | None = None) -> int:
             out = work / f"{rnd}-{name}"
             cfg = runner.group_config(out / "state", **spec)
             res = runner.run(cfg, phases, out)
-            runs[name].append(measure.figures(res.records, res.events, res.load_start, res.load_end, args.slo_s))
+            runs[name].append(
+                measure.figures(res.records, res.events, res.load_start, res.load_end, args.slo_s)
+            )
     med = {v: {k: _median([r[k] for r in rs]) for k in rs[0]} for v, rs in runs.items()}
     ratios = {
-        "slo_vmscale_over_fixed": _ratio(med["vmscale"]["seconds_over_slo"], med["fixed"]["seconds_over_slo"]),
-        "slo_vmscale_over_original": _ratio(med["vmscale"]["seconds_over_slo"], med["original"]["seconds_over_slo"]),
-        "cost_vmscale_over_original": _ratio(med["vmscale"]["instance_seconds"], med["original"]["instance_seconds"]),
+        "slo_vmscale_over_fixed": _ratio(
+            med["vmscale"]["seconds_over_slo"], med["fixed"]["seconds_over_slo"]
+        ),
+        "slo_vmscale_over_original": _ratio(
+            med["vmscale"]["seconds_over_slo"], med["original"]["seconds_over_slo"]
+        ),
+        "cost_vmscale_over_original": _ratio(
+            med["vmscale"]["instance_seconds"], med["original"]["instance_seconds"]
+        ),
     }
     goals = {
-        "slo <= 1/5 of fixed": ratios["slo_vmscale_over_fixed"] is not None and ratios["slo_vmscale_over_fixed"] <= 0.2,
-        "slo <= 1/2 of original": med["vmscale"]["seconds_over_slo"] <= 0.5 * med["original"]["seconds_over_slo"],
+        "slo <= 1/5 of fixed": ratios["slo_vmscale_over_fixed"] is not None
+        and ratios["slo_vmscale_over_fixed"] <= 0.2,
+        "slo <= 1/2 of original": med["vmscale"]["seconds_over_slo"]
+        <= 0.5 * med["original"]["seconds_over_slo"],
         "cost <= 1.25x original": (ratios["cost_vmscale_over_original"] or 0) <= 1.25,
     }
-    table = Table(title=f"scenario: low {low_s}s, high {high_s}s at {args.overload}x, idle {idle_s}s; "
-                        f"SLO {args.slo_s}s; medians of {args.rounds} round(s)")
-    cols = ["p50_s", "p95_s", "p99_s", "seconds_over_slo", "failed", "instance_seconds", "peak_instances",
-            "reversals"]
+    table = Table(
+        title=f"scenario: low {low_s}s, high {high_s}s at {args.overload}x, idle {idle_s}s; "
+        f"SLO {args.slo_s}s; medians of {args.rounds} round(s)"
+    )
+    cols = [
+        "p50_s",
+        "p95_s",
+        "p99_s",
+        "seconds_over_slo",
+        "failed",
+        "instance_seconds",
+        "peak_instances",
+        "reversals",
+    ]
     table.add_column("variant")
     for c in cols:
         table.add_column(c, justify="right")
@@ -92,11 +126,24 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(v, *[_fmt(f[c]) for c in cols])
     console.print(table)
     console.print({**ratios, "goals": goals})
-    path = write_result("scenario", {
-        "params": {"rounds": args.rounds, "slo_s": args.slo_s, "overload": args.overload, "n": n,
-                   "capacity_rps": round(capacity, 3), "phases_s": [low_s, high_s, idle_s]},
-        "runs": runs, "medians": med, "ratios": ratios, "goals": goals,
-    }, args.out)
+    path = write_result(
+        "scenario",
+        {
+            "params": {
+                "rounds": args.rounds,
+                "slo_s": args.slo_s,
+                "overload": args.overload,
+                "n": n,
+                "capacity_rps": round(capacity, 3),
+                "phases_s": [low_s, high_s, idle_s],
+            },
+            "runs": runs,
+            "medians": med,
+            "ratios": ratios,
+            "goals": goals,
+        },
+        args.out,
+    )
     console.print(f"wrote {path}")
     return 0
 

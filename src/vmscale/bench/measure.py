@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -51,15 +52,25 @@ def instance_seconds(events: Sequence[dict[str, Any]], start: float, end: float)
 
 def scale_events(events: Sequence[dict[str, Any]]) -> tuple[int, int, int]:
     """(applied scale decisions, direction reversals, peak live count)."""
-    dirs = [e["data"]["direction"] for e in events
-            if e["type"] == "decision" and e["data"].get("applied") and e["data"].get("direction") in ("up", "down")]
-    reversals = sum(1 for a, b in zip(dirs, dirs[1:], strict=False) if a != b)
+    dirs = [
+        e["data"]["direction"]
+        for e in events
+        if e["type"] == "decision"
+        and e["data"].get("applied")
+        and e["data"].get("direction") in ("up", "down")
+    ]
+    reversals = sum(1 for a, b in itertools.pairwise(dirs) if a != b)
     peak = max((e["data"]["actual"] for e in events if e["type"] == "tick"), default=0)
     return len(dirs), reversals, peak
 
 
-def figures(records: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]], start: float, end: float,
-            slo_s: float) -> dict[str, Any]:
+def figures(
+    records: Sequence[dict[str, Any]],
+    events: Sequence[dict[str, Any]],
+    start: float,
+    end: float,
+    slo_s: float,
+) -> dict[str, Any]:
     ok = [float(r["latency_s"]) for r in records if r.get("status") == 200 and r.get("latency_s") is not None]
     n_scale, reversals, peak = scale_events(events)
     return {

@@ -44,18 +44,32 @@ def free_block(count: int, start: int = 23000) -> int:
     raise RuntimeError("no free block of loopback ports")
 
 
-def group_config(state_dir: Path, *, policies: list[dict[str, Any]], min_count: int, max_count: int,
-                 interval_s: float = 1.0) -> VmscaleConfig:
-    return parse_config({
-        "group": {"name": "bench", "min": min_count, "max": max_count, "initial": min_count,
-                  "interval_s": interval_s},
-        "provider": {"kind": "process", "process": {"base_port": free_block(max_count + 1)}},
-        "policies": policies,
-        "health": {"timeout_s": 1.0, "boot_timeout_s": 30},
-        "drain": {"timeout_s": 10, "grace_s": 0.3},
-        "api": {"bind": f"127.0.0.1:{free_port()}"},
-        "state": {"dir": str(state_dir)},
-    }, "bench")
+def group_config(
+    state_dir: Path,
+    *,
+    policies: list[dict[str, Any]],
+    min_count: int,
+    max_count: int,
+    interval_s: float = 1.0,
+) -> VmscaleConfig:
+    return parse_config(
+        {
+            "group": {
+                "name": "bench",
+                "min": min_count,
+                "max": max_count,
+                "initial": min_count,
+                "interval_s": interval_s,
+            },
+            "provider": {"kind": "process", "process": {"base_port": free_block(max_count + 1)}},
+            "policies": policies,
+            "health": {"timeout_s": 1.0, "boot_timeout_s": 30},
+            "drain": {"timeout_s": 10, "grace_s": 0.3},
+            "api": {"bind": f"127.0.0.1:{free_port()}"},
+            "state": {"dir": str(state_dir)},
+        },
+        "bench",
+    )
 
 
 @dataclass
@@ -83,6 +97,7 @@ def calibrate(state_dir: Path, request_s: float = 0.2) -> tuple[int, float]:
         _wait_ready(svc, 1)
         url = svc.controller.endpoints()[0]["url"]
         with httpx.Client(timeout=30, trust_env=False) as client:
+
             def once(n: int) -> float:
                 t0 = time.perf_counter()
                 client.get(f"{url}/fib/{n}").raise_for_status()
@@ -107,8 +122,14 @@ def run(cfg: VmscaleConfig, phases: list[Phase], out: Path) -> RunResult:
         _wait_ready(svc, cfg.group.initial_count)
         assert svc.api_url is not None
         t0 = time.time()
-        asyncio.run(run_phases(phases, EventStreamEndpoints(svc.api_url), out / "client.jsonl",
-                               options=LoadOptions(pick="p2c", timeout_s=120)))
+        asyncio.run(
+            run_phases(
+                phases,
+                EventStreamEndpoints(svc.api_url),
+                out / "client.jsonl",
+                options=LoadOptions(pick="p2c", timeout_s=120),
+            )
+        )
         t1 = time.time()
     finally:
         svc.stop()
