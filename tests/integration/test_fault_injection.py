@@ -188,6 +188,7 @@ def _consistent(r: Rig, desired: int) -> bool:
     )
 
 
+@pytest.mark.timeout(40 * TRIALS + 120)
 def test_kill_9_the_controller_during_scaling(rig: Rig) -> None:
     rng = random.Random(20261125)
     rig.start()
