@@ -28,6 +28,9 @@ class DemoPlan:
     # inside the target band (target 70%, tolerance 10%), so the group settles at two.
     overload: float = 1.4
     target_cpu: float = 70.0
+    # Requests in progress per vCPU: about 1.5 at 70 % busy, growing without bound past 100 %.
+    target_inflight: float = 3.0
+    up_cooldown_s: float = 3.0
     request_s: float = 0.1  # the heavy request's cost on one idle worker, found by calibration
 
     @property
@@ -73,7 +76,20 @@ def demo_config(
                 "metric": "cpu",
                 "target": plan.target_cpu,
                 "down_stabilization_s": plan.scale_down_window_s,
-            }
+            },
+            # CPU reads low when the machine is so busy that a saturated backend cannot burn its
+            # quota; requests waiting in the backend still show the overload. The larger scale-up
+            # of the two wins; scale-in needs both to agree.
+            {
+                "kind": "target",
+                "name": "queue-target",
+                "metric": "inflight",
+                "target": plan.target_inflight,
+                "down_stabilization_s": plan.scale_down_window_s,
+                # A queue keeps growing until new capacity serves; give it time to, rather than
+                # adding an instance per interval while the first one boots.
+                "cooldown_up_s": plan.up_cooldown_s,
+            },
         ],
         "health": {"timeout_s": 1.0, "boot_timeout_s": 120 if provider == "libvirt" else 30},
         "drain": {"timeout_s": 10, "grace_s": 0.3},
