@@ -18,3 +18,12 @@ class ProcessProviderConfig(Section):
         "by its worker count; auto picks cgroup when the host allows it and says which",
     )
     python: str = Field("", description="interpreter for backends; empty = the one running vmscale")
+    cgroup_period_us: int = Field(
+        100_000,
+        ge=1_000,
+        le=1_000_000,
+        description="CFS period of the cgroup CPU quota; instances get vcpus * period of CPU per period",
+    )
+    stop_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="after SIGKILL, longest wait for an instance's process tree to vanish"
+    )

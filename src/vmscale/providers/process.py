@@ -1,0 +1,481 @@
+"""The ``process`` provider: each instance is a local ``vmscale backend`` on its own loopback port.
+
+Why it is built this way:
+
+* **Instances outlive the controller.** Each backend starts in its own session
+  (``start_new_session``), so Ctrl-C on the controller or its crash does not reach it and the
+  data path keeps serving; a restarted controller finds it again from its record.
+* **Records, not memory.** ``launch`` writes ``<state_dir>/process/<name>.json`` (pid, the pid's
+  create time, port, group, vCPUs, cgroup) atomically before returning. ``list`` is answered from
+  those records, each checked against the live process table: the create time guards against a
+  pid reused by an unrelated program, which is never adopted or signalled.
+* **An instance is a process tree** (uvicorn plus a pool of fib workers) led by the backend,
+  which is also its process-group leader; signals go to the whole group and CPU is summed over
+  the tree.
+* **CPU limit.** With a cgroup CPU controller (v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``) each
+  instance gets a quota of ``vcpus`` CPUs, so its utilisation means what it means on a VM. The
+  backend forks its worker pool at start-up, so it must be inside the cgroup *before* it runs:
+  it is spawned through a two-line ``sh`` shim that waits on a pipe; the provider writes the
+  shim's pid into ``cgroup.procs`` and only then tells it to ``exec`` the backend (same pid).
+  Errors moving the process thus surface here, as Python exceptions, not in a child.
+  Without a usable cgroup the instance is held only by its worker count (said once in the log).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from vmscale.config.process import ProcessProviderConfig
+from vmscale.errors import InstanceNotFoundError, PermanentProviderError, TemporaryProviderError
+from vmscale.providers import proctree
+from vmscale.providers.base import InstanceSpec, ProviderInstance, ProviderStatus, WarmKind
+from vmscale.providers.cgroups import (
+    DEFAULT_MOUNTS,
+    CgroupCpu,
+    CgroupError,
+    detect_cgroup_cpu,
+    pids_in,
+    remove_cgroup,
+)
+
+# Waits for "go" on stdin (sent once the provider has put this pid in the cgroup), then becomes
+# the backend. If the provider dies first, the pipe closes, ``read`` fails and nothing starts.
+_SHIM = 'read -r go && [ "$go" = go ] && exec "$@" </dev/null'
+_SHIM_RELEASE_TIMEOUT_S = 5.0
+_POLL_S = 0.05
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_SIGNAL_SETTLE_S = 2.0
+
+
+class ProcessProvider:
+    """Runs instances as local backend processes; see the module docstring for the design."""
+
+    kind = "process"
+
+    def __init__(
+        self,
+        config: ProcessProviderConfig,
+        state_dir: Path,
+        *,
+        fib_max_n: int = 35,
+        log: logging.Logger | None = None,
+        mounts_file: Path = DEFAULT_MOUNTS,
+    ) -> None:
+        self.config = config
+        self.dir = Path(state_dir) / "process"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.fib_max_n = fib_max_n
+        self.log = log or logging.getLogger("vmscale.providers.process")
+        self.python = config.python or sys.executable
+        self._lock = threading.Lock()
+        self._name_locks: dict[str, threading.Lock] = {}
+        self._children: dict[str, subprocess.Popen[bytes]] = {}  # ours to reap
+        self._procs: dict[str, tuple[psutil.Process, int]] = {}  # name -> (leader, vcpus)
+        self._baseline: dict[str, tuple[int, float, float]] = {}  # name -> (pid, wall, cpu seconds)
+        self.cgroup: CgroupCpu | None = None
+        self._cgroup_note = ""
+        if config.cpu_limit != "workers":
+            self.cgroup, self._cgroup_note = detect_cgroup_cpu(mounts_file, config.cgroup_period_us)
+            if self.cgroup is None and config.cpu_limit == "cgroup":
+                raise PermanentProviderError(
+                    f"provider.process.cpu_limit = 'cgroup' but {self._cgroup_note}; "
+                    "use cpu_limit = 'auto' or 'workers', or run where a cgroup cpu controller is writable"
+                )
+        self.log.info("%s", self.describe_cpu_limit())
+
+    # ----------------------------------------------------------------- helpers
+    def describe_cpu_limit(self, vcpus: int = 1) -> str:
+        """One sentence for the log and the demo: how instances are held to their vCPUs."""
+        if self.cgroup is not None:
+            return f"CPU limit: {self.cgroup.mechanism} ({vcpus:g} CPU per instance)"
+        if self.config.cpu_limit == "workers":
+            return "CPU limit: worker count only (cpu_limit = 'workers'); one fib worker per vCPU"
+        return (
+            f"no cgroup CPU controller available ({self._cgroup_note}); "
+            "each instance limited by its worker count only"
+        )
+
+    def _name_lock(self, name: str) -> threading.Lock:
+        with self._lock:
+            return self._name_locks.setdefault(name, threading.Lock())
+
+    @contextlib.contextmanager
+    def _named(self, name: str) -> Iterator[None]:
+        with self._name_lock(name):
+            yield
+
+    def _record_path(self, name: str) -> Path:
+        return self.dir / f"{name}.json"
+
+    def log_path(self, name: str) -> Path:
+        return self.dir / f"{name}.log"
+
+    def _read_record(self, name: str) -> dict[str, Any] | None:
+        try:
+            return proctree.read_record(self._record_path(name))
+        except proctree.BadRecordError as exc:
+            self.log.warning("ignoring unusable instance record %s", exc)
+            return None
+
+    def _write_record(self, name: str, rec: dict[str, Any]) -> None:
+        proctree.write_record(self._record_path(name), rec)
+
+    def _reap(self, name: str) -> None:
+        child = self._children.get(name)
+        if child is not None and child.poll() is not None:
+            self._children.pop(name, None)
+
+    def _live_record(
+        self, name: str, *, keep_zombie: bool = False
+    ) -> tuple[dict[str, Any], psutil.Process] | None:
+        """The instance's record and leader if it still runs; a stale record is cleaned up.
+
+        Our own children are reaped first, so a crashed one simply disappears. A leader we did
+        not start (adopted after a controller restart) may linger as a zombie if nothing reaps
+        it; with ``keep_zombie`` it is returned (``list`` reports it STOPPED until terminated).
+        """
+        self._reap(name)
+        rec = self._read_record(name)
+        if rec is None:
+            return None
+        proc = proctree.leader_of(rec)
+        if proc is not None and (proctree.alive(proc) or (keep_zombie and proc.is_running())):
+            return rec, proc
+        self._cleanup(name, rec)
+        return None
+
+    def _cleanup(self, name: str, rec: dict[str, Any]) -> None:
+        """Forget a dead instance: kill leftovers of its tree, remove its cgroup and record."""
+        pid = int(rec["pid"])
+        if not psutil.pid_exists(pid) or proctree.leader_of(rec) is not None:
+            # Either our leader (dead or a zombie) or nobody: the kernel never hands out a pid
+            # still used as a process-group id, so members of group ``pid`` are this instance's
+            # orphaned workers, never a stranger's. A reused pid (other create time) is left alone.
+            proctree.signal_group(pid, signal.SIGKILL)
+        cgroup = rec.get("cgroup") or ""
+        if cgroup:
+            for member in pids_in(Path(cgroup)):  # only this instance's processes can be in it
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(member, signal.SIGKILL)
+            try:
+                remove_cgroup(Path(cgroup), timeout_s=self.config.stop_timeout_s)
+            except CgroupError as exc:
+                self.log.warning("instance %s: %s", name, exc)
+        with contextlib.suppress(FileNotFoundError):
+            self._record_path(name).unlink()
+        with self._lock:
+            self._procs.pop(name, None)
+            self._baseline.pop(name, None)
+
+    def _instance(self, rec: dict[str, Any], status: ProviderStatus) -> ProviderInstance:
+        details = {"pid": str(rec["pid"]), "port": str(rec["port"]), "log": str(rec.get("log", ""))}
+        if rec.get("cgroup"):
+            details["cgroup"] = str(rec["cgroup"])
+        return ProviderInstance(
+            name=str(rec["name"]),
+            group=str(rec["group"]),
+            status=status,
+            endpoint=f"http://{rec.get('host', self.config.host)}:{rec['port']}",
+            vcpus=int(rec.get("vcpus", 1)),
+            created_at=float(rec["create_time"]),
+            details=details,
+        )
+
+    # ------------------------------------------------------------------ launch
+    def launch(self, spec: InstanceSpec) -> ProviderInstance:
+        """Spawn the backend (or return the live one already recorded under this name)."""
+        if not _SAFE_NAME.match(spec.name):
+            raise PermanentProviderError(
+                f"cannot launch {spec.name!r}: instance names must be letters, digits, '-', '_' or '.' "
+                "(they become file and cgroup names)",
+                instance=spec.name,
+            )
+        with self._named(spec.name):
+            live = self._live_record(spec.name)
+            if live is not None:
+                return self._instance(live[0], proctree.status_of(live[1]))
+            port = spec.port or self.config.base_port + spec.index
+            self._check_port(spec.name, port)
+            cgroup = self._make_cgroup(spec)
+            try:
+                return self._spawn(spec, port, cgroup)
+            except BaseException:
+                if cgroup is not None:
+                    with contextlib.suppress(CgroupError):
+                        remove_cgroup(cgroup, timeout_s=1.0)
+                raise
+
+    def _check_port(self, name: str, port: int) -> None:
+        for other in self.dir.glob("*.json"):
+            rec = self._read_record(other.stem)
+            if other.stem == name or rec is None or int(rec["port"]) != port:
+                continue
+            if proctree.leader_of(rec) is not None:
+                raise PermanentProviderError(
+                    f"cannot launch {name}: port {port} is already used by instance {other.stem} "
+                    f"(pid {rec['pid']}); give each instance its own port",
+                    instance=name,
+                )
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((self.config.host, port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise PermanentProviderError(
+                        f"cannot launch {name}: cannot bind {self.config.host}:{port}: {exc.strerror}",
+                        instance=name,
+                    ) from exc
+                raise PermanentProviderError(
+                    f"cannot launch {name}: port {port} on {self.config.host} is already in use by another "
+                    f"program{proctree.port_holder(port)}; stop it or change provider.process.base_port",
+                    instance=name,
+                ) from exc
+
+    def _make_cgroup(self, spec: InstanceSpec) -> Path | None:
+        if self.cgroup is None:
+            return None
+        try:
+            return self.cgroup.create(spec.group, spec.name, spec.vcpus)
+        except CgroupError as exc:
+            self._cgroup_failed(spec.name, exc)
+            return None
+
+    def _cgroup_failed(self, name: str, exc: CgroupError) -> None:
+        if self.config.cpu_limit == "cgroup":
+            raise PermanentProviderError(
+                f"cannot launch {name}: {exc} (cpu_limit = 'cgroup')", instance=name
+            ) from exc
+        self.log.warning("%s; falling back to worker-count CPU limits for all instances", exc)
+        self.cgroup, self._cgroup_note = None, str(exc)
+        return None
+
+    def _command(self, spec: InstanceSpec, port: int) -> list[str]:
+        # workload_args may override the defaults: "fib_max_n", and "workers" (one per vCPU unless
+        # told otherwise, e.g. to show that the cgroup quota, not the worker count, is the limit).
+        fib_max_n = spec.workload_args.get("fib_max_n", str(self.fib_max_n))
+        workers = spec.workload_args.get("workers", str(spec.vcpus))
+        return [
+            self.python, "-m", "vmscale", "backend", "--host", self.config.host, "--port", str(port),
+            "--name", spec.name, "--workers", str(workers), "--fib-max-n", str(fib_max_n),
+        ]  # fmt: skip
+
+    def _spawn(self, spec: InstanceSpec, port: int, cgroup: Path | None) -> ProviderInstance:
+        command = self._command(spec, port)
+        argv = ["/bin/sh", "-c", _SHIM, "vmscale-cgroup-shim", *command] if cgroup else command
+        log_path = self.log_path(spec.name)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        try:
+            with open(log_path, "ab") as log_file:
+                log_file.write(f"--- vmscale: launching {spec.name} at {time.ctime()}\n".encode())
+                log_file.flush()
+                child = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.PIPE if cgroup else subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                    env=env,
+                )
+        except OSError as exc:
+            raise PermanentProviderError(
+                f"cannot launch {spec.name}: cannot start {command[0]!r}: {exc.strerror or exc}",
+                instance=spec.name,
+            ) from exc
+        try:
+            create_time = psutil.Process(child.pid).create_time()
+        except psutil.Error as exc:
+            child.kill()
+            child.wait(timeout=5)
+            message = f"{spec.name} exited at once; see {log_path}"
+            raise TemporaryProviderError(message, instance=spec.name) from exc
+        rec = {
+            "name": spec.name, "group": spec.group, "pid": child.pid, "create_time": create_time,
+            "port": port, "host": self.config.host, "vcpus": spec.vcpus,
+            "cgroup": str(cgroup) if cgroup else "", "log": str(log_path), "command": command,
+        }  # fmt: skip
+        self._write_record(spec.name, rec)
+        self._children[spec.name] = child
+        if cgroup is not None:
+            self._release_shim(spec.name, child, cgroup, rec)
+        self.log.info("launched %s: pid %d on port %d (log %s)", spec.name, child.pid, port, log_path)
+        return self._instance(rec, ProviderStatus.RUNNING)
+
+    def _release_shim(
+        self, name: str, child: subprocess.Popen[bytes], cgroup: Path, rec: dict[str, Any]
+    ) -> None:
+        """Move the waiting shim into the cgroup, then let it exec the backend."""
+        assert self.cgroup is not None and child.stdin is not None
+        try:
+            self.cgroup.add_pid(cgroup, child.pid)
+        except CgroupError as exc:
+            if self.config.cpu_limit == "cgroup":
+                child.kill()
+                child.wait(timeout=_SHIM_RELEASE_TIMEOUT_S)
+                self._cleanup(name, rec)
+                raise PermanentProviderError(f"cannot launch {name}: {exc}", instance=name) from exc
+            self._cgroup_failed(name, exc)
+            with contextlib.suppress(CgroupError):
+                remove_cgroup(cgroup, timeout_s=1.0)
+            rec["cgroup"] = ""
+            self._write_record(name, rec)
+        try:
+            child.stdin.write(b"go\n")
+            child.stdin.close()
+        except OSError as exc:
+            raise TemporaryProviderError(
+                f"{name} exited before it started; see {rec['log']}", instance=name
+            ) from exc
+
+    # ------------------------------------------------------------- terminate
+    def terminate(self, name: str, *, graceful_timeout_s: float = 10.0) -> None:
+        """SIGTERM the group, SIGKILL what is left after the timeout; then cgroup and record go."""
+        with self._named(name):
+            self._reap(name)
+            rec = self._read_record(name)
+            if rec is None:
+                return
+            leader = proctree.leader_of(rec)
+            if leader is not None and proctree.alive(leader):
+                self._stop_tree(name, leader, graceful_timeout_s)
+            self._cleanup(name, rec)
+            self._children.pop(name, None)
+            self.log.info("terminated %s (log kept at %s)", name, rec.get("log", ""))
+
+    def _stop_tree(self, name: str, leader: psutil.Process, graceful_timeout_s: float) -> None:
+        tree = proctree.tree(leader)
+        pgid = leader.pid
+        proctree.signal_group(pgid, signal.SIGTERM)
+        proctree.signal_group(pgid, signal.SIGCONT)  # a paused instance must wake up to see SIGTERM
+        if self._wait_gone(name, tree, graceful_timeout_s):
+            return
+        self.log.warning("%s did not stop within %.1f s; killing it", name, graceful_timeout_s)
+        proctree.signal_group(pgid, signal.SIGKILL)
+        for proc in tree:  # a worker that left the group still belongs to the instance
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        if not self._wait_gone(name, tree, self.config.stop_timeout_s):
+            survivors = [p.pid for p in tree if proctree.alive(p)]
+            raise TemporaryProviderError(f"{name}: processes {survivors} survive SIGKILL", instance=name)
+
+    def _wait_gone(self, name: str, tree: list[psutil.Process], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._reap(name)
+            if not any(proctree.alive(p) for p in tree):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_S)
+
+    # ------------------------------------------------------------ observing
+    def list(self, group: str) -> list[ProviderInstance]:
+        """Instances of ``group`` whose recorded process is still the same live process."""
+        found = []
+        for path in sorted(self.dir.glob("*.json")):
+            rec = self._read_record(path.stem)
+            if rec is None or rec.get("group") != group:
+                continue
+            lock = self._name_lock(path.stem)
+            if lock.acquire(blocking=False):
+                try:
+                    live = self._live_record(path.stem, keep_zombie=True)
+                finally:
+                    lock.release()
+                if live is not None:
+                    found.append(self._instance(live[0], proctree.status_of(live[1])))
+            else:  # being launched or terminated right now: report it as it is, touch nothing
+                leader = proctree.leader_of(rec)
+                if leader is not None and proctree.alive(leader):
+                    found.append(self._instance(rec, proctree.status_of(leader)))
+        return found
+
+    def sample(self, names: Sequence[str]) -> dict[str, float]:
+        """CPU of each instance's whole process tree, in percent of its vCPUs, since the last call."""
+        out: dict[str, float] = {}
+        for name in names:
+            entry = self._cached_process(name)
+            if entry is None:
+                continue
+            proc, vcpus = entry
+            cpu = proctree.tree_cpu_seconds(proc)
+            now = time.monotonic()
+            with self._lock:
+                previous = self._baseline.get(name)
+                self._baseline[name] = (proc.pid, now, cpu)
+            if previous is None or previous[0] != proc.pid or now <= previous[1]:
+                continue
+            percent = (cpu - previous[2]) / (now - previous[1]) / max(1, vcpus) * 100.0
+            out[name] = min(100.0, max(0.0, percent))
+        return out
+
+    def _cached_process(self, name: str) -> tuple[psutil.Process, int] | None:
+        with self._lock:
+            entry = self._procs.get(name)
+        if entry is not None and proctree.alive(entry[0]):  # is_running() also checks the create time
+            return entry
+        rec = self._read_record(name)
+        proc = proctree.leader_of(rec) if rec is not None else None
+        if rec is None or proc is None or not proctree.alive(proc):
+            with self._lock:
+                self._procs.pop(name, None)
+                self._baseline.pop(name, None)
+            return None
+        entry = (proc, int(rec.get("vcpus", 1)))
+        with self._lock:
+            self._procs[name] = entry
+        return entry
+
+    # --------------------------------------------------------- warm pool
+    def _signal_instance(self, name: str, sig: int) -> None:
+        with self._named(name):
+            live = self._live_record(name)
+            if live is None:
+                raise InstanceNotFoundError(f"no running instance named {name}", instance=name)
+            proctree.signal_group(live[1].pid, sig)
+            # Signals are delivered asynchronously: wait (bounded) until the leader shows the
+            # new state, so a ``list`` right after ``pause`` already reports PAUSED.
+            want_paused = sig == signal.SIGSTOP
+            deadline = time.monotonic() + _SIGNAL_SETTLE_S
+            while (proctree.status_of(live[1]) == ProviderStatus.PAUSED) != want_paused:
+                if time.monotonic() >= deadline:
+                    self.log.warning(
+                        "%s: still not %s after %.0f s",
+                        name,
+                        "paused" if want_paused else "resumed",
+                        _SIGNAL_SETTLE_S,
+                    )
+                    break
+                time.sleep(0.01)
+
+    def pause(self, name: str, kind: WarmKind = "paused") -> None:
+        """SIGSTOP the whole tree: it keeps its memory and port but uses no CPU."""
+        if kind != "paused":
+            raise PermanentProviderError(
+                f"cannot park {name} as {kind!r}: processes can only be paused (SIGSTOP); "
+                "'saved' needs the libvirt provider",
+                instance=name,
+            )
+        self._signal_instance(name, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self._signal_instance(name, signal.SIGCONT)
+
+    def close(self) -> None:
+        """Nothing to release: instances keep running on purpose (they outlive the controller)."""
