@@ -91,6 +91,15 @@ def create_app(
     app = FastAPI(title=f"vmscale fib backend ({name})", docs_url=None, redoc_url=None)
     inflight = 0
 
+    @app.middleware("http")
+    async def _reject_control_characters(request: Request, call_next: Callable[..., Any]) -> Any:
+        # Starlette's route patterns end in `$`, which also matches before a trailing newline:
+        # without this, GET /%0A would be routed to "/" and answered 200. (scope["path"], because
+        # request.url drops newlines and tabs, as urllib.parse does.)
+        if any(ord(c) < 32 or ord(c) == 127 for c in request.scope["path"]):
+            return _error(400, "invalid path", {"reason": "control characters are not allowed in the path"})
+        return await call_next(request)
+
     @app.exception_handler(ApiError)
     async def _input_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.error, exc.detail)
