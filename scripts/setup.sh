@@ -12,7 +12,7 @@ FULL=0
 SYSTEM_PACKAGES=(
   python3-venv python3-dev gcc make
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
-  debootstrap linux-image-cloud-amd64 xorriso
+  debootstrap linux-image-cloud-amd64 xorriso cpio e2fsprogs
   haproxy wrk prometheus chromium chromium-driver
   libxml2-utils iproute2 procps curl
 )
