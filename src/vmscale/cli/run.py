@@ -151,6 +151,12 @@ def demo(
     lb: Annotated[str, typer.Option(help="none (clients follow the event stream) or haproxy")] = "none",
     api_port: Annotated[int, typer.Option(help="control API and dashboard port on 127.0.0.1")] = 8900,
     keep: Annotated[bool, typer.Option(help="leave the instances running at the end")] = False,
+    lb_bind: Annotated[
+        str, typer.Option(help="with --lb haproxy: the front address clients use (HOST:PORT)")
+    ] = "127.0.0.1:8080",
+    lb_stats_bind: Annotated[
+        str, typer.Option(help="with --lb haproxy: HAProxy's stats page and /metrics (HOST:PORT)")
+    ] = "127.0.0.1:8404",
 ) -> None:
     """Show autoscaling end to end: one backend is overloaded, a second starts, response times
     fall, and the group scales back in when the load ends.
@@ -167,6 +173,8 @@ def demo(
 
         vmscale demo --lb haproxy            # clients use one front address
 
+        vmscale demo --lb haproxy --lb-bind 127.0.0.1:9080 --lb-stats-bind 127.0.0.1:9404
+
         vmscale demo --provider libvirt      # real VMs (run `vmscale image build` first)
     """
     if provider not in ("process", "libvirt") or lb not in ("none", "haproxy"):
@@ -179,7 +187,15 @@ def demo(
     console = Console()
     try:
         summary = run_demo(
-            out, quick=quick, provider=provider, lb=lb, api_port=api_port, keep=keep, console=console
+            out,
+            quick=quick,
+            provider=provider,
+            lb=lb,
+            api_port=api_port,
+            keep=keep,
+            console=console,
+            lb_bind=lb_bind,
+            lb_stats_bind=lb_stats_bind,
         )
     except VmscaleError as exc:
         err.print(f"[red]demo failed:[/] {exc}")

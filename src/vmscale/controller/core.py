@@ -509,7 +509,6 @@ class Controller:
         return i
 
     def _start_drain(self, m: Managed, now: float) -> None:
-        m.drain_started = now
         self._set_state(
             m, S.DRAINING, now, f"scale-in: least busy ready instance (cpu {m.latest_cpu() or 0:.0f}%)"
         )
@@ -518,6 +517,9 @@ class Controller:
                 self.lb.drain(m.name)
             except LoadBalancerError as exc:
                 self._error("lb.drain", str(exc), m.name)
+        # The grace counts from now, when the balancer was told, not from the tick's start: health
+        # probes and sampling earlier in the tick may already have used it up.
+        m.drain_started = self.clock.now()
 
     def _terminate(self, m: Managed, now: float, reason: str) -> None:
         if m.busy:
@@ -545,7 +547,11 @@ class Controller:
             except LoadBalancerError as exc:
                 self._error("lb.stats", str(exc))
         for m in [m for m in self.table.values() if m.state is S.DRAINING and not m.busy]:
-            started = m.drain_started if m.drain_started is not None else now
+            if m.drain_started is None:
+                # Adopted mid-drain after a restart: the wait (and its timeout) starts again now.
+                # Falling back to ``now`` on every tick instead would keep it in the grace forever.
+                m.drain_started = now
+            started = m.drain_started
             if now - started < self.cfg.drain.grace_s:
                 continue
             st = stats.get(m.name)
@@ -611,7 +617,6 @@ class Controller:
         cutoff = now - self.cfg.group.history_s
         while self._history and self._history[0]["t"] < cutoff:
             self._history.pop(0)
-
 
     def _publish_endpoints(self) -> None:
         eps = [

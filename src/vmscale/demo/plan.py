@@ -64,6 +64,7 @@ def demo_config(
     api_bind: str,
     base_port: int = 18100,
     lb_bind: str = "127.0.0.1:8080",
+    lb_stats_bind: str = "127.0.0.1:8404",
 ) -> VmscaleConfig:
     data: dict[str, Any] = {
         "group": {"name": "demo", "min": 1, "max": 3, "initial": 1, "interval_s": plan.interval_s},
@@ -93,7 +94,7 @@ def demo_config(
         ],
         "health": {"timeout_s": 1.0, "boot_timeout_s": 120 if provider == "libvirt" else 30},
         "drain": {"timeout_s": 10, "grace_s": 0.3},
-        "lb": {"kind": lb, "haproxy": {"bind": lb_bind}},
+        "lb": {"kind": lb, "haproxy": {"bind": lb_bind, "stats_bind": lb_stats_bind}},
         "api": {"bind": api_bind},
         "state": {"dir": str(state_dir)},
     }

@@ -92,14 +92,26 @@ def run_demo(
     api_port: int = 8900,
     keep: bool = False,
     console: Console | None = None,
+    lb_bind: str = "127.0.0.1:8080",
+    lb_stats_bind: str = "127.0.0.1:8404",
 ) -> dict[str, Any]:
+    """Run the demo into ``out``. ``lb_bind`` is HAProxy's front address (the only one clients use
+    with ``lb="haproxy"``) and ``lb_stats_bind`` its stats page; tests pass free ports."""
     console = console or Console()
     plan = QUICK if quick else FULL
     out.mkdir(parents=True, exist_ok=True)
     for name in ("client.jsonl", "autoscaler.jsonl", "summary.json", "report.html"):
         (out / name).unlink(missing_ok=True)
     state_dir = (out / "state").resolve()
-    cfg = demo_config(plan, state_dir, provider=provider, lb=lb, api_bind=f"127.0.0.1:{api_port}")
+    cfg = demo_config(
+        plan,
+        state_dir,
+        provider=provider,
+        lb=lb,
+        api_bind=f"127.0.0.1:{api_port}",
+        lb_bind=lb_bind,
+        lb_stats_bind=lb_stats_bind,
+    )
     _clean_previous(cfg, state_dir)
     if provider == "process":
         cfg = demo_config(
@@ -109,6 +121,8 @@ def run_demo(
             lb=lb,
             api_bind=f"127.0.0.1:{api_port}",
             base_port=_free_base_port(cfg.group.max + cfg.warm_pool.size),
+            lb_bind=lb_bind,
+            lb_stats_bind=lb_stats_bind,
         )
     svc = Service(cfg, log_path=out / "autoscaler.jsonl")
     display = DemoDisplay(svc.controller, plan.total_s)
