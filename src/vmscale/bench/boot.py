@@ -35,6 +35,24 @@ def process_config(state_dir: Path, warm: str | None) -> VmscaleConfig:
     )
 
 
+def libvirt_config(state_dir: Path, warm: str | None, image_dir: str = "") -> VmscaleConfig:
+    return parse_config(
+        {
+            "group": {"name": "bootlv", "min": 1, "max": 2, "initial": 1, "interval_s": 1.0},
+            "provider": {
+                "kind": "libvirt",
+                "libvirt": {"base_port": runner.free_block(4), "image_dir": image_dir},
+            },
+            "warm_pool": {"size": 1 if warm else 0, "kind": warm or "paused"},
+            "health": {"boot_timeout_s": 120},
+            "drain": {"timeout_s": 5, "grace_s": 0},
+            "api": {"bind": f"127.0.0.1:{runner.free_port()}"},
+            "state": {"dir": str(state_dir)},
+        },
+        "bench-boot",
+    )
+
+
 def _wait(cond: Any, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not cond():
