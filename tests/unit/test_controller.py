@@ -268,3 +268,23 @@ def test_an_outage_at_any_provider_step_is_reported_backed_off_and_survived(tmp_
     live = sorted(s for s in r.states().values() if s != "warm")
     assert live == ["ready", "ready"], r.states()
     assert set(r.provider.instances) == set(r.states()), "the table and the provider agree again"
+
+
+def test_a_drain_interrupted_by_a_restart_is_finished(tmp_path: Path) -> None:
+    r = Rig(tmp_path, drain={"timeout_s": 10, "grace_s": 0.5})
+    r.ctl.recover()
+    r.ctl.set_desired(2, "test")
+    r.tick(3)
+    r.health.inflight["http://127.0.0.1:20002"] = 1
+    r.provider.cpu.update({"web-1": 60.0, "web-2": 40.0})
+    r.ctl.set_paused(True, "test")
+    r.ctl.set_desired(1, "test")
+    r.tick(1)
+    assert r.states()["web-2"] == "draining"
+    r.ctl = r.new_controller()  # the controller dies mid-drain
+    r.ctl.recover()
+    assert r.states()["web-2"] == "draining"
+    r.health.inflight["http://127.0.0.1:20002"] = 0
+    r.tick(3)
+    assert r.states() == {"web-1": "ready"}
+    assert "drained" in r.store.transitions("web-2")[-2][3]
