@@ -125,3 +125,31 @@ def test_sigterm_stops_the_server_and_its_pool() -> None:
         assert proc.wait(timeout=20) == 0
         _gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"pool workers left behind: {alive}"
+
+
+def test_healthz_stays_responsive_while_every_worker_is_saturated() -> None:
+    """An overloaded instance must look slow, not dead: the fib workers run at a lower priority
+    than the server, so health probes answer quickly even with a deep queue."""
+    import concurrent.futures
+    import statistics
+
+    import psutil
+
+    with running_backend("busy", workers=1) as (url, proc):
+        workers = [c for c in psutil.Process(proc.pid).children(recursive=True)]
+        assert workers and all(w.nice() > psutil.Process(proc.pid).nice() for w in workers)
+        with httpx.Client(timeout=60) as client, concurrent.futures.ThreadPoolExecutor(4) as pool:
+            t0 = time.perf_counter()
+            client.get(f"{url}/fib/30").raise_for_status()
+            one_request = time.perf_counter() - t0
+            heavy = [pool.submit(client.get, f"{url}/fib/30") for _ in range(4)]  # a queue of 4
+            time.sleep(one_request / 2)
+            probes = []
+            for _ in range(5):
+                t = time.perf_counter()
+                assert client.get(f"{url}/healthz").json()["inflight"] >= 1
+                probes.append(time.perf_counter() - t)
+            for f in heavy:
+                f.result().raise_for_status()
+    # Same run, relative figures: a probe costs a small fraction of one heavy request.
+    assert statistics.median(probes) < one_request / 3, (probes, one_request)

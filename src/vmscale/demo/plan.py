@@ -67,7 +67,13 @@ def demo_config(
     lb_stats_bind: str = "127.0.0.1:8404",
 ) -> VmscaleConfig:
     data: dict[str, Any] = {
-        "group": {"name": "demo", "min": 1, "max": 3, "initial": 1, "interval_s": plan.interval_s},
+        "group": {
+            "name": "demo",
+            "min": 1,
+            "max": 3,
+            "initial": 1,
+            "interval_s": plan.interval_s if provider == "process" else max(plan.interval_s, 1.0),
+        },
         "provider": {"kind": provider, "process": {"base_port": base_port}},
         "template": {"vcpus": 1, "memory_mb": 512},
         "policies": [
@@ -89,10 +95,16 @@ def demo_config(
                 "down_stabilization_s": plan.scale_down_window_s,
                 # A queue keeps growing until new capacity serves; give it time to, rather than
                 # adding an instance per interval while the first one boots.
-                "cooldown_up_s": plan.up_cooldown_s,
+                # (A VM takes seconds to boot under TCG: wait about that long.)
+                "cooldown_up_s": plan.up_cooldown_s if provider == "process" else 12.0,
             },
         ],
-        "health": {"timeout_s": 1.0, "boot_timeout_s": 120 if provider == "libvirt" else 30},
+        # A TCG guest is ~14x slower than the host: give its probes more time before calling it dead.
+        "health": (
+            {"timeout_s": 1.0, "boot_timeout_s": 30}
+            if provider == "process"
+            else {"timeout_s": 3.0, "unhealthy_threshold": 5, "boot_timeout_s": 120}
+        ),
         "drain": {"timeout_s": 10, "grace_s": 0.3},
         "lb": {"kind": lb, "haproxy": {"bind": lb_bind, "stats_bind": lb_stats_bind}},
         "api": {"bind": api_bind},

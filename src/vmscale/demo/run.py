@@ -39,6 +39,15 @@ def _clean_previous(cfg: Any, state_dir: Path) -> None:
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
+def _ensure_image(console: Console) -> None:
+    """The libvirt demo boots VMs from the guest image: build it first if needed (cached after)."""
+    from vmscale.providers.libvirt.image import DEFAULT_IMAGE_DIR, build_image
+
+    with console.status("checking the guest image (built once, a few minutes, then cached) ..."):
+        manifest, built = build_image(DEFAULT_IMAGE_DIR)
+    console.print(f"guest image {manifest.hash} {'built' if built else 'reused'} in {DEFAULT_IMAGE_DIR}")
+
+
 def _free_base_port(count: int, start: int = 18100) -> int:
     """A base port whose next ``count`` ports are free on loopback (another program may hold 18101)."""
     for base in range(start, 60000, 100):
@@ -112,6 +121,8 @@ def run_demo(
         lb_bind=lb_bind,
         lb_stats_bind=lb_stats_bind,
     )
+    if provider == "libvirt":
+        _ensure_image(console)
     _clean_previous(cfg, state_dir)
     if provider == "process":
         cfg = demo_config(

@@ -27,6 +27,7 @@ import concurrent.futures
 import contextlib
 import ctypes
 import logging
+import os
 import re
 import signal
 import sys
@@ -153,9 +154,19 @@ def create_app(
     return app
 
 
+WORKER_NICE = 10
+
+
 def _worker_init() -> None:
-    """Pool workers ignore Ctrl-C (the parent shuts them down) and die with the parent (no orphans)."""
+    """Pool workers ignore Ctrl-C (the parent shuts them down) and die with the parent (no orphans).
+
+    They also run at a lower priority than the server process, so that ``/healthz`` answers
+    promptly however saturated the workers are: an overloaded instance is slow, not dead, and
+    must not be replaced by the autoscaler for failing its health checks.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICE)
     with contextlib.suppress(OSError, AttributeError):
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
