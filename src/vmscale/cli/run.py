@@ -141,7 +141,9 @@ def down(
 
 
 def demo(
-    quick: Annotated[bool, typer.Option(help="a short scenario (under 45 s) for tests")] = False,
+    quick: Annotated[
+        bool, typer.Option(help="a short scenario: under 45 s with processes, about 90 s with VMs")
+    ] = False,
     out: Annotated[Path, typer.Option(help="output folder for logs, plots and report.html")] = Path(
         "out/demo"
     ),

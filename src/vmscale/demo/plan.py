@@ -53,6 +53,14 @@ class DemoPlan:
 
 FULL = DemoPlan(low_s=20, high_s=60, idle_s=40, interval_s=1.0, scale_down_window_s=15)
 QUICK = DemoPlan(low_s=5, high_s=17, idle_s=12, interval_s=0.5, scale_down_window_s=3)
+# A TCG guest needs ~10 s to boot and serves ~14x slower: even the quick VM run needs a longer high phase.
+VM_QUICK = DemoPlan(low_s=8, high_s=45, idle_s=30, interval_s=1.0, scale_down_window_s=5)
+
+
+def plan_for(provider: str, quick: bool) -> DemoPlan:
+    if provider == "libvirt":
+        return VM_QUICK if quick else FULL
+    return QUICK if quick else FULL
 
 
 def demo_config(
@@ -105,7 +113,11 @@ def demo_config(
             if provider == "process"
             else {"timeout_s": 3.0, "unhealthy_threshold": 5, "boot_timeout_s": 120}
         ),
-        "drain": {"timeout_s": 10, "grace_s": 0.3},
+        # Long enough for clients to hear of the removal before in-flight requests are counted.
+        "drain": {
+            "timeout_s": 10 if provider == "process" else 30,
+            "grace_s": 0.3 if provider == "process" else 2.0,
+        },
         "lb": {"kind": lb, "haproxy": {"bind": lb_bind, "stats_bind": lb_stats_bind}},
         "api": {"bind": api_bind},
         "state": {"dir": str(state_dir)},

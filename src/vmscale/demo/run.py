@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.live import Live
 
 from vmscale.demo.display import DemoDisplay
-from vmscale.demo.plan import FULL, QUICK, DemoPlan, demo_config
+from vmscale.demo.plan import DemoPlan, demo_config, plan_for
 from vmscale.errors import VmscaleError
 from vmscale.report import write_report
 from vmscale.service import Service, build_provider
@@ -107,7 +107,7 @@ def run_demo(
     """Run the demo into ``out``. ``lb_bind`` is HAProxy's front address (the only one clients use
     with ``lb="haproxy"``) and ``lb_stats_bind`` its stats page; tests pass free ports."""
     console = console or Console()
-    plan = QUICK if quick else FULL
+    plan = plan_for(provider, quick)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("client.jsonl", "autoscaler.jsonl", "summary.json", "report.html"):
         (out / name).unlink(missing_ok=True)
