@@ -78,7 +78,8 @@ def demo_config(
         "group": {
             "name": "demo",
             "min": 1,
-            "max": 3,
+            # Under TCG each guest vCPU needs a whole host core: on a small host a third VM adds no capacity.
+            "max": 3 if provider == "process" else 2,
             "initial": 1,
             "interval_s": plan.interval_s if provider == "process" else max(plan.interval_s, 1.0),
         },
