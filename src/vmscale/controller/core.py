@@ -84,6 +84,8 @@ class Controller:
         self.next_launch_at = 0.0
         self.provider_failures = 0
         self.next_observe_at = 0.0
+        self.sample_failures = 0
+        self.next_sample_at = 0.0
         self._endpoints: list[dict[str, str]] = []
         self._group_latency: float | None = None
         self._group_rps: float | None = None
@@ -331,11 +333,20 @@ class Controller:
     def _sample(self, now: float) -> None:
         names = [m.name for m in self.table.values() if m.state in (S.BOOTING, S.READY, S.DRAINING)]
         cpu: dict[str, float] = {}
-        if names:
+        if names and now >= self.next_sample_at:
             try:
                 cpu = self.provider.sample(names)
+                self.sample_failures = 0
             except ProviderError as exc:
-                self._provider_error("sample", exc, None)
+                # Back off like listing does: a provider that is down (libvirtd stopped) must not
+                # get a failing call, and the log an error, every interval for as long as it lasts.
+                self.sample_failures += 1
+                delay = min(
+                    self.cfg.launch.backoff_max_s,
+                    self.cfg.launch.backoff_initial_s * 2**self.sample_failures,
+                )
+                self.next_sample_at = now + delay
+                self._provider_error("sample", exc, None, retry_in_s=delay)
         stats = {}
         if self.lb is not None:
             try:

@@ -155,6 +155,7 @@ def create_app(
 
 
 WORKER_NICE = 10
+KEEP_ALIVE_S = 75
 
 
 def _worker_init() -> None:
@@ -217,7 +218,12 @@ def serve(
         # shut down and the exit status is 0.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, _note_signal)
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        # A long keep-alive: uvicorn 0.17 (the guest's, from Debian 12) can cut off a request that
+        # takes longer than the keep-alive timeout on a reused connection; an overloaded instance
+        # queues requests that long (upstream uvicorn issue #1637).
+        uvicorn.run(
+            app, host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=KEEP_ALIVE_S
+        )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -1,0 +1,241 @@
+"""Helpers for the controller-level e2e tests with real libvirt TCG guests.
+
+Everything here talks to libvirtd through `virsh` (an independent view: a test must not trust the
+provider it is checking) and to the guests only through their 127.0.0.1 port forwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import psutil
+
+from tests.e2e.conftest import REPO, URI, free_port
+
+T = TypeVar("T")
+
+
+def virsh(*args: str, check: bool = True, timeout_s: float = 30) -> str:
+    return subprocess.run(
+        ["virsh", "-c", URI, *args], check=check, capture_output=True, text=True, timeout=timeout_s
+    ).stdout
+
+
+def domains(group: str, *, running_only: bool = False) -> set[str]:
+    """Names of the group's domains as libvirt sees them (defined, or only running)."""
+    out = virsh("list", "--name") if running_only else virsh("list", "--all", "--name")
+    return {n for n in out.split() if n.startswith(f"{group}-")}
+
+
+def free_block(count: int, start: int = 31000) -> int:
+    """A base port whose base+1..base+count are free on 127.0.0.1 (VM N forwards base+N)."""
+    for base in range(start, 60000, 50):
+        try:
+            for i in range(1, count + 1):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free block of loopback ports")
+
+
+def group_config(
+    *,
+    group: str,
+    state_dir: Path,
+    image_dir: Path,
+    min_count: int = 1,
+    max_count: int = 2,
+    initial: int | None = None,
+    policies: list[dict[str, Any]] | None = None,
+    api_port: int | None = None,
+) -> dict[str, Any]:
+    """A config (as a dict, for parse_config or a TOML file) for one libvirt group on loopback."""
+    return {
+        "group": {
+            "name": group,
+            "min": min_count,
+            "max": max_count,
+            "initial": min_count if initial is None else initial,
+            "interval_s": 1.0,
+        },
+        "provider": {
+            "kind": "libvirt",
+            "libvirt": {
+                "uri": URI,
+                "image_dir": str(image_dir),
+                "base_port": free_block(max_count + 2),
+                "call_timeout_s": 10.0,
+            },
+        },
+        "template": {"vcpus": 1, "memory_mb": 512},
+        "policies": policies or [],
+        "health": {"timeout_s": 2.0, "boot_timeout_s": 90, "unhealthy_threshold": 3},
+        "drain": {"timeout_s": 30, "grace_s": 0.5},
+        # The guest's busybox init ignores the ACPI button: a long graceful wait only delays scale-in.
+        "launch": {"terminate_timeout_s": 2.0, "backoff_initial_s": 1.0, "backoff_max_s": 16.0},
+        "api": {"bind": f"127.0.0.1:{api_port or free_port()}"},
+        "state": {"dir": str(state_dir)},
+    }
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Just enough TOML for group_config's output (tables of scalars, arrays of tables)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines: list[str] = []
+
+    def table(prefix: str, body: dict[str, Any], header: str) -> None:
+        scalars = {k: v for k, v in body.items() if not isinstance(v, dict | list)}
+        lines.append(header)
+        lines.extend(f"{k} = {value(v)}" for k, v in scalars.items())
+        for k, v in body.items():
+            if isinstance(v, dict):
+                table(f"{prefix}.{k}", v, f"[{prefix}.{k}]")
+
+    for key, body in data.items():
+        if isinstance(body, dict):
+            table(key, body, f"[{key}]")
+        elif isinstance(body, list):
+            for item in body:
+                table(key, item, f"[[{key}]]")
+    return "\n".join(lines) + "\n"
+
+
+def wait_until(what: str, check: Callable[[], T], deadline_s: float, poll_s: float = 0.5) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` and the last value."""
+    end = time.monotonic() + deadline_s
+    last: Any = None
+    while True:
+        try:
+            last = check()
+        except (httpx.HTTPError, OSError, ValueError, sqlite3.Error) as exc:
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        if time.monotonic() > end:
+            raise AssertionError(f"{what}: not within {deadline_s:.0f} s (last: {last!r})")
+        time.sleep(poll_s)
+
+
+def qemu_process(name: str) -> psutil.Process | None:
+    """The QEMU process running domain ``name`` (libvirt passes ``-name guest=NAME,...``)."""
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if (
+            cmd
+            and "qemu-system" in os.path.basename(cmd[0])
+            and any(a == f"guest={name}" or a.startswith(f"guest={name},") for a in cmd)
+        ):
+            return p
+    return None
+
+
+def overlays(state_dir: Path) -> set[str]:
+    """Overlay files the provider keeps for the group's VMs (state dir is reachable by qemu)."""
+    folder = state_dir / "libvirt" / "overlays"
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+def db_instances(state_dir: Path, group: str) -> dict[str, str]:
+    with contextlib.closing(sqlite3.connect(state_dir / "state.db", timeout=5)) as db:
+        rows = db.execute("SELECT name, state FROM instances WHERE grp=? AND state != 'gone'", (group,))
+        return dict(rows.fetchall())
+
+
+def destroy_group(group: str, state_dir: Path | None = None) -> None:
+    """Leave nothing of ``group`` behind: destroy and undefine every domain, remove the overlays."""
+    for name in domains(group):
+        virsh("destroy", name, check=False)
+        virsh("undefine", name, "--managed-save", "--nvram", check=False)
+        virsh("undefine", name, check=False)
+    if state_dir is not None:
+        for sub in ("overlays", "seeds"):
+            folder = state_dir / "libvirt" / sub
+            if folder.is_dir():
+                for f in folder.iterdir():
+                    f.unlink(missing_ok=True)
+
+
+def keep_logs(state_dir: Path, group: str) -> Path:
+    """Copy the run's logs (autoscaler, client, consoles) to artifacts/e2e-libvirt/GROUP for CI."""
+    out = REPO / "artifacts" / "e2e-libvirt" / group
+    out.mkdir(parents=True, exist_ok=True)
+    for f in [
+        *state_dir.glob("*.jsonl"),
+        *state_dir.glob("*.log"),
+        *(state_dir / "libvirt/console").glob("*"),
+    ]:
+        with contextlib.suppress(OSError):
+            shutil.copy(f, out / f.name)
+    return out
+
+
+def libvirtd_pid() -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(Path("/run/libvirtd.pid").read_text().strip())
+        if psutil.pid_exists(pid) and "libvirtd" in psutil.Process(pid).name():
+            return pid
+    return None
+
+
+def ensure_daemons() -> None:
+    subprocess.run(["bash", str(REPO / "scripts/daemons.sh")], check=True, capture_output=True, timeout=120)
+
+
+@contextlib.contextmanager
+def libvirtd_stopped() -> Iterator[int]:
+    """Stop libvirtd for real (SIGTERM by its pid); always start it again on the way out.
+
+    QEMU processes are not libvirtd's children in the sense that matters: they keep running, and
+    the restarted daemon re-attaches to them from its status files.
+    """
+    pid = libvirtd_pid()
+    assert pid is not None, "libvirtd is not running (no live pid in /run/libvirtd.pid)"
+    try:
+        os.kill(pid, signal.SIGTERM)
+        psutil.Process(pid).wait(30)
+        yield pid
+    finally:
+        ensure_daemons()
+
+
+def percentiles(xs: list[float]) -> dict[str, float | None]:
+    if not xs:
+        return {"p50": None, "p95": None, "max": None}
+    return {
+        "p50": round(statistics.median(xs), 3),
+        "p95": round(statistics.quantiles(xs, n=20, method="inclusive")[-1], 3)
+        if len(xs) >= 2
+        else round(xs[0], 3),
+        "max": round(max(xs), 3),
+    }
+
+
+def metric_total(api_url: str, name: str) -> float:
+    """Sum of a Prometheus counter's samples over every label set, from the control API."""
+    text = httpx.get(f"{api_url}/metrics", timeout=5).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
