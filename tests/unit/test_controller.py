@@ -288,3 +288,16 @@ def test_a_drain_interrupted_by_a_restart_is_finished(tmp_path: Path) -> None:
     r.tick(3)
     assert r.states() == {"web-1": "ready"}
     assert "drained" in r.store.transitions("web-2")[-2][3]
+
+
+def test_a_sampling_outage_is_retried_with_growing_gaps(rig: Rig) -> None:
+    rig.tick(2)
+    rig.provider.fail_always["sample"] = TemporaryProviderError("libvirtd is not running")
+    rig.tick(30)
+    sample_errors = [
+        e for e in rig.ctl.events.recent(["error"], limit=1000) if e.data["where"] == "provider.sample"
+    ]
+    assert 2 <= len(sample_errors) <= 5, "exponential back-off: a handful of attempts in 30 s, not 30"
+    del rig.provider.fail_always["sample"]
+    rig.tick(70)
+    assert rig.ctl.table["web-1"].latest_cpu() == 50.0, "sampling resumes once the provider is back"
