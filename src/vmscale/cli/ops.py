@@ -212,11 +212,17 @@ def _pct(x: Any) -> str:
 
 
 def decision_line(d: dict[str, Any]) -> str:
-    """'scale up 1 -> 2 (target: cpu 92% > 60%)', with who and whether it was carried out."""
+    """'scale up 1 -> 2 (target: cpu 92% > 60%)', with who and whether it was carried out; a
+    pause/resume record (which has no counts) reads 'automatic scaling paused by NAME'."""
+    action = d.get("action")
+    if action in ("paused", "resumed") and d.get("direction") in (None, "none"):
+        return f"automatic scaling {action} by {d.get('actor') or 'someone'}"
     direction = d.get("direction")
     verb = f"scale {direction}" if direction in ("up", "down") else "hold"
     counts = f"{d.get('current')} -> {d.get('desired')}" if verb != "hold" else f"at {d.get('desired')}"
-    line = f"{verb} {counts} ({d.get('policy')}: {d.get('reason')})"
+    policy, reason = d.get("policy"), str(d.get("reason"))
+    why = reason if reason.startswith(f"{policy}:") else f"{policy}: {reason}"  # no "manual: manual: ..."
+    line = f"{verb} {counts} ({why})"
     actor = d.get("actor")
     if actor and actor not in ("policy", "controller", "autoscaler") and str(actor) not in line:
         line += f" by {actor}"
@@ -308,10 +314,10 @@ def instances(
     ```
     """
     body = _call(api, token_file, timeout, "GET", "/v1/instances")
-    if as_json:
-        typer.echo(json.dumps(body, indent=2))
-        return
     rows = listing(body, "instances")
+    if as_json:  # always {"instances": [...]}, whether the API wraps the list or not
+        typer.echo(json.dumps({"instances": rows}, indent=2))
+        return
     table = Table(title=f"{len(rows)} instance(s)", title_justify="left")
     for col in ("name", "state", "endpoint", "vCPUs", "CPU", "up for", "details"):
         table.add_column(col, justify="right" if col in ("vCPUs", "CPU", "up for") else "left")

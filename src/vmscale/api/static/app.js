@@ -165,13 +165,17 @@ function renderTable() {
 function renderDecisions() {
   const items = S.decisions.slice(-60).reverse().map((d) => {
     const dir = d.direction || "none", arrow = {up: "▲", down: "▼", error: "!"}[dir] || "•";
-    const what = dir === "error" ? `<b>${esc(d.policy)}</b>` :
+    // pause/resume records (stored as {action, actor, t}) carry no counts: say what happened instead
+    const action = (d.action === "paused" || d.action === "resumed") && dir === "none" ? d.action : null;
+    const reason = action && !d.reason ? `automatic scaling ${action}` : d.reason;
+    const what = action ? `<b>${action}</b>` + (d.actor ? `<span class="tag">by ${esc(d.actor)}</span>` : "") :
+      dir === "error" ? `<b>${esc(d.policy)}</b>` :
       `<b>${esc(d.current ?? "?")} → ${esc(d.desired)}</b><span class="tag">${esc(d.policy)}</span>` +
-      (d.actor && d.actor !== "policy" ? `<span class="tag">by ${esc(d.actor)}</span>` : "") +
+      (d.actor && !["policy", "autoscaler", "controller"].includes(d.actor) ? `<span class="tag">by ${esc(d.actor)}</span>` : "") +
       (d.applied === false ? `<span class="tag">not applied</span>` : "");
     return `<li data-direction="${esc(dir)}"><span class="time">${d.t ? fmtTime(d.t) : ""}</span>` +
       `<span class="dir ${esc(dir)}">${arrow}</span><span class="what">${what}</span>` +
-      `<span class="reason">${esc(d.reason)}</span></li>`;
+      `<span class="reason">${esc(reason)}</span></li>`;
   }).join("");
   $("decisions").innerHTML = items || `<li class="empty">no decisions yet</li>`;
 }
@@ -244,7 +248,7 @@ function renderCharts() {
   const any = lat.some((v) => v != null);
   Plotly.react("chart-latency", [{x, y: lat, name: "p95", type: "scatter", mode: "lines",
     line: {color: "#f0883e", width: 2}, connectgaps: false}],
-    layout({shapes, showlegend: false, yaxis: {...AXIS, rangemode: "tozero", ticksuffix: " ms"},
+    layout({shapes, showlegend: false, yaxis: {...AXIS, rangemode: "tozero", ticksuffix: " ms", showticklabels: any},
       annotations: any ? [] : [{text: "no latency reported yet", showarrow: false, xref: "paper", yref: "paper",
         x: 0.5, y: 0.5, font: {color: "#6e7a8c", size: 13}}]}), CONFIG);
 }
@@ -287,7 +291,8 @@ function start() {
   if (m) { sessionStorage.setItem("vmscale-token", decodeURIComponent(m[1])); history.replaceState(null, "", location.pathname); }
   S.token = sessionStorage.getItem("vmscale-token");
   wireControls();
-  loadAll().then(connect).catch((e) => { $("stream-text").textContent = e.message; });
+  // Draw as soon as the state is in (not at the next tick of the interval), then follow the stream.
+  loadAll().then(() => { connect(); render(); }).catch((e) => { $("stream-text").textContent = e.message; });
   // One redraw per second at most; the table also re-renders to keep ages current.
   setInterval(render, 1000);
   setTimeout(render, 50);
