@@ -30,7 +30,8 @@ class HttpHealthChecker:
 
     def __init__(self, path: str = "/healthz", timeout_s: float = 1.0) -> None:
         self.path = path
-        # One pooled client for all probes; trust_env=False so a proxy setting never redirects loopback probes.
+        # One pooled client for all probes; trust_env=False so that a proxy setting in the
+        # environment never redirects loopback probes.
         self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), trust_env=False)
 
     def check(self, endpoint: str) -> HealthResult:

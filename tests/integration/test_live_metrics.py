@@ -140,11 +140,6 @@ def instance_cpus(found: dict[tuple[str, frozenset[tuple[str, str]]], float]) ->
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="controller bug: the vmscale_instance_cpu_percent series of a terminated instance is never "
-    "removed (core.py _sample sets labels, nothing calls .remove()), so it reports its last CPU forever",
-)
 def test_an_instance_that_left_no_longer_reports_cpu(after_up_and_in: tuple[Service, str]) -> None:
     svc, text = after_up_and_in
     cpus = instance_cpus(samples(text))

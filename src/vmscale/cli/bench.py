@@ -65,7 +65,8 @@ def bench(
     script = folder / _SCRIPT.get(name, f"bench_{name}.py") if folder else None
     if script is None or not script.is_file():
         typer.echo(
-            f"benchmark script for {name!r} not found: run from a checkout of vmscale (benchmarks/ folder)", err=True
+            f"benchmark script for {name!r} not found: run from a checkout of vmscale (benchmarks/ folder)",
+            err=True,
         )
         raise typer.Exit(2)
     sys.argv = [str(script), *ctx.args]

@@ -645,6 +645,9 @@ class Controller:
         src = m.transition(dst, now)
         if src is dst:
             return
+        if dst is S.GONE:  # an instance that left must not report its last CPU forever
+            with contextlib.suppress(KeyError):
+                self.metrics.instance_cpu.remove(self.group_name, m.name)
         self.store.put_instance(m.row(self.group_name), now, src=src.value, reason=reason)
         self._emit_instance(m, src.value, reason)
 
