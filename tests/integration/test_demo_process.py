@@ -72,6 +72,9 @@ def test_latency_falls_once_the_second_instance_serves(demo_run: Path) -> None:
         for e in events
         if e["type"] == "instance" and e["data"]["to"] == "ready" and e["data"]["name"] != "demo-1"
     )
+    high_start = min(r["t_send"] for r in records)
+    ups = [e["t"] for e in events if e["type"] == "decision" and e["data"].get("direction") == "up"]
+    assert ups and ups[0] >= high_start, "the first scale-up must answer the high load, not come before it"
     high_end = max(r["t_send"] for r in records)
     settled_from = ready_2 + (high_end - ready_2) * 0.5
     before = [r["latency_s"] for r in records if r["t_send"] <= ready_2]

@@ -154,6 +154,9 @@ def run_demo(
             # Calibration is load too: keep the autoscaler from reacting to it.
             svc.controller.set_paused(True, "demo-calibration")
             n, capacity, workers = _calibrate(first, plan, cfg.template.fib_max_n)
+            # Let a few samples without the calibration's load pass first, so the first decision
+            # after resuming sees the calm machine, not the tail of the calibration.
+            time.sleep(3 * cfg.group.interval_s)
             svc.controller.set_paused(False, "demo-calibration")
             display.lines.append(
                 f"calibrated: fib({n}) ≈ {workers / capacity:.2f} s per request; one instance serves "

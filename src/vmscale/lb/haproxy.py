@@ -232,9 +232,17 @@ class HaproxyLoadBalancer:
         """Repair every difference. An HAProxy that vmscale started and that died since is started
         again first (level-triggered: a crash heals within one reconcile tick)."""
         with self._lock:
-            if self._wanted and not self.api.answers() and self.pid() is None:
-                log.warning("HAProxy is not running; restarting it, then re-pushing %d servers", len(servers))
-                self.start()
+            if self._wanted and not self.api.answers():
+                # Just killed, a process can still exist for a moment without answering: give it
+                # a short while to finish dying (or to answer) before deciding it is gone.
+                deadline = time.monotonic() + 2.0
+                while self.pid() is not None and not self.api.answers() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if self.pid() is None:
+                    log.warning(
+                        "HAProxy is not running; restarting it, then re-pushing %d servers", len(servers)
+                    )
+                    self.start()
             have = self.api.servers_state(self.group)
             for name in sorted(set(have) - set(servers) - draining):
                 self._delete(name)
