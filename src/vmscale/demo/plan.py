@@ -92,6 +92,9 @@ def demo_config(
                 "metric": "cpu",
                 "target": plan.target_cpu,
                 "down_stabilization_s": plan.scale_down_window_s,
+                # Right after a scale-up the first instance is still working off its backlog and
+                # reads hot: give the new capacity a moment to show before adding more.
+                "cooldown_up_s": plan.up_cooldown_s if provider == "process" else 12.0,
             },
             # CPU reads low when the machine is so busy that a saturated backend cannot burn its
             # quota; requests waiting in the backend still show the overload. The larger scale-up
