@@ -31,7 +31,7 @@ from vmscale.controller.managed import Managed
 from vmscale.errors import InstanceNotFoundError, LoadBalancerError, PermanentProviderError, ProviderError
 from vmscale.events import EventBus
 from vmscale.health import HealthChecker, HealthResult, HttpHealthChecker
-from vmscale.lb.base import LoadBalancer, Server
+from vmscale.lb.base import LoadBalancer, Server, ServerStats
 from vmscale.metrics import ControllerMetrics
 from vmscale.model import Decision, Direction, InstanceState, Sample, Snapshot, direction_of
 from vmscale.policy import PolicySet, build_policy_set, decision_record
@@ -182,7 +182,7 @@ class Controller:
                     self._set_state(m, S.GONE, now, "terminated")
                     del self.table[m.name]
                 else:
-                    backoff = min(self.cfg.launch.backoff_max_s, self.cfg.launch.backoff_initial_s * 4)
+                    backoff = self._backoff(2)
                     m.retry_at = now + backoff
                     self._provider_error("terminate", exc, m.name)
             elif kind == "pause":
@@ -211,15 +211,16 @@ class Controller:
         """Anything that was to bring capacity (launch, park, resume) failed: back off new launches
         exponentially (a permanent error waits the longest), report, and replace the instance."""
         self.launch_failures += 1
-        delay = min(
-            self.cfg.launch.backoff_max_s,
-            self.cfg.launch.backoff_initial_s * 2 ** (self.launch_failures - 1),
-        )
+        delay = self._backoff(self.launch_failures - 1)
         if isinstance(exc, PermanentProviderError):
             delay = self.cfg.launch.backoff_max_s
         self.next_launch_at = now + delay
         self._provider_error(op, exc, m.name, retry_in_s=delay)
         self._fail(m, now, f"{what}: {exc}")
+
+    def _backoff(self, failures: int) -> float:
+        """Exponential back-off: ``backoff_initial_s`` doubled per failure, capped at ``backoff_max_s``."""
+        return float(min(self.cfg.launch.backoff_max_s, self.cfg.launch.backoff_initial_s * 2**failures))
 
     # ------------------------------------------------------------------ 2. observe existence
 
@@ -230,9 +231,7 @@ class Controller:
             listed = {p.name: p for p in self.provider.list(self.group_name)}
         except ProviderError as exc:
             self.provider_failures += 1
-            delay = min(
-                self.cfg.launch.backoff_max_s, self.cfg.launch.backoff_initial_s * 2**self.provider_failures
-            )
+            delay = self._backoff(self.provider_failures)
             self.next_observe_at = now + delay
             self._provider_error("list", exc, None, retry_in_s=delay)
             return
@@ -341,18 +340,10 @@ class Controller:
                 # Back off like listing does: a provider that is down (libvirtd stopped) must not
                 # get a failing call, and the log an error, every interval for as long as it lasts.
                 self.sample_failures += 1
-                delay = min(
-                    self.cfg.launch.backoff_max_s,
-                    self.cfg.launch.backoff_initial_s * 2**self.sample_failures,
-                )
+                delay = self._backoff(self.sample_failures)
                 self.next_sample_at = now + delay
                 self._provider_error("sample", exc, None, retry_in_s=delay)
-        stats = {}
-        if self.lb is not None:
-            try:
-                stats = self.lb.stats()
-            except LoadBalancerError as exc:
-                self._error("lb.stats", str(exc))
+        stats = self._lb_stats()
         lat = [v for s in stats.values() if (v := s.latency_p95_s or s.response_time_s) is not None]
         self._group_latency = max(lat) if lat else None
         self._group_rps = sum(s.rate_rps for s in stats.values()) if stats else None
@@ -548,15 +539,20 @@ class Controller:
         m.op = self.executor.submit(fn, *args)
         m.op.add_done_callback(lambda _: self._wake.set())
 
+    def _lb_stats(self) -> dict[str, ServerStats]:
+        """The balancer's per-server figures (fresh each call: drains need current sessions)."""
+        if self.lb is None:
+            return {}
+        try:
+            return self.lb.stats()
+        except LoadBalancerError as exc:
+            self._error("lb.stats", str(exc))
+            return {}
+
     # ------------------------------------------------------------------ 7. drains
 
     def _progress_drains(self, now: float) -> None:
-        stats = {}
-        if self.lb is not None:
-            try:
-                stats = self.lb.stats()
-            except LoadBalancerError as exc:
-                self._error("lb.stats", str(exc))
+        stats = self._lb_stats()
         for m in [m for m in self.table.values() if m.state is S.DRAINING and not m.busy]:
             if m.drain_started is None:
                 # Adopted mid-drain after a restart: the wait (and its timeout) starts again now.
