@@ -19,7 +19,7 @@ same state therefore gives the same decisions.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from vmscale.model import InstanceState, Metric, Snapshot
@@ -174,6 +174,19 @@ class Policy(Protocol):
     def decide(
         self, obs: Observation, state: PolicyState, events: tuple[ScaleEvent, ...]
     ) -> tuple[Proposal, PolicyState]: ...
+
+
+def count_streaks(state: PolicyState, view: MetricView, above: bool, below: bool) -> PolicyState:
+    """Extend or reset the consecutive-sample streaks, counting each new group sample once (a tick
+    that sees the same sample time again does not lengthen a streak)."""
+    if view.t is not None and state.last_sample_t is not None and view.t <= state.last_sample_t:
+        return state
+    return replace(
+        state,
+        up_streak=state.up_streak + 1 if above else 0,
+        down_streak=state.down_streak + 1 if below else 0,
+        last_sample_t=view.t,
+    )
 
 
 def clamp(n: int, obs: Observation) -> int:

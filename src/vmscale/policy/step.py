@@ -11,7 +11,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from vmscale.config.policy import StepAdjustment, StepPolicyConfig
-from vmscale.policy.base import Observation, PolicyState, Proposal, ScaleEvent, clamp, fmt, in_cooldown
+from vmscale.policy.base import (
+    Observation,
+    PolicyState,
+    Proposal,
+    ScaleEvent,
+    clamp,
+    count_streaks,
+    fmt,
+    in_cooldown,
+)
 
 
 def pick_step(steps: list[StepAdjustment], distance: float) -> StepAdjustment | None:
@@ -43,13 +52,7 @@ class StepPolicy:
             return Proposal(hold, f"no {name} samples from ready instances; streaks reset"), state
         above = cfg.upper is not None and mean > cfg.upper
         below = cfg.lower is not None and mean < cfg.lower
-        if view.t is None or state.last_sample_t is None or view.t > state.last_sample_t:
-            state = replace(
-                state,
-                up_streak=state.up_streak + 1 if above else 0,
-                down_streak=state.down_streak + 1 if below else 0,
-                last_sample_t=view.t,
-            )
+        state = count_streaks(state, view, above, below)
         shown = fmt(cfg.metric, mean)
         figures = {"observed": mean, "ready": float(obs.ready)}
         if cfg.upper is not None and above and state.up_streak >= cfg.samples_up:

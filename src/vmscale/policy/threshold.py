@@ -23,6 +23,7 @@ from vmscale.policy.base import (
     Proposal,
     ScaleEvent,
     clamp,
+    count_streaks,
     fmt,
     in_cooldown,
 )
@@ -48,10 +49,7 @@ class ThresholdPolicy:
             state = replace(state, up_streak=0, down_streak=0)
             return Proposal(hold, f"no {cfg.metric.value} samples from ready instances; streaks reset"), state
         figures = {"observed": mean, "upper": cfg.upper, "ready": float(obs.ready)}
-        if view.t is None or state.last_sample_t is None or view.t > state.last_sample_t:
-            up = state.up_streak + 1 if mean > cfg.upper else 0
-            down = state.down_streak + 1 if cfg.lower is not None and mean < cfg.lower else 0
-            state = replace(state, up_streak=up, down_streak=down, last_sample_t=view.t)
+        state = count_streaks(state, view, mean > cfg.upper, cfg.lower is not None and mean < cfg.lower)
         up, down = state.up_streak, state.down_streak
         shown = fmt(cfg.metric, mean)
         if up >= cfg.samples_up:
