@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import statistics
 import time
 from dataclasses import dataclass
@@ -18,30 +17,21 @@ from typing import Any
 
 import httpx
 
+from vmscale import ports
 from vmscale.config import parse_config
 from vmscale.config.schema import VmscaleConfig
+from vmscale.ports import free_port
 from vmscale.service import Service
 from vmscale.workload.discovery import EventStreamEndpoints
 from vmscale.workload.load import LoadOptions, calibrate_n, run_phases
 from vmscale.workload.load_plan import Phase
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def free_block(count: int, start: int = 23000) -> int:
-    for base in range(start, 60000, 50):
-        try:
-            for i in range(1, count + 1):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free block of loopback ports")
+    base = ports.free_block(count, start)
+    if base is None:
+        raise RuntimeError("no free block of loopback ports")
+    return base
 
 
 def group_config(

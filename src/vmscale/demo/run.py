@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import statistics
 import threading
 import time
@@ -19,6 +18,7 @@ from rich.live import Live
 from vmscale.demo.display import DemoDisplay
 from vmscale.demo.plan import DemoPlan, demo_config, plan_for
 from vmscale.errors import VmscaleError
+from vmscale.ports import free_block
 from vmscale.report import write_report
 from vmscale.service import Service, build_provider
 from vmscale.workload.discovery import EndpointSource, EventStreamEndpoints, StaticEndpoints
@@ -50,19 +50,10 @@ def _ensure_image(console: Console) -> None:
 
 def _free_base_port(count: int, start: int = 18100) -> int:
     """A base port whose next ``count`` ports are free on loopback (another program may hold 18101)."""
-    for base in range(start, 60000, 100):
-        if all(_port_free(base + i) for i in range(1, count + 1)):
-            return base
-    raise DemoError("no free block of loopback ports found for the demo's instances")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    base = free_block(count, start, step=100)
+    if base is None:
+        raise DemoError("no free block of loopback ports found for the demo's instances")
+    return base
 
 
 def _wait_ready(svc: Service, count: int, timeout_s: float) -> None:
