@@ -81,11 +81,13 @@ def dashboard_page(
 
 def instance_rows(page: Page) -> dict[str, str]:
     """Instance name -> state, as the table shows them."""
-    rows = page.locator("#instances tbody tr[data-instance]")
-    return {
-        rows.nth(i).get_attribute("data-instance") or "": rows.nth(i).get_attribute("data-state") or ""
-        for i in range(rows.count())
-    }
+    # One evaluate reads the whole table at once: counting rows and then reading row i races with
+    # the page removing a drained instance in between (seen in CI as a 30 s locator timeout).
+    rows: dict[str, str] = page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('#instances tbody tr[data-instance]')]"
+        ".map(tr => [tr.dataset.instance || '', tr.dataset.state || '']))"
+    )
+    return rows
 
 
 def wait_for_instances(
