@@ -62,6 +62,7 @@ def group_config(
     initial: int | None = None,
     policies: list[dict[str, Any]] | None = None,
     api_port: int | None = None,
+    warm_pool: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A config (as a dict, for parse_config or a TOML file) for one libvirt group on loopback."""
     return {
@@ -89,6 +90,7 @@ def group_config(
         "launch": {"terminate_timeout_s": 2.0, "backoff_initial_s": 1.0, "backoff_max_s": 16.0},
         "api": {"bind": f"127.0.0.1:{api_port or free_port()}"},
         "state": {"dir": str(state_dir)},
+        **({"warm_pool": warm_pool} if warm_pool else {}),
     }
 
 

@@ -25,6 +25,7 @@ from tests.e2e.libvirt_support import (
     keep_logs,
     overlays,
     qemu_process,
+    virsh,
     wait_until,
 )
 from vmscale.config import parse_config
@@ -189,6 +190,47 @@ def test_overload_scales_out_to_a_second_domain_and_back_in(
     wait_until("the group settled at 1", lambda: svc.controller.group().actual == 1, 30)
     group = svc.controller.group()
     assert (group.desired, group.actual, group.ready) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("kind", ["paused", "saved"])
+def test_scale_up_takes_the_parked_domain_and_the_pool_refills(
+    make_service: ServiceFactory, libvirt_group: str, kind: str
+) -> None:
+    """A paused pool keeps the VM suspended in memory; a saved pool keeps it on disk with no QEMU
+    process at all. Either way a scale-up resumes that very domain, which then serves."""
+    svc = make_service(warm_pool={"size": 1, "kind": kind})
+    svc.controller.set_paused(True, "test")  # only the test moves the count
+    first = f"{libvirt_group}-1"
+    wait_until("the first VM ready", lambda: instance_state(svc, first) == "ready", BOOT_S)
+    parked: str = wait_until(
+        "a VM parked in the pool",
+        lambda: next((i.name for i in svc.controller.instances() if i.state == "warm"), ""),
+        BOOT_S,
+    )
+    state = virsh("domstate", parked).strip()
+    if kind == "paused":
+        assert state == "paused", state
+        assert qemu_process(parked) is not None
+    else:
+        assert state == "shut off", state
+        assert "yes" in virsh("dominfo", parked).split("Managed save:")[1].splitlines()[0]
+        assert qemu_process(parked) is None, "a saved pool holds no memory: no QEMU process"
+
+    svc.controller.set_desired(2, "test")
+    wait_until(f"{parked} resumed and ready", lambda: instance_state(svc, parked) == "ready", 60)
+    url = next(e["url"] for e in svc.controller.endpoints() if e["name"] == parked)
+    with httpx.Client(timeout=30, trust_env=False) as client:
+        body = client.get(f"{url}/fib/10").json()
+    assert body == {"input": 10, "result": 55, "server": parked}
+    assert {i.name for i in svc.controller.instances() if i.state == "ready"} == {first, parked}
+
+    refill = wait_until(
+        "the pool refilled with a new VM",
+        lambda: next((i.name for i in svc.controller.instances() if i.state == "warm"), ""),
+        BOOT_S,
+    )
+    assert refill not in (first, parked)
+    assert svc.controller.group().actual == 2, "the refill is not counted as capacity"
 
 
 def test_killed_qemu_is_marked_failed_and_replaced(

@@ -6,8 +6,10 @@ call when it is submitted, so its result is collected on the next tick, as with 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -21,6 +23,28 @@ from vmscale.providers.fake import FakeProvider
 from vmscale.store import Store
 
 S = InstanceState
+T = TypeVar("T")
+
+
+class HoldingExecutor(InlineExecutor):
+    """Runs provider calls at once, except those named in ``held``: they wait for ``release()``,
+    the way a slow call (a managed-save restore, a VM boot) is still running on later ticks."""
+
+    def __init__(self) -> None:
+        self.held: set[str] = set()
+        self.waiting: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = []
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        if getattr(fn, "__name__", "") not in self.held:
+            return super().submit(fn, *args, **kwargs)
+        fut: Future[T] = Future()
+        self.waiting.append((fut, fn, args))
+        return fut
+
+    def release(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for fut, fn, args in waiting:
+            fut.set_result(fn(*args))
 
 
 class Rig:
@@ -39,6 +63,7 @@ class Rig:
         self.health = FakeHealthChecker()
         self.db = tmp / "state.db"
         self.store = Store(self.db)
+        self.executor = HoldingExecutor()
         self.ctl = self.new_controller()
 
     def new_controller(self) -> Controller:
@@ -48,7 +73,7 @@ class Rig:
             self.store,
             health=self.health,
             clock=self.clock,
-            executor=InlineExecutor(),
+            executor=self.executor,
         )
 
     def tick(self, n: int = 1) -> None:
@@ -237,6 +262,44 @@ def test_warm_pool_is_filled_and_used_first_on_scale_up(tmp_path: Path) -> None:
     r.tick(3)
     assert sorted(r.states().values()) == ["ready", "ready", "warm"], "and the pool refilled"
     assert ("resume", warm_name) in r.provider.calls
+
+
+def test_a_slow_resume_counts_as_capacity_and_the_pool_refills_after_it_serves(tmp_path: Path) -> None:
+    """Restoring a saved VM takes about a second: ticks in the meantime must neither launch a cold
+    instance for the same decision nor boot the refill beside it."""
+    r = Rig(tmp_path, warm_pool={"size": 1, "kind": "paused"})
+    r.ctl.recover()
+    r.tick(4)
+    warm_name = next(n for n, s in r.states().items() if s == "warm")
+    r.executor.held = {"resume"}
+    r.ctl.set_desired(2, "test")
+    r.tick(3)
+    assert len(r.states()) == 2, f"only the resume is under way, nothing else launched: {r.states()}"
+    assert r.ctl.group().actual == 2, "the resuming instance counts toward the group"
+    endpoint = r.ctl.table[warm_name].endpoint
+    r.health.down.add(endpoint)  # restored, not answering yet
+    r.executor.release()
+    r.tick(2)
+    assert r.states()[warm_name] == "booting" and len(r.states()) == 2, "no refill before it serves"
+    r.health.down.discard(endpoint)
+    r.tick()
+    assert r.states()[warm_name] == "ready"
+    r.tick(3)
+    assert sorted(r.states().values()) == ["ready", "ready", "warm"], "the pool refilled afterwards"
+
+
+def test_scale_in_stops_an_instance_still_launching_not_a_serving_one(rig: Rig) -> None:
+    rig.tick(3)
+    rig.executor.held = {"launch"}
+    rig.ctl.set_desired(2, "test")
+    rig.tick()
+    assert rig.states() == {"web-1": "ready", "web-2": "pending"}
+    rig.ctl.set_desired(1, "test")
+    rig.tick(2)
+    assert rig.states()["web-1"] == "ready", "the serving instance is not drained for the launching one"
+    rig.executor.release()
+    rig.tick(3)
+    assert rig.states() == {"web-1": "ready"}
 
 
 def test_shutdown_terminates_everything(rig: Rig) -> None:

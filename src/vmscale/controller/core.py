@@ -41,7 +41,6 @@ from vmscale.store import Store
 S = InstanceState
 log = logging.getLogger("vmscale.controller")
 
-LIVE = (S.PENDING, S.BOOTING, S.READY)
 FAST_POLL_S = 0.1  # how often booting and draining instances are re-checked between full ticks
 
 
@@ -375,7 +374,7 @@ class Controller:
             instances=tuple(
                 m.snapshot(since)
                 for m in self.table.values()
-                if m.state in (*LIVE, S.DRAINING) and not m.warm
+                if m.in_group or (m.state is S.DRAINING and not m.warm)
             ),
             group_samples=group_samples,
         )
@@ -420,7 +419,7 @@ class Controller:
     # ------------------------------------------------------------------ 6. act
 
     def _act(self, now: float) -> None:
-        live = [m for m in self.table.values() if m.state in LIVE and not m.warm]
+        live = [m for m in self.table.values() if m.in_group]
         need = self.desired - len(live)
         if need > 0:
             for m in self._warm_ready()[:need]:
@@ -444,9 +443,13 @@ class Controller:
             m for m in self.table.values() if m.state is S.TERMINATING and not m.busy and now >= m.retry_at
         ]:
             self._start_op(m, "terminate", self._terminate_call, m.name, now=now)
-        # Refill the warm pool only when the group itself is where it should be.
+        # Refill the warm pool only when the group itself is where it should be, and only once the
+        # capacity it is waiting for serves: on a small host a refill boot competes for the CPU
+        # with the instance just resumed (a saved-pool restore took 1.3 s instead of 0.45 s with
+        # a refill booting beside it).
         warm = [m for m in self.table.values() if m.warm and m.state in (S.PENDING, S.BOOTING, S.WARM)]
-        if need <= 0:
+        arriving = any(m.in_group and m.state is not S.READY for m in self.table.values())
+        if need <= 0 and not arriving:
             for _ in range(self.cfg.warm_pool.size - len(warm)):
                 if not self._launch(now, warm=True):
                     break
@@ -458,20 +461,20 @@ class Controller:
         )
 
     def _scale_in_victims(self, count: int) -> list[Managed]:
-        """Not-yet-serving instances first (newest first), then the least busy ready ones."""
-        unready = sorted(
-            (
-                m
-                for m in self.table.values()
-                if m.state in (S.PENDING, S.BOOTING) and not m.warm and not m.busy
-            ),
-            key=lambda m: -m.index,
-        )
+        """Not-yet-serving instances first (newest first), then the least busy ready ones.
+
+        An instance whose launch or resume call is still running cannot be stopped this tick, but
+        it is still the one to stop: it is counted as a victim to come, so that a ready, serving
+        instance is not drained in its place.
+        """
+        coming = [m for m in self.table.values() if m.in_group and m.state is not S.READY]
+        unready = sorted((m for m in coming if not m.busy), key=lambda m: -m.index)
+        count -= len(coming) - len(unready)
         ready = sorted(
             (m for m in self.table.values() if m.state is S.READY and not m.busy),
             key=lambda m: (m.latest_cpu() if m.latest_cpu() is not None else 0.0, -m.index),
         )
-        return (unready + ready)[:count]
+        return (unready + ready)[: max(0, count)]
 
     def _launch(self, now: float, *, warm: bool) -> bool:
         if now < self.next_launch_at:
@@ -604,7 +607,7 @@ class Controller:
             counts[m.state.value] += 1
         for state, n in counts.items():
             self.metrics.instances.labels(self.group_name, state).set(n)
-        actual = sum(1 for m in self.table.values() if m.state in LIVE and not m.warm)
+        actual = sum(1 for m in self.table.values() if m.in_group)
         ready = counts[S.READY.value]
         self.metrics.desired.labels(self.group_name).set(self.desired)
         self.metrics.actual.labels(self.group_name).set(actual)
@@ -683,7 +686,7 @@ class Controller:
             return GroupStatus(
                 name=self.group_name,
                 desired=self.desired,
-                actual=sum(1 for m in self.table.values() if m.state in LIVE and not m.warm),
+                actual=sum(1 for m in self.table.values() if m.in_group),
                 ready=counts.get(S.READY.value, 0),
                 min=self.cfg.group.min,
                 max=self.cfg.group.max,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from vmscale.model import InstanceSnapshot, InstanceState, Sample, can_transition
+from vmscale.model import LIVE_STATES, InstanceSnapshot, InstanceState, Sample, can_transition
 from vmscale.store import InstanceRow
 
 
@@ -50,6 +50,20 @@ class Managed:
         return self.op is not None
 
     @property
+    def resuming(self) -> bool:
+        """Taken from the warm pool, resume call in flight: capacity that is already on its way."""
+        return self.state is InstanceState.WARM and not self.warm
+
+    @property
+    def in_group(self) -> bool:
+        """Counts toward the group's size (``actual``): live, or on its way back from the warm pool.
+
+        Counting a resuming instance matters: a resume from a saved pool takes a second, and a tick
+        that missed it would launch a second, cold instance for the same decision.
+        """
+        return not self.warm and (self.state in LIVE_STATES or self.resuming)
+
+    @property
     def host_port(self) -> tuple[str, int] | None:
         if not self.endpoint:
             return None
@@ -77,7 +91,8 @@ class Managed:
     def snapshot(self, since: float) -> InstanceSnapshot:
         return InstanceSnapshot(
             name=self.name,
-            state=self.state,
+            # A policy sees a resuming instance as one still starting, which is what it is.
+            state=InstanceState.PENDING if self.resuming else self.state,
             vcpus=self.vcpus,
             samples=tuple(s for s in self.samples if s.t >= since),
             launched_at=self.launched_at,
