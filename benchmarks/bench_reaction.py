@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steady-s", type=float, default=60.0)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    console = Console()
+    console = Console(width=160)  # the wide tables stay readable in CI logs and pipes
     work = Path(tempfile.mkdtemp(prefix="vmscale-bench-reaction-"))
     n, capacity = runner.calibrate(work / "calibration")
     console.print(f"fib({n}) ≈ {1 / capacity:.3f} s per request; one instance ≈ {capacity:.2f} req/s")

@@ -1,7 +1,8 @@
 """Run one group under a scripted load and return what happened, as the demo does but quietly.
 
 Used by the scenario and reaction benchmarks. Everything is real: a controller with the process
-provider, backend processes with CPU quotas, the load client following the event stream.
+provider (backend processes with CPU quotas) or the libvirt provider (TCG guests from the built
+image), and the load client following the event stream. Traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -34,6 +35,9 @@ def free_block(count: int, start: int = 23000) -> int:
     return base
 
 
+Provider = Literal["process", "libvirt"]
+
+
 def group_config(
     state_dir: Path,
     *,
@@ -41,7 +45,16 @@ def group_config(
     min_count: int,
     max_count: int,
     interval_s: float = 1.0,
+    provider: Provider = "process",
 ) -> VmscaleConfig:
+    """One benchmark group. For libvirt, ``state_dir`` must be reachable by the qemu user (not
+    under a 0700 temporary folder): the VMs' overlays live there."""
+    base_port = free_block(max_count + 2)
+    provider_section: dict[str, Any] = (
+        {"kind": "process", "process": {"base_port": base_port}}
+        if provider == "process"
+        else {"kind": "libvirt", "libvirt": {"base_port": base_port, "call_timeout_s": 15.0}}
+    )
     return parse_config(
         {
             "group": {
@@ -51,10 +64,19 @@ def group_config(
                 "initial": min_count,
                 "interval_s": interval_s,
             },
-            "provider": {"kind": "process", "process": {"base_port": free_block(max_count + 1)}},
+            "provider": provider_section,
+            "template": {"vcpus": 1, "memory_mb": 512},
             "policies": policies,
-            "health": {"timeout_s": 1.0, "boot_timeout_s": 30},
-            "drain": {"timeout_s": 10, "grace_s": 0.3},
+            # A TCG guest is ~14x slower than the host: its probes get more time before it is
+            # called dead, and its boot far more.
+            "health": (
+                {"timeout_s": 1.0, "boot_timeout_s": 30}
+                if provider == "process"
+                else {"timeout_s": 3.0, "unhealthy_threshold": 5, "boot_timeout_s": 120}
+            ),
+            "drain": {"timeout_s": 10 if provider == "process" else 30, "grace_s": 0.3},
+            # The guest's busybox init ignores the ACPI button: a long graceful wait only delays scale-in.
+            "launch": {"terminate_timeout_s": 10.0 if provider == "process" else 2.0},
             "api": {"bind": f"127.0.0.1:{free_port()}"},
             "state": {"dir": str(state_dir)},
         },
@@ -70,7 +92,7 @@ class RunResult:
     load_end: float
 
 
-def _wait_ready(svc: Service, count: int, timeout_s: float = 60) -> None:
+def _wait_ready(svc: Service, count: int, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while svc.controller.group().ready < count:
         if time.monotonic() > deadline:
@@ -78,15 +100,15 @@ def _wait_ready(svc: Service, count: int, timeout_s: float = 60) -> None:
         time.sleep(0.1)
 
 
-def calibrate(state_dir: Path, request_s: float = 0.2) -> tuple[int, float]:
+def calibrate(state_dir: Path, request_s: float = 0.2, provider: Provider = "process") -> tuple[int, float]:
     """Heavy n and the request rate one instance (1 vCPU) can serve, measured on a real instance."""
-    cfg = group_config(state_dir, policies=[], min_count=1, max_count=1)
+    cfg = group_config(state_dir, policies=[], min_count=1, max_count=1, provider=provider)
     svc = Service(cfg, log_path=state_dir / "calibration.jsonl")
     svc.start()
     try:
         _wait_ready(svc, 1)
         url = svc.controller.endpoints()[0]["url"]
-        with httpx.Client(timeout=30, trust_env=False) as client:
+        with httpx.Client(timeout=60, trust_env=False) as client:
 
             def once(n: int) -> float:
                 t0 = time.perf_counter()
@@ -104,6 +126,14 @@ def calibrate(state_dir: Path, request_s: float = 0.2) -> tuple[int, float]:
     return n, 1.0 / per
 
 
+def _transport(cfg: VmscaleConfig) -> httpx.AsyncHTTPTransport | None:
+    """A new connection per request for TCG guests: their uvicorn (Debian 12's 0.17) can cut a
+    reused keep-alive connection whose request outlasts its 5 s keep-alive timer (uvicorn #1637)."""
+    if cfg.provider.kind != "libvirt":
+        return None
+    return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=210, max_keepalive_connections=0))
+
+
 def run(cfg: VmscaleConfig, phases: list[Phase], out: Path) -> RunResult:
     out.mkdir(parents=True, exist_ok=True)
     svc = Service(cfg, log_path=out / "autoscaler.jsonl")
@@ -118,6 +148,7 @@ def run(cfg: VmscaleConfig, phases: list[Phase], out: Path) -> RunResult:
                 EventStreamEndpoints(svc.api_url),
                 out / "client.jsonl",
                 options=LoadOptions(pick="p2c", timeout_s=120),
+                transport=_transport(cfg),
             )
         )
         t1 = time.time()
