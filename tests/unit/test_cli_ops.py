@@ -299,6 +299,7 @@ def test_scale_with_a_token_file_of_scoped_lines(api: tuple[str, StandIn], tmp_p
     assert result.exit_code == 0, result.output
     assert "desired count set to 2" in result.stdout
     assert state.desired == 2
+    assert "vmscale pause" in result.stderr, "warned that the policies may undo a manual count"
 
 
 def test_missing_token_file_is_a_usage_error(api: tuple[str, StandIn], tmp_path: Path) -> None:

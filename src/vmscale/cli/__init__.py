@@ -14,9 +14,10 @@ import typer
 
 from vmscale.cli import bench, config_cmd, image, ops, report_cmd, run, simulate, workload
 
-EXIT_CODES = """\b
-Exit codes: 0 ok · 1 runtime failure · 2 bad usage or invalid config (nothing started)
-            3 control API unreachable · 130 interrupted
+EXIT_CODES = """Exit codes:
+
+* 0 ok · 1 runtime failure · 2 bad usage or invalid config (nothing started)
+* 3 control API unreachable · 130 interrupted
 """
 
 app = typer.Typer(

@@ -43,18 +43,19 @@ def bench(
     they never fail because a machine is slow. Results land in benchmarks/results/ and are
     summarised in BENCHMARKS.md.
 
-    \b
     Benchmarks:
-      reaction  from a load step to the scale-up decision; flapping on a steady load
-      boot      decision to serving, per provider and path
-      scenario  fixed vs the original rule vs vmscale: latency, seconds over SLO, cost
-      metrics   one metrics sample for 10/100/1,000 libvirt domains
-      simulate  simulator speed on a 24 h trace for 1,000 instances
-      haproxy   balancer runtime API and loss-free scale-in
+
+    * **reaction**: from a load step to the scale-up decision; flapping on a steady load
+    * **boot**: decision to serving, per provider and path (cold, paused pool, saved pool)
+    * **scenario**: fixed vs the original rule vs vmscale: latency, seconds over SLO, cost
+      (add `--provider libvirt` for TCG guests)
+    * **metrics**: one metrics sample for 10/100/1,000 libvirt domains
+    * **simulate**: simulator speed on a 24 h trace for 1,000 instances
+    * **haproxy**: balancer runtime API and loss-free scale-in
 
     Examples:
 
-        vmscale bench scenario --rounds 3 --slo-s 2
+        vmscale bench scenario --rounds 3 --slo-s 0.5 --slo-s 2
 
         vmscale bench reaction --runs 5
     """

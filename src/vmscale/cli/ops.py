@@ -372,6 +372,12 @@ def scale(
     """
     g = _call(api, token_file, timeout, "POST", "/v1/group/desired", json={"desired": count})
     _print_group_change(g, as_json, f"desired count set to {count}")
+    if isinstance(g, dict) and not g.get("paused"):
+        typer.echo(
+            "note: automatic scaling is on, so the policies may change this at their next decision; "
+            "run `vmscale pause` to hold it",
+            err=True,
+        )
 
 
 def pause(

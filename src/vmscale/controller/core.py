@@ -13,6 +13,11 @@ call: launches and terminations run in the executor and are collected on a later
       6. act: launch / resume from warm pool / drain, refill the pool
       7. progress drains                          (draining -> terminating when in-flight reaches 0)
       8. sync the balancer, publish the tick, update metrics
+
+This module holds the loop, the decide step, the bookkeeping every step shares (state changes,
+error reports) and the control-plane side the API calls. The steps live beside it, each a set of
+functions over the controller: ``act`` (1, 6: provider calls, warm pool, scale-in),
+``observe`` (2-4: existence, health, samples) and ``balancer`` (7, 8: drains, balancer, publishing).
 """
 
 from __future__ import annotations
@@ -26,16 +31,16 @@ from typing import Any
 from vmscale.clock import Clock, SystemClock
 from vmscale.config.schema import VmscaleConfig
 from vmscale.control import GroupStatus, InstanceInfo
+from vmscale.controller import act, balancer, observe
 from vmscale.controller.executor import worker_pool
 from vmscale.controller.managed import Managed
-from vmscale.errors import InstanceNotFoundError, LoadBalancerError, PermanentProviderError, ProviderError
 from vmscale.events import EventBus
-from vmscale.health import HealthChecker, HealthResult, HttpHealthChecker
-from vmscale.lb.base import LoadBalancer, Server, ServerStats
+from vmscale.health import HealthChecker, HttpHealthChecker
+from vmscale.lb.base import LoadBalancer
 from vmscale.metrics import ControllerMetrics
 from vmscale.model import Decision, Direction, InstanceState, Sample, Snapshot, direction_of
 from vmscale.policy import PolicySet, build_policy_set, decision_record
-from vmscale.providers.base import InstanceSpec, Provider, ProviderStatus
+from vmscale.providers.base import Provider
 from vmscale.store import Store
 
 S = InstanceState
@@ -150,216 +155,23 @@ class Controller:
     def tick(self, full: bool = True) -> None:
         now = self.clock.now()
         with self._lock:
-            self._collect_ops(now)
+            act.collect_ops(self, now)
             if full:
                 self.metrics.ticks.labels(self.group_name).inc()
-                self._observe(now)
-            self._probe(now, full)
+                observe.observe(self, now)
+            observe.probe(self, now, full)
             if full:
-                self._sample(now)
+                observe.sample(self, now)
                 if not self.paused:
                     self._decide(now)
-            self._act(now)
-            self._progress_drains(now)
-            self._sync_lb()
-            self._publish(now, full)
-
-    # ------------------------------------------------------------------ 1. finished provider calls
-
-    def _collect_ops(self, now: float) -> None:
-        for m in list(self.table.values()):
-            if m.op is None or not m.op.done():
-                continue
-            fut, kind = m.op, m.op_kind
-            m.op, m.op_kind = None, ""
-            exc = fut.exception()
-            if kind == "launch":
-                self._launch_done(m, fut.result() if exc is None else None, exc, now)
-            elif kind == "terminate":
-                if exc is None or isinstance(exc, InstanceNotFoundError):
-                    self.metrics.terminate_seconds.labels(self.group_name).observe(now - m.op_started)
-                    self._set_state(m, S.GONE, now, "terminated")
-                    del self.table[m.name]
-                else:
-                    backoff = self._backoff(2)
-                    m.retry_at = now + backoff
-                    self._provider_error("terminate", exc, m.name)
-            elif kind == "pause":
-                if exc is None:
-                    self._set_state(m, S.WARM, now, f"parked in the warm pool ({self.cfg.warm_pool.kind})")
-                else:
-                    self._launch_failed(m, exc, now, "pause", "could not park for the warm pool")
-            elif kind == "resume":
-                if exc is None:
-                    m.health_failures = 0
-                    self._set_state(m, S.BOOTING, now, "resumed from the warm pool")
-                else:
-                    self._launch_failed(m, exc, now, "resume", "could not resume from the warm pool")
-
-    def _launch_done(self, m: Managed, inst: Any, exc: BaseException | None, now: float) -> None:
-        if exc is not None:
-            self._launch_failed(m, exc, now, "launch", "launch failed")
-            return
-        self.metrics.launch_seconds.labels(self.group_name).observe(now - m.op_started)
-        m.endpoint = inst.endpoint
-        m.details = dict(inst.details)
-        m.vcpus = inst.vcpus
-        self._set_state(m, S.BOOTING, now, f"started by the {self.provider.kind} provider")
-
-    def _launch_failed(self, m: Managed, exc: BaseException, now: float, op: str, what: str) -> None:
-        """Anything that was to bring capacity (launch, park, resume) failed: back off new launches
-        exponentially (a permanent error waits the longest), report, and replace the instance."""
-        self.launch_failures += 1
-        delay = self._backoff(self.launch_failures - 1)
-        if isinstance(exc, PermanentProviderError):
-            delay = self.cfg.launch.backoff_max_s
-        self.next_launch_at = now + delay
-        self._provider_error(op, exc, m.name, retry_in_s=delay)
-        self._fail(m, now, f"{what}: {exc}")
+            act.apply_desired(self, now)
+            balancer.progress_drains(self, now)
+            balancer.sync_lb(self)
+            balancer.publish(self, now, full)
 
     def _backoff(self, failures: int) -> float:
         """Exponential back-off: ``backoff_initial_s`` doubled per failure, capped at ``backoff_max_s``."""
         return float(min(self.cfg.launch.backoff_max_s, self.cfg.launch.backoff_initial_s * 2**failures))
-
-    # ------------------------------------------------------------------ 2. observe existence
-
-    def _observe(self, now: float) -> None:
-        if now < self.next_observe_at:
-            return
-        try:
-            listed = {p.name: p for p in self.provider.list(self.group_name)}
-        except ProviderError as exc:
-            self.provider_failures += 1
-            delay = self._backoff(self.provider_failures)
-            self.next_observe_at = now + delay
-            self._provider_error("list", exc, None, retry_in_s=delay)
-            return
-        self.provider_failures = 0
-        for m in list(self.table.values()):
-            if m.busy:
-                continue
-            p = listed.get(m.name)
-            if m.state in (S.BOOTING, S.READY, S.DRAINING, S.WARM):
-                if p is None or p.status is ProviderStatus.STOPPED:
-                    self._fail(m, now, "vanished: the provider no longer reports it running")
-            elif m.state is S.TERMINATING and p is None:
-                self._set_state(m, S.GONE, now, "confirmed gone")
-                del self.table[m.name]
-        for name, p in listed.items():
-            if name not in self.table:
-                # Not ours any more (or never recorded): remove it rather than let it cost money.
-                m = Managed(
-                    name=name, index=_index_of(name), state=S.FAILED, endpoint=p.endpoint, state_since=now
-                )
-                self.table[name] = m
-                self._emit_instance(
-                    m, "(unknown)", "orphan: exists at the provider but not in the state database"
-                )
-                self._terminate(m, now, "removing orphan")
-
-    # ------------------------------------------------------------------ 3. health
-
-    def _probe(self, now: float, full: bool = True) -> None:
-        # Ready instances are probed once per full tick only, so `unhealthy_threshold` keeps
-        # meaning "consecutive intervals", however often fast ticks run.
-        states = (S.BOOTING, S.READY, S.DRAINING) if full else (S.BOOTING, S.DRAINING)
-        targets = [m for m in self.table.values() if not m.busy and m.endpoint and m.state in states]
-        if not targets:
-            return
-        results = (
-            dict(
-                zip(
-                    [m.name for m in targets],
-                    self.executor.map(
-                        lambda m: self._check(m.endpoint), targets, timeout=self.cfg.health.timeout_s * 3
-                    ),
-                    strict=True,
-                )
-            )
-            if len(targets) > 1
-            else {targets[0].name: self._check(targets[0].endpoint)}
-        )
-        for m in targets:
-            r = results[m.name]
-            m.inflight = r.inflight
-            if m.state is S.BOOTING:
-                if r.ok:
-                    if m.warm:
-                        self._start_op(
-                            m, "pause", self.provider.pause, m.name, self.cfg.warm_pool.kind, now=now
-                        )
-                    else:
-                        self._become_ready(m, now)
-                elif m.launched_at is not None and now - m.launched_at > self.cfg.health.boot_timeout_s:
-                    hint = f" (console log: {m.details['console_log']})" if "console_log" in m.details else ""
-                    self._fail(
-                        m, now, f"not ready within boot_timeout_s={self.cfg.health.boot_timeout_s:g}{hint}"
-                    )
-            elif m.state is S.READY:
-                if r.ok:
-                    m.health_failures = 0
-                else:
-                    m.health_failures += 1
-                    self.metrics.health_failures.labels(self.group_name).inc()
-                    if m.health_failures >= self.cfg.health.unhealthy_threshold:
-                        self.metrics.replacements.labels(self.group_name).inc()
-                        self._fail(
-                            m, now, f"health check failed {m.health_failures} times in a row: {r.error}"
-                        )
-
-    def _check(self, endpoint: str) -> HealthResult:
-        try:
-            return self.health.check(endpoint)
-        except Exception as exc:  # a checker bug must not kill the tick
-            return HealthResult(False, error=str(exc))
-
-    def _become_ready(self, m: Managed, now: float) -> None:
-        m.ready_at = now
-        m.health_failures = 0
-        self._set_state(m, S.READY, now, "health check passed")
-        if m.wanted_at is not None:
-            self.metrics.time_to_ready.labels(self.group_name).observe(now - m.wanted_at)
-        if self.lb is not None and (hp := m.host_port) is not None:
-            try:
-                self.lb.add(Server(m.name, *hp))
-            except LoadBalancerError as exc:
-                self._error("lb.add", str(exc), m.name)
-        self.launch_failures = 0
-
-    # ------------------------------------------------------------------ 4. samples
-
-    def _sample(self, now: float) -> None:
-        names = [m.name for m in self.table.values() if m.state in (S.BOOTING, S.READY, S.DRAINING)]
-        cpu: dict[str, float] = {}
-        if names and now >= self.next_sample_at:
-            try:
-                cpu = self.provider.sample(names)
-                self.sample_failures = 0
-            except ProviderError as exc:
-                # Back off like listing does: a provider that is down (libvirtd stopped) must not
-                # get a failing call, and the log an error, every interval for as long as it lasts.
-                self.sample_failures += 1
-                delay = self._backoff(self.sample_failures)
-                self.next_sample_at = now + delay
-                self._provider_error("sample", exc, None, retry_in_s=delay)
-        stats = self._lb_stats()
-        lat = [v for s in stats.values() if (v := s.latency_p95_s or s.response_time_s) is not None]
-        self._group_latency = max(lat) if lat else None
-        self._group_rps = sum(s.rate_rps for s in stats.values()) if stats else None
-        for name in names:
-            m = self.table[name]
-            st = stats.get(name)
-            m.samples.append(
-                Sample(
-                    t=now,
-                    cpu=cpu.get(name),
-                    rps=st.rate_rps if st else None,
-                    latency_p95=(st.latency_p95_s or st.response_time_s) if st else None,
-                    inflight=m.inflight / max(1, m.vcpus) if m.inflight is not None else None,
-                )
-            )
-            if name in cpu:
-                self.metrics.instance_cpu.labels(self.group_name, name).set(cpu[name])
 
     # ------------------------------------------------------------------ 5. decide
 
@@ -416,228 +228,6 @@ class Controller:
     def _save_group(self, now: float) -> None:
         self.store.save_group(self.group_name, self.desired, self.paused, self.policy_state.to_dict(), now)
 
-    # ------------------------------------------------------------------ 6. act
-
-    def _act(self, now: float) -> None:
-        live = [m for m in self.table.values() if m.in_group]
-        need = self.desired - len(live)
-        if need > 0:
-            for m in self._warm_ready()[:need]:
-                m.warm = False
-                m.wanted_at = self.last_scale_up_at or now
-                self._start_op(m, "resume", self.provider.resume, m.name, now=now)
-                self.store.put_instance(m.row(self.group_name), now)
-                need -= 1
-            for _ in range(need):
-                if not self._launch(now, warm=False):
-                    break
-        elif need < 0:
-            for victim in self._scale_in_victims(-need):
-                if victim.state is S.READY:
-                    self._start_drain(victim, now)
-                else:
-                    self._terminate(victim, now, "scale-in before it was ready")
-        for m in [m for m in self.table.values() if m.state is S.FAILED and not m.busy and now >= m.retry_at]:
-            self._terminate(m, now, "cleaning up a failed instance")
-        for m in [
-            m for m in self.table.values() if m.state is S.TERMINATING and not m.busy and now >= m.retry_at
-        ]:
-            self._start_op(m, "terminate", self._terminate_call, m.name, now=now)
-        # Refill the warm pool only when the group itself is where it should be, and only once the
-        # capacity it is waiting for serves: on a small host a refill boot competes for the CPU
-        # with the instance just resumed (a saved-pool restore took 1.3 s instead of 0.45 s with
-        # a refill booting beside it).
-        warm = [m for m in self.table.values() if m.warm and m.state in (S.PENDING, S.BOOTING, S.WARM)]
-        arriving = any(m.in_group and m.state is not S.READY for m in self.table.values())
-        if need <= 0 and not arriving:
-            for _ in range(self.cfg.warm_pool.size - len(warm)):
-                if not self._launch(now, warm=True):
-                    break
-
-    def _warm_ready(self) -> list[Managed]:
-        return sorted(
-            (m for m in self.table.values() if m.warm and m.state is S.WARM and not m.busy),
-            key=lambda m: m.index,
-        )
-
-    def _scale_in_victims(self, count: int) -> list[Managed]:
-        """Not-yet-serving instances first (newest first), then the least busy ready ones.
-
-        An instance whose launch or resume call is still running cannot be stopped this tick, but
-        it is still the one to stop: it is counted as a victim to come, so that a ready, serving
-        instance is not drained in its place.
-        """
-        coming = [m for m in self.table.values() if m.in_group and m.state is not S.READY]
-        unready = sorted((m for m in coming if not m.busy), key=lambda m: -m.index)
-        count -= len(coming) - len(unready)
-        ready = sorted(
-            (m for m in self.table.values() if m.state is S.READY and not m.busy),
-            key=lambda m: (m.latest_cpu() if m.latest_cpu() is not None else 0.0, -m.index),
-        )
-        return (unready + ready)[: max(0, count)]
-
-    def _launch(self, now: float, *, warm: bool) -> bool:
-        if now < self.next_launch_at:
-            return False
-        index = self._free_index()
-        name = f"{self.group_name}-{index}"
-        m = Managed(
-            name=name,
-            index=index,
-            state=S.PENDING,
-            vcpus=self.cfg.template.vcpus,
-            warm=warm,
-            launched_at=now,
-            state_since=now,
-            wanted_at=None if warm else (self.last_scale_up_at or now),
-        )
-        self.table[name] = m
-        # Recorded before the provider is asked, so a crash mid-launch is found and finished or undone.
-        self.store.put_instance(m.row(self.group_name), now, src="(none)", reason="launch requested")
-        self._emit_instance(m, "(none)", "warm-pool launch requested" if warm else "launch requested")
-        spec = InstanceSpec(
-            group=self.group_name,
-            name=name,
-            index=index,
-            vcpus=self.cfg.template.vcpus,
-            memory_mb=self.cfg.template.memory_mb,
-            workload_args={"fib_max_n": str(self.cfg.template.fib_max_n)},
-        )
-        self._start_op(m, "launch", self.provider.launch, spec, now=now)
-        return True
-
-    def _free_index(self) -> int:
-        used = {m.index for m in self.table.values()}
-        i = 1
-        while i in used:
-            i += 1
-        return i
-
-    def _start_drain(self, m: Managed, now: float) -> None:
-        self._set_state(
-            m, S.DRAINING, now, f"scale-in: least busy ready instance (cpu {m.latest_cpu() or 0:.0f}%)"
-        )
-        if self.lb is not None:
-            try:
-                self.lb.drain(m.name)
-            except LoadBalancerError as exc:
-                self._error("lb.drain", str(exc), m.name)
-        # The grace counts from now, when the balancer was told, not from the tick's start: health
-        # probes and sampling earlier in the tick may already have used it up.
-        m.drain_started = self.clock.now()
-
-    def _terminate(self, m: Managed, now: float, reason: str) -> None:
-        if m.busy:
-            return
-        self._remove_from_lb(m)
-        if m.state is not S.TERMINATING:
-            self._set_state(m, S.TERMINATING, now, reason)
-        self._start_op(m, "terminate", self._terminate_call, m.name, now=now)
-
-    def _terminate_call(self, name: str) -> None:
-        self.provider.terminate(name, graceful_timeout_s=self.cfg.launch.terminate_timeout_s)
-
-    def _start_op(self, m: Managed, kind: str, fn: Any, *args: Any, now: float) -> None:
-        m.op_kind, m.op_started = kind, now
-        m.op = self.executor.submit(fn, *args)
-        m.op.add_done_callback(lambda _: self._wake.set())
-
-    def _lb_stats(self) -> dict[str, ServerStats]:
-        """The balancer's per-server figures (fresh each call: drains need current sessions)."""
-        if self.lb is None:
-            return {}
-        try:
-            return self.lb.stats()
-        except LoadBalancerError as exc:
-            self._error("lb.stats", str(exc))
-            return {}
-
-    # ------------------------------------------------------------------ 7. drains
-
-    def _progress_drains(self, now: float) -> None:
-        stats = self._lb_stats()
-        for m in [m for m in self.table.values() if m.state is S.DRAINING and not m.busy]:
-            if m.drain_started is None:
-                # Adopted mid-drain after a restart: the wait (and its timeout) starts again now.
-                # Falling back to ``now`` on every tick instead would keep it in the grace forever.
-                m.drain_started = now
-            started = m.drain_started
-            if now - started < self.cfg.drain.grace_s:
-                continue
-            st = stats.get(m.name)
-            inflight = st.sessions_current if st is not None else m.inflight
-            if inflight == 0:
-                self._terminate(m, now, "drained: no requests in flight")
-            elif now - started >= self.cfg.drain.timeout_s:
-                self._terminate(
-                    m, now, f"drain timeout after {self.cfg.drain.timeout_s:g}s ({inflight} in flight)"
-                )
-
-    # ------------------------------------------------------------------ 8. balancer, tick, metrics
-
-    def _sync_lb(self) -> None:
-        if self.lb is None:
-            return
-        servers = {}
-        for m in self.table.values():
-            if m.state in (S.READY, S.DRAINING) and (hp := m.host_port) is not None:
-                servers[m.name] = Server(m.name, *hp)
-        draining = frozenset(m.name for m in self.table.values() if m.state is S.DRAINING)
-        try:
-            self.lb.sync(servers, draining)
-        except LoadBalancerError as exc:
-            self._error("lb.sync", str(exc))
-
-    def _remove_from_lb(self, m: Managed) -> None:
-        if self.lb is None:
-            return
-        try:
-            self.lb.remove(m.name)
-        except LoadBalancerError as exc:
-            self._error("lb.remove", str(exc), m.name)
-
-    def _publish(self, now: float, full: bool) -> None:
-        if full:
-            self._publish_tick(now)
-        self._publish_endpoints()
-
-    def _publish_tick(self, now: float) -> None:
-        counts = {s.value: 0 for s in S if s is not S.GONE}
-        for m in self.table.values():
-            counts[m.state.value] += 1
-        for state, n in counts.items():
-            self.metrics.instances.labels(self.group_name, state).set(n)
-        actual = sum(1 for m in self.table.values() if m.in_group)
-        ready = counts[S.READY.value]
-        self.metrics.desired.labels(self.group_name).set(self.desired)
-        self.metrics.actual.labels(self.group_name).set(actual)
-        data = {
-            "desired": self.desired,
-            "actual": actual,
-            "ready": ready,
-            "warm": counts[S.WARM.value],
-            "instances": {
-                m.name: {"state": m.state.value, "cpu": m.latest_cpu()} for m in self.table.values()
-            },
-            "latency_p95_s": self._group_latency,
-            "rps": self._group_rps,
-        }
-        self.events.publish("tick", data)
-        self._history.append({"t": now, **data})
-        cutoff = now - self.cfg.group.history_s
-        while self._history and self._history[0]["t"] < cutoff:
-            self._history.pop(0)
-
-    def _publish_endpoints(self) -> None:
-        eps = [
-            {"name": m.name, "url": m.endpoint}
-            for m in sorted(self.table.values(), key=lambda m: m.index)
-            if m.state is S.READY
-        ]
-        if eps != self._endpoints:
-            self._endpoints = eps
-            self.events.publish("endpoints", {"endpoints": eps})
-
     # ------------------------------------------------------------------ state changes and reports
 
     def _set_state(self, m: Managed, dst: InstanceState, now: float, reason: str) -> None:
@@ -659,7 +249,7 @@ class Controller:
 
     def _fail(self, m: Managed, now: float, reason: str) -> None:
         m.error = reason
-        self._remove_from_lb(m)
+        balancer.remove_from_lb(self, m)
         self._set_state(m, S.FAILED, now, reason)
 
     def _provider_error(
@@ -780,7 +370,7 @@ class Controller:
                         with contextlib.suppress(Exception):
                             m.op.result(timeout=timeout_s)
                         m.op = None
-                    self._terminate(m, now, "shutdown")
+                    act.terminate(self, m, now, "shutdown")
                 for m in list(self.table.values()):
                     if m.op is not None:
                         try:
@@ -793,8 +383,3 @@ class Controller:
                 self.desired = self.cfg.group.initial_count
                 self._save_group(self.clock.now())
         self.health.close()
-
-
-def _index_of(name: str) -> int:
-    tail = name.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else 10_000

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from vmscale.controller import act
 from vmscale.controller.managed import Managed
 from vmscale.errors import ProviderError
 from vmscale.model import InstanceState
@@ -70,7 +71,7 @@ def recover(c: Controller) -> None:
             if state in (S.PENDING, S.TERMINATING, S.FAILED) and p is None:
                 c._set_state(m, S.GONE, now, "recovery: not at the provider")
             elif p is not None:
-                c._terminate(m, now, "recovery: stopped at the provider")
+                act.terminate(c, m, now, "recovery: stopped at the provider")
                 continue
             else:
                 c._fail(m, now, "recovery: vanished while the controller was down")
@@ -86,6 +87,6 @@ def recover(c: Controller) -> None:
             c._set_state(m, S.BOOTING, now, "recovery: a warm instance was running; checking it")
             m.warm = True
         elif state in (S.FAILED, S.TERMINATING):
-            c._terminate(m, now, "recovery: finishing a terminate")
+            act.terminate(c, m, now, "recovery: finishing a terminate")
         c._emit_instance(m, m.state.value, "recovery: adopted")
     c._save_group(now)
