@@ -10,21 +10,19 @@ rejected what the user typed (HTTP 400/409/422), 1 for any other refusal. The to
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from vmscale.cli import fmt
+from vmscale.cli.api_client import ApiClient, ApiError, fail, listing, read_token
+
 DEFAULT_API = "http://127.0.0.1:8900"
-USER_INPUT_STATUSES = {400, 409, 422}  # bad value, outside [min, max], failed validation
-SSE_READ_TIMEOUT_S = 35.0  # the server sends a keep-alive comment every ~10 s
 
 ApiOpt = Annotated[
     str, typer.Option("--api", envvar="VMSCALE_API", help="control API URL (or set VMSCALE_API)")
@@ -41,144 +39,6 @@ TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="seconds t
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's raw JSON (for scripts)")]
 
 
-class ApiError(Exception):
-    """A refusal from the API, or no API at all; carries the exit code to end with."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def read_token(token_file: Path | None) -> str | None:
-    """The token to send: from ``--token-file`` if given, else ``$VMSCALE_TOKEN``, else none.
-
-    The file may hold a bare token or the server's 'SCOPE TOKEN [NAME]' lines; a write token is
-    preferred so that the same file works for `scale` and `status`.
-    """
-    if token_file is None:
-        return os.environ.get("VMSCALE_TOKEN", "").strip() or None
-    try:
-        text = token_file.read_text(encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot read the token file {token_file}: {exc.strerror or exc}", 2)
-    entries = [
-        line.split() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
-    ]
-    if not entries:
-        fail(f"the token file {token_file} holds no token", 2)
-    scoped = {e[0].lower(): e[1] for e in entries if len(e) >= 2 and e[0].lower() in ("read", "write")}
-    return scoped.get("write") or scoped.get("read") or entries[0][0]
-
-
-class ApiClient:
-    def __init__(self, base_url: str, token: str | None, timeout_s: float) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
-        headers = {"Accept": "application/json", "User-Agent": "vmscale-cli"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def request(self, method: str, path: str, **kw: Any) -> Any:
-        try:
-            resp = self._client.request(method, path, **kw)
-        except httpx.TransportError as exc:
-            raise self.unreachable(exc) from None
-        if resp.status_code >= 400:
-            raise self.refused(resp)
-        try:
-            return resp.json()
-        except ValueError:
-            raise ApiError(f"{method} {path}: the API answered with something that is not JSON", 1) from None
-
-    def unreachable(self, exc: Exception) -> ApiError:
-        return ApiError(
-            f"cannot reach the control API at {self.base_url} ({type(exc).__name__}: {exc or 'no detail'}). "
-            "Is `vmscale up` running? Set --api or VMSCALE_API to its address.",
-            3,
-        )
-
-    @staticmethod
-    def refused(resp: httpx.Response) -> ApiError:
-        try:
-            body = resp.json()
-        except ValueError:
-            body = {"error": resp.text[:200].strip() or resp.reason_phrase}
-        if isinstance(body, dict):
-            what = str(body.get("error") or resp.reason_phrase)
-            detail = body.get("detail")
-            if detail not in (None, "", [], {}):
-                what += f": {detail if isinstance(detail, str) else json.dumps(detail)}"
-        else:
-            what = str(body)
-        hint = ""
-        if resp.status_code in (401, 403):
-            hint = " (set VMSCALE_TOKEN or --token-file to a token with the right scope)"
-        code = 2 if resp.status_code in USER_INPUT_STATUSES else 1
-        return ApiError(f"the control API refused (HTTP {resp.status_code}): {what}{hint}", code)
-
-    def events(self, last_id: str | None = None, types: str | None = None) -> Iterator[dict[str, Any]]:
-        """One connection to the SSE stream, yielding Event dicts until the server closes it."""
-        headers = {"Accept": "text/event-stream"}
-        params = {"types": types} if types else {}
-        if last_id:
-            headers["Last-Event-ID"] = last_id
-        timeout = httpx.Timeout(self.timeout_s, read=SSE_READ_TIMEOUT_S)
-        try:
-            with self._client.stream(
-                "GET", "/v1/events", headers=headers, params=params, timeout=timeout
-            ) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise self.refused(resp)
-                yield from parse_sse(resp.iter_lines())
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise self.unreachable(exc) from None
-
-
-def parse_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """Server-Sent Events -> Event dicts. Comment lines (': ping') and unparsable data are skipped."""
-    event_type, seq = "message", None
-    data: list[str] = []
-    for line in lines:
-        if line == "":
-            if data:
-                try:
-                    payload = json.loads("\n".join(data))
-                except json.JSONDecodeError:
-                    payload = None
-                if isinstance(payload, dict):
-                    payload.setdefault("type", event_type)
-                    payload.setdefault("seq", seq)
-                    yield payload
-            event_type, data, seq = "message", [], None
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "event":
-            event_type = value
-        elif field == "data":
-            data.append(value)
-        elif field == "id":
-            seq = int(value) if value.isdigit() else value
-
-
-def listing(body: Any, key: str) -> list[dict[str, Any]]:
-    """The rows of a list answer, whether the API wraps them ({"instances": [...]}) or not."""
-    rows = body.get(key) if isinstance(body, dict) else body
-    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
-
-
 def _client(api: str, token_file: Path | None, timeout: float) -> ApiClient:
     return ApiClient(api, read_token(token_file), timeout)
 
@@ -191,68 +51,6 @@ def _call(api: str, token_file: Path | None, timeout: float, method: str, path: 
         fail(str(exc), exc.exit_code)
     finally:
         client.close()
-
-
-def _clock(t: Any) -> str:
-    if not isinstance(t, int | float):
-        return "--:--:--"
-    return datetime.fromtimestamp(t).strftime("%H:%M:%S")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{max(seconds, 0):.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.0f} h" if seconds < 172_800 else f"{seconds / 86400:.0f} d"
-
-
-def _pct(x: Any) -> str:
-    return f"{x:.0f}%" if isinstance(x, int | float) else "–"
-
-
-def decision_line(d: dict[str, Any]) -> str:
-    """'scale up 1 -> 2 (target: cpu 92% > 60%)', with who and whether it was carried out; a
-    pause/resume record (which has no counts) reads 'automatic scaling paused by NAME'."""
-    action = d.get("action")
-    if action in ("paused", "resumed") and d.get("direction") in (None, "none"):
-        return f"automatic scaling {action} by {d.get('actor') or 'someone'}"
-    direction = d.get("direction")
-    verb = f"scale {direction}" if direction in ("up", "down") else "hold"
-    counts = f"{d.get('current')} -> {d.get('desired')}" if verb != "hold" else f"at {d.get('desired')}"
-    policy, reason = d.get("policy"), str(d.get("reason"))
-    why = reason if reason.startswith(f"{policy}:") else f"{policy}: {reason}"  # no "manual: manual: ..."
-    line = f"{verb} {counts} ({why})"
-    actor = d.get("actor")
-    if actor and actor not in ("policy", "controller", "autoscaler") and str(actor) not in line:
-        line += f" by {actor}"
-    if d.get("applied") is False:
-        line += " [not applied]"
-    return line
-
-
-def event_line(ev: dict[str, Any]) -> str:
-    """One human-readable line per event: time, type, what happened."""
-    type_, data = str(ev.get("type")), ev.get("data") or {}
-    if type_ == "instance":
-        what = f"{data.get('name')} {data.get('from')} -> {data.get('to')}"
-        if data.get("reason"):
-            what += f" ({data['reason']})"
-    elif type_ == "decision":
-        what = decision_line(data)
-    elif type_ == "endpoints":
-        eps = data.get("endpoints") or []
-        what = "ready endpoints: " + (", ".join(f"{e.get('name')} {e.get('url')}" for e in eps) or "none")
-    elif type_ == "tick":
-        cpus = ", ".join(f"{n} {_pct(i.get('cpu'))}" for n, i in (data.get("instances") or {}).items())
-        what = f"desired {data.get('desired')}, actual {data.get('actual')}, ready {data.get('ready')}"
-        what += f"; cpu {cpus}" if cpus else ""
-    elif type_ == "error":
-        what = f"{data.get('where')}: {data.get('message')}"
-        what += f" ({data['instance']})" if data.get("instance") else ""
-    else:
-        what = json.dumps(data, sort_keys=True)
-    return f"{_clock(ev.get('t'))}  {type_:<9} {what}"
 
 
 def status(
@@ -292,7 +90,7 @@ def status(
         ("frontend", g.get("frontend_url") or "–"),
         ("policies", ", ".join(g.get("policies") or []) or "–"),
         ("states", states),
-        ("last decision", (f"{_clock(last.get('t'))} " + decision_line(last)) if last else "–"),
+        ("last decision", (f"{fmt.clock(last.get('t'))} " + fmt.decision_line(last)) if last else "–"),
     ]:
         table.add_row(key, str(value))
     Console().print(table)
@@ -324,14 +122,14 @@ def instances(
     now = time.time()
     for i in rows:
         launched = i.get("launched_at")
-        age = _duration(now - launched) if isinstance(launched, int | float) else "–"
+        age = fmt.duration(now - launched) if isinstance(launched, int | float) else "–"
         details = ", ".join(f"{k}={v}" for k, v in (i.get("details") or {}).items())
         table.add_row(
             str(i.get("name")),
             str(i.get("state")),
             str(i.get("endpoint")),
             str(i.get("vcpus")),
-            _pct(i.get("cpu")),
+            fmt.pct(i.get("cpu")),
             age,
             details,
         )
@@ -419,7 +217,7 @@ def resume(
 
 
 def _emit(ev: dict[str, Any], as_json: bool) -> None:
-    typer.echo(json.dumps(ev) if as_json else event_line(ev))
+    typer.echo(json.dumps(ev) if as_json else fmt.event_line(ev))
 
 
 def logs(
