@@ -1,6 +1,6 @@
 """The original student experiment, three ways, interleaved in one invocation on one machine.
 
-    .venv/bin/python benchmarks/bench_scenario.py [--rounds 3] [--slo-s 0.5 --slo-s 2] [--quick]
+    .venv/bin/python benchmarks/bench_scenario.py [--rounds 3] [--slo-s 0.5 --slo-s 2] [--quick] [--idle-s N]
                                                   [--provider process|libvirt]
     (or: vmscale bench scenario ...)
 
@@ -75,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--quick", action="store_true", help="short phases (for a smoke run, not for figures)")
     ap.add_argument(
+        "--idle-s",
+        type=int,
+        default=None,
+        help="length of the idle phase (default 30 s, 40 s for libvirt); make it longer than the "
+        "policy's 300 s scale-down window to see what scaling in saves",
+    )
+    ap.add_argument(
         "--provider",
         choices=["process", "libvirt"],
         default="process",
@@ -99,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         low_s, high_s, idle_s = (8, 45, 20) if args.quick else (15, 90, 40)
     else:
         low_s, high_s, idle_s = (5, 20, 10) if args.quick else (15, 60, 30)
+    if args.idle_s is not None:
+        if args.idle_s < 0:
+            ap.error("--idle-s must be 0 or more")
+        idle_s = args.idle_s
     if vm:
         LIBVIRT_WORK.mkdir(parents=True, exist_ok=True)
         work = LIBVIRT_WORK / f"scenario-{uuid.uuid4().hex[:8]}"

@@ -24,6 +24,8 @@ S = InstanceState
 
 
 def collect_ops(ctl: Controller, now: float) -> None:
+    """Move each instance whose provider call finished on: launched -> booting, terminated -> gone,
+    parked -> warm, resumed -> booting; a failure backs off and fails the instance."""
     for m in list(ctl.table.values()):
         if m.op is None or not m.op.done():
             continue
@@ -78,6 +80,8 @@ def launch_failed(ctl: Controller, m: Managed, exc: BaseException, now: float, o
 
 
 def apply_desired(ctl: Controller, now: float) -> None:
+    """Make the group's size match ``ctl.desired``: take from the warm pool before launching, stop
+    the right instances on scale-in, clean up failed ones, then refill the pool."""
     live = [m for m in ctl.table.values() if m.in_group]
     need = ctl.desired - len(live)
     if need > 0:
@@ -203,6 +207,7 @@ def terminate_call(ctl: Controller, name: str) -> None:
 
 
 def start_op(ctl: Controller, m: Managed, kind: str, fn: Any, *args: Any, now: float) -> None:
+    """Run a provider call in the executor; its completion wakes the loop for a fast tick."""
     m.op_kind, m.op_started = kind, now
     m.op = ctl.executor.submit(fn, *args)
     m.op.add_done_callback(lambda _: ctl._wake.set())

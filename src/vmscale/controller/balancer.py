@@ -22,6 +22,7 @@ S = InstanceState
 
 
 def progress_drains(ctl: Controller, now: float) -> None:
+    """Terminate draining instances once nothing is in flight, or at the drain timeout."""
     stats = observe.lb_stats(ctl)
     for m in [m for m in ctl.table.values() if m.state is S.DRAINING and not m.busy]:
         if m.drain_started is None:
@@ -42,6 +43,7 @@ def progress_drains(ctl: Controller, now: float) -> None:
 
 
 def sync_lb(ctl: Controller) -> None:
+    """Tell the balancer the whole server set (ready and draining) every tick: level-triggered."""
     if ctl.lb is None:
         return
     servers = {}

@@ -27,6 +27,8 @@ S = InstanceState
 
 
 def observe(ctl: Controller, now: float) -> None:
+    """Compare the provider's list with the table: what vanished fails, what is unknown is an orphan
+    and is removed. A failing list backs off instead of failing every interval."""
     if now < ctl.next_observe_at:
         return
     try:
@@ -60,6 +62,8 @@ def observe(ctl: Controller, now: float) -> None:
 
 
 def probe(ctl: Controller, now: float, full: bool = True) -> None:
+    """Health-check instances in parallel: booting -> ready (or parked, if meant for the pool),
+    ready -> failed after ``unhealthy_threshold`` misses in a row."""
     # Ready instances are probed once per full tick only, so `unhealthy_threshold` keeps
     # meaning "consecutive intervals", however often fast ticks run.
     states = (S.BOOTING, S.READY, S.DRAINING) if full else (S.BOOTING, S.DRAINING)
@@ -124,6 +128,8 @@ def become_ready(ctl: Controller, m: Managed, now: float) -> None:
 
 
 def sample(ctl: Controller, now: float) -> None:
+    """Append one sample per live instance: CPU from the provider, rate and latency from the
+    balancer, requests in flight (per vCPU) from the last health probe."""
     names = [m.name for m in ctl.table.values() if m.state in (S.BOOTING, S.READY, S.DRAINING)]
     cpu: dict[str, float] = {}
     if names and now >= ctl.next_sample_at:
@@ -169,5 +175,6 @@ def lb_stats(ctl: Controller) -> dict[str, ServerStats]:
 
 
 def _index_of(name: str) -> int:
+    """The instance number in ``GROUP-N`` (orphans with other names sort last)."""
     tail = name.rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else 10_000
