@@ -75,17 +75,6 @@ def instance_state(svc: Service, name: str) -> str | None:
     return next((i.state for i in svc.controller.instances() if i.name == name), None)
 
 
-def fresh_connection_transport() -> httpx.AsyncHTTPTransport:
-    """A new connection per request: works around a bug of the guest's uvicorn (Debian 12's 0.17).
-
-    On a reused keep-alive connection, a request that takes longer than uvicorn's keep-alive
-    timeout (5 s; an overloaded VM queues that long) can be cut by the keep-alive timer
-    ("Server disconnected without sending a response"; uvicorn issue #1637, fixed upstream in
-    PR #2243). Seen here: 2-3 of ~500 requests per run. Not reusing connections avoids it.
-    """
-    return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=210, max_keepalive_connections=0))
-
-
 def calibrate(url: str, target_s: float = 0.4) -> tuple[int, float, int]:
     """n for a ~target_s request on the VM, the measured seconds per request, the guest's workers."""
     with httpx.Client(timeout=60, trust_env=False) as client:
@@ -139,8 +128,10 @@ def test_overload_scales_out_to_a_second_domain_and_back_in(
                     phases,
                     EventStreamEndpoints(svc.api_url or ""),
                     client_log,
-                    options=LoadOptions(pick="p2c", timeout_s=120, max_outstanding=200, seed=7),
-                    transport=fresh_connection_transport(),
+                    # One connection per request: see LoadOptions.keepalive (uvicorn 0.17 in the guest).
+                    options=LoadOptions(
+                        pick="p2c", timeout_s=120, max_outstanding=200, seed=7, keepalive=False
+                    ),
                 )
             )
         except BaseException as exc:  # reported by the main thread

@@ -245,3 +245,51 @@ def test_load_follows_discovered_backends(sse_server: tuple[str, SseState], tmp_
     switch_at = servers.index("web-2")
     assert set(servers[switch_at:]) == {"web-2"}, "nothing goes to a removed endpoint after the switch"
     assert all(r["status"] == 200 for r in records)
+
+
+class ConnectionCountingServer:
+    """A minimal HTTP/1.1 fib stand-in on loopback that keeps connections open and counts them."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1].decode()
+                self.requests += 1
+                body = json.dumps({"input": int(path.rsplit("/", 1)[-1]), "result": 0, "server": "c-1"})
+                writer.write(
+                    f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
+                    f"\r\n\r\n{body}".encode()
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize(("keepalive", "expected"), [(True, 1), (False, 6)])
+def test_keepalive_off_opens_one_connection_per_request(keepalive: bool, expected: int) -> None:
+    """`--no-keepalive` exists for the guest's uvicorn, which can cut a kept-alive connection under a
+    slow request: with it off, every request has a connection of its own."""
+    counter = ConnectionCountingServer()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(counter.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            await run_phases(
+                [Phase("step", 1.0, rate=6, n=20)],  # one at a time: each answered before the next
+                StaticEndpoints([f"http://127.0.0.1:{port}"]),
+                None,
+                options=LoadOptions(seed=3, timeout_s=10, keepalive=keepalive),
+            )
+
+    asyncio.run(scenario())
+    assert counter.requests == 6
+    assert counter.connections == expected

@@ -57,6 +57,7 @@ def _valid(segment: str) -> bool:
 @example(segment=str(MAX_N), prefix="/")
 @example(segment=str(MAX_N + 1), prefix="/fib/")
 @example(segment="-1", prefix="/")
+@example(segment="/", prefix="/fib/")  # was an empty 307 to /fib
 def test_any_segment_is_2xx_if_valid_else_4xx(client_get: object, segment: str, prefix: str) -> None:
     resp = client_get(prefix + quote(segment, safe=""))  # type: ignore[operator]
     assert resp.status_code < 500, (segment, resp.status_code, resp.text)

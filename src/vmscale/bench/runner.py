@@ -20,6 +20,7 @@ import httpx
 
 from vmscale import ports
 from vmscale.config import parse_config
+from vmscale.config.libvirt import TCG_HEALTH
 from vmscale.config.schema import VmscaleConfig
 from vmscale.ports import free_port
 from vmscale.service import Service
@@ -67,13 +68,7 @@ def group_config(
             "provider": provider_section,
             "template": {"vcpus": 1, "memory_mb": 512},
             "policies": policies,
-            # A TCG guest is ~14x slower than the host: its probes get more time before it is
-            # called dead, and its boot far more.
-            "health": (
-                {"timeout_s": 1.0, "boot_timeout_s": 30}
-                if provider == "process"
-                else {"timeout_s": 3.0, "unhealthy_threshold": 5, "boot_timeout_s": 120}
-            ),
+            "health": {"timeout_s": 1.0, "boot_timeout_s": 30} if provider == "process" else TCG_HEALTH,
             "drain": {"timeout_s": 10 if provider == "process" else 30, "grace_s": 0.3},
             # The guest's busybox init ignores the ACPI button: a long graceful wait only delays scale-in.
             "launch": {"terminate_timeout_s": 10.0 if provider == "process" else 2.0},
@@ -126,14 +121,6 @@ def calibrate(state_dir: Path, request_s: float = 0.2, provider: Provider = "pro
     return n, 1.0 / per
 
 
-def _transport(cfg: VmscaleConfig) -> httpx.AsyncHTTPTransport | None:
-    """A new connection per request for TCG guests: their uvicorn (Debian 12's 0.17) can cut a
-    reused keep-alive connection whose request outlasts its 5 s keep-alive timer (uvicorn #1637)."""
-    if cfg.provider.kind != "libvirt":
-        return None
-    return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=210, max_keepalive_connections=0))
-
-
 def run(cfg: VmscaleConfig, phases: list[Phase], out: Path) -> RunResult:
     out.mkdir(parents=True, exist_ok=True)
     svc = Service(cfg, log_path=out / "autoscaler.jsonl")
@@ -147,8 +134,7 @@ def run(cfg: VmscaleConfig, phases: list[Phase], out: Path) -> RunResult:
                 phases,
                 EventStreamEndpoints(svc.api_url),
                 out / "client.jsonl",
-                options=LoadOptions(pick="p2c", timeout_s=120),
-                transport=_transport(cfg),
+                options=LoadOptions(pick="p2c", timeout_s=120, keepalive=cfg.provider.kind != "libvirt"),
             )
         )
         t1 = time.time()

@@ -91,6 +91,11 @@ def load(
     pick: str = typer.Option("random", help="Endpoint choice: random | p2c (power of two choices)."),
     max_outstanding: int = typer.Option(1000, help="Cap on requests in flight; beyond it: dropped."),
     timeout: float = typer.Option(60.0, help="Per-request timeout in seconds."),
+    keepalive: bool = typer.Option(
+        True,
+        help="Reuse connections. --no-keepalive opens one per request, for backends whose keep-alive "
+        "timer can cut a slow request (the guest image's uvicorn 0.17 under overload).",
+    ),
     seed: int | None = typer.Option(None, help="Random seed (endpoint choice, n, arrivals)."),
     log: Path | None = typer.Option(None, "--log", help="Write every request to this JSONL file."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -121,7 +126,9 @@ def load(
             arrival=arrival,
         )
         plan = parse_phases(phases, base) if phases else [base]
-        options = LoadOptions(pick=pick, timeout_s=timeout, max_outstanding=max_outstanding, seed=seed)
+        options = LoadOptions(
+            pick=pick, timeout_s=timeout, max_outstanding=max_outstanding, seed=seed, keepalive=keepalive
+        )
     except LoadParameterError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

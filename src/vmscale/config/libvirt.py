@@ -15,11 +15,16 @@ endpoint is then the guest's own address, which vmscale learns from libvirt (DHC
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from vmscale.config.base import Section
+
+# Health settings for TCG guests, used by the demo and the benchmarks. A guest under software
+# emulation is ~14x slower than the host: its probes get more time (and more misses in a row)
+# before it is called dead, and its boot far more than a process needs.
+TCG_HEALTH: dict[str, Any] = {"timeout_s": 3.0, "unhealthy_threshold": 5, "boot_timeout_s": 120}
 
 
 class LibvirtProviderConfig(Section):

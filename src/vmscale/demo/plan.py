@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vmscale.config import parse_config
+from vmscale.config.libvirt import TCG_HEALTH
 from vmscale.config.schema import VmscaleConfig
 from vmscale.workload.load_plan import Phase
 
@@ -111,12 +112,7 @@ def demo_config(
                 "cooldown_up_s": plan.up_cooldown_s if provider == "process" else 12.0,
             },
         ],
-        # A TCG guest is ~14x slower than the host: give its probes more time before calling it dead.
-        "health": (
-            {"timeout_s": 1.0, "boot_timeout_s": 30}
-            if provider == "process"
-            else {"timeout_s": 3.0, "unhealthy_threshold": 5, "boot_timeout_s": 120}
-        ),
+        "health": {"timeout_s": 1.0, "boot_timeout_s": 30} if provider == "process" else TCG_HEALTH,
         # Long enough for clients to hear of the removal before in-flight requests are counted.
         "drain": {
             "timeout_s": 10 if provider == "process" else 30,

@@ -170,7 +170,9 @@ def run_demo(
                             source,
                             out / "client.jsonl",
                             on_record=display.on_record,
-                            options=LoadOptions(pick="p2c", timeout_s=60),
+                            options=LoadOptions(
+                                pick="p2c", timeout_s=60, keepalive=cfg.provider.kind != "libvirt"
+                            ),
                         )
                     )
                 except BaseException as exc:  # reported below, on the main thread

@@ -90,6 +90,10 @@ def create_app(
     a small pool). ``workers`` is what ``/healthz`` reports: the pool's size. ``work`` is the CPU
     work per request (``fib``; tests may pass a function they can hold, with a thread pool)."""
     app = FastAPI(title=f"vmscale fib backend ({name})", docs_url=None, redoc_url=None)
+    # No 307 to the path without its trailing slash: GET /fib/%2F (n = "/") must be a JSON 4xx like
+    # any other bad n, not an empty redirect (a hypothesis case). Set on the router, which has the
+    # flag in every FastAPI the guest image may carry.
+    app.router.redirect_slashes = False
     inflight = 0
 
     @app.middleware("http")

@@ -62,6 +62,11 @@ class LoadOptions:
     max_outstanding: int = 1000
     seed: int | None = None
     stop_grace_s: float = 5.0
+    # Reuse connections. Off for backends that may cut a kept-alive connection under a slow request:
+    # the guest image's uvicorn (Debian 12's 0.17) closes it when a request outlasts its 5 s
+    # keep-alive timer ("Server disconnected without sending a response", uvicorn #1637), which an
+    # overloaded TCG guest reaches. A new connection per request costs little next to a fib request.
+    keepalive: bool = True
 
     def problems(self) -> list[str]:
         p = []
@@ -351,7 +356,10 @@ async def run_phases(
     clock = clock or RealClock()
     stop = stop or asyncio.Event()
     timeout = httpx.Timeout(options.timeout_s)
-    limits = httpx.Limits(max_connections=options.max_outstanding + 10, max_keepalive_connections=100)
+    limits = httpx.Limits(
+        max_connections=options.max_outstanding + 10,
+        max_keepalive_connections=100 if options.keepalive else 0,
+    )
     log_fh = log_path.open("w", encoding="utf-8") if log_path is not None else None
     try:
         await source.start()
