@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,10 +26,11 @@ from tests.e2e.libvirt_support import (
     virsh,
     wait_until,
 )
+from vmscale.bench.runner import measure_request
 from vmscale.config import parse_config
 from vmscale.service import Service
 from vmscale.workload.discovery import EventStreamEndpoints
-from vmscale.workload.load import LoadOptions, calibrate_n, run_phases
+from vmscale.workload.load import LoadOptions, run_phases
 from vmscale.workload.load_plan import Phase
 
 BOOT_S = 120.0  # launch to ready under TCG is ~6-9 s alone; generous for a loaded 2-core CI host
@@ -77,19 +76,8 @@ def instance_state(svc: Service, name: str) -> str | None:
 
 def calibrate(url: str, target_s: float = 0.4) -> tuple[int, float, int]:
     """n for a ~target_s request on the VM, the measured seconds per request, the guest's workers."""
-    with httpx.Client(timeout=60, trust_env=False) as client:
-
-        def once(n: int) -> float:
-            t0 = time.perf_counter()
-            client.get(f"{url}/fib/{n}").raise_for_status()
-            return time.perf_counter() - t0
-
-        async def timed(_: str, n: int, reps: int = 3) -> float:
-            return statistics.median(once(n) for _ in range(reps))
-
-        n = asyncio.run(calibrate_n(timed, url, target_s, 35))
-        per = statistics.median(once(n) for _ in range(5))
-        workers = int(client.get(f"{url}/healthz").json().get("workers", 1))
+    n, per = measure_request(url, target_s, 35, reps=5)
+    workers = int(httpx.get(f"{url}/healthz", timeout=30, trust_env=False).json().get("workers", 1))
     return n, per, workers
 
 

@@ -103,22 +103,28 @@ def calibrate(state_dir: Path, request_s: float = 0.2, provider: Provider = "pro
     try:
         _wait_ready(svc, 1)
         url = svc.controller.endpoints()[0]["url"]
-        with httpx.Client(timeout=60, trust_env=False) as client:
-
-            def once(n: int) -> float:
-                t0 = time.perf_counter()
-                client.get(f"{url}/fib/{n}").raise_for_status()
-                return time.perf_counter() - t0
-
-            async def timed(_: str, n: int, reps: int = 3) -> float:
-                return statistics.median(once(n) for _ in range(reps))
-
-            n = asyncio.run(calibrate_n(timed, url, request_s, cfg.template.fib_max_n))
-            per = statistics.median(once(n) for _ in range(7))
+        n, per = measure_request(url, request_s, cfg.template.fib_max_n, reps=7)
     finally:
         svc.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
     return n, 1.0 / per
+
+
+def measure_request(url: str, request_s: float, fib_max_n: int, reps: int = 5) -> tuple[int, float]:
+    """On the backend at ``url``: the n whose request takes about ``request_s``, and the median
+    seconds one such request takes (``reps`` sequential requests)."""
+    with httpx.Client(timeout=60, trust_env=False) as client:
+
+        def once(n: int) -> float:
+            t0 = time.perf_counter()
+            client.get(f"{url}/fib/{n}").raise_for_status()
+            return time.perf_counter() - t0
+
+        async def timed(_: str, n: int, reps: int = 3) -> float:
+            return statistics.median(once(n) for _ in range(reps))
+
+        n = asyncio.run(calibrate_n(timed, url, request_s, fib_max_n))
+        return n, statistics.median(once(n) for _ in range(reps))
 
 
 def run(cfg: VmscaleConfig, phases: list[Phase], out: Path) -> RunResult:
