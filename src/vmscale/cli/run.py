@@ -113,11 +113,11 @@ def down(
     """
     cfg = _load(config)
     from vmscale.service import build_lb, build_provider, state_dir_of
-    from vmscale.store import InstanceRow, Store
+    from vmscale.store import InstanceRow, open_state_store
 
     state = state_dir_of(cfg)
     provider = build_provider(cfg, state)
-    store = Store(Path(cfg.state.db) if cfg.state.db else state / "state.db")
+    store = open_state_store(cfg.state, state)
     try:
         names = {i.name for i in provider.list(cfg.group.name)} | {
             r.name for r in store.instances(cfg.group.name)
