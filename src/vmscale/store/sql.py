@@ -51,10 +51,20 @@ def read_lease(tx: Tx, engine: Engine, scope: str, *, lock: bool = True) -> Leas
     """The scope's lease row; with ``lock``, locked until the transaction ends."""
     suffix = engine.dialect.lock_row if lock else ""
     rows = tx.execute(f"SELECT {', '.join(_LEASE)} FROM leases WHERE scope = ?{suffix}", (scope,))
-    if not rows:
+    if not rows or int(rows[0][2]) == 0:  # no row, or only the placeholder of ensure_lease_row
         return None
     s, holder, epoch, address, acquired, renewed, expires = rows[0]
     return Lease(s, holder, int(epoch), address, float(acquired), float(renewed), float(expires))
+
+
+def ensure_lease_row(tx: Tx, scope: str) -> None:
+    """Make sure the scope's lease row exists (epoch 0: never held), so that there is a row for
+    ``FOR UPDATE`` to lock: two first acquisitions then queue on it instead of both inserting."""
+    tx.execute(
+        f"INSERT INTO leases ({', '.join(_LEASE)}) VALUES (?, '', 0, '', 0, 0, 0) "
+        "ON CONFLICT (scope) DO NOTHING",
+        (scope,),
+    )
 
 
 def write_lease(tx: Tx, row: Lease) -> None:
@@ -193,6 +203,7 @@ class SqlLeases:
         """Run ``fn(tx, row, now)`` with the lease row read under the write lock."""
 
         def body(tx: Tx) -> T:
+            ensure_lease_row(tx, self.scope)
             row = read_lease(tx, self.engine, self.scope)
             return fn(tx, row, store_now(tx, self.engine))
 
