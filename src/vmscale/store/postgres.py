@@ -99,8 +99,13 @@ class PostgresEngine:
             try:
                 self._conn = psycopg.connect(self._conninfo, **self._kwargs)
             except psycopg.Error as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                if "authentication" in first or "does not exist" in first or "role" in first:
+                first = _first_line(exc)
+                if "password" in first or "authentication" in first:
+                    raise StoreError(
+                        f"cannot connect to {self.url}: {first}: give the password in [state] "
+                        "password_file, PGPASSWORD or a PGPASSFILE"
+                    ) from exc
+                if "does not exist" in first:
                     raise StoreError(f"cannot connect to {self.url}: {first}") from exc
                 raise StoreUnavailableError(f"cannot connect to {self.url}: {first}; retry later") from exc
         return self._conn
@@ -140,7 +145,7 @@ class PostgresEngine:
             raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _translate(self, exc: psycopg.Error, *, lost: bool, committing: bool) -> StoreError:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _first_line(exc)
         if lost:
             outcome = "the write may or may not have been applied" if committing else "nothing was written"
             return StoreUnavailableError(
@@ -196,6 +201,11 @@ class PostgresStore(SqlStore):
             engine.close()
             raise
         super().__init__(engine)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_password(path: str | Path) -> str:
