@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 from vmscale.config import parse_config
 from vmscale.leader import Timing, controller_id, holder_gone, scope_of, timing_of
@@ -25,6 +26,18 @@ def test_a_finished_process_is_gone() -> None:
     assert not holder.endswith("/")
     child.wait(timeout=30)
     assert holder_gone(holder)
+
+
+def test_a_killed_but_unreaped_process_is_gone() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = controller_id(pid=child.pid)
+    assert not holder_gone(holder)
+    child.kill()
+    deadline = time.monotonic() + 30
+    while not holder_gone(holder):  # a zombie until we reap it below
+        assert time.monotonic() < deadline, "a killed process still counts as alive"
+        time.sleep(0.01)
+    child.wait(timeout=30)
 
 
 def test_a_reused_pid_is_told_apart_by_its_start_time() -> None:

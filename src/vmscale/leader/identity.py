@@ -19,8 +19,13 @@ import psutil
 
 
 def _start_tag(pid: int) -> str:
+    """The process's start time, or "" when it is not running (a zombie has ended: it only
+    waits for its parent to collect its exit status)."""
     try:
-        return f"{psutil.Process(pid).create_time():.2f}"
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return ""
+        return f"{proc.create_time():.2f}"
     except psutil.Error:
         return ""
 
