@@ -28,7 +28,6 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from vmscale.errors import StoreError
-from vmscale.store import migrations
 from vmscale.store.base import StoreUnavailableError
 from vmscale.store.engine import Dialect, Tx
 from vmscale.store.sql import SqlStore
@@ -195,12 +194,8 @@ class PostgresStore(SqlStore):
             connect_timeout_s=connect_timeout_s,
             statement_timeout_s=statement_timeout_s,
         )
-        try:
-            self.upgrade = migrations.upgrade(engine)
-        except BaseException:
-            engine.close()
-            raise
         super().__init__(engine)
+        self._migrate()
 
 
 def _first_line(exc: BaseException) -> str:

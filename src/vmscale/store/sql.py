@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from vmscale.store import lease as rules
+from vmscale.store import migrations
 from vmscale.store.base import ControllerInfo, GroupRow, InstanceRow, LeaderInfo, Lease, LeaseStore
 from vmscale.store.engine import Engine, Tx
 
@@ -81,6 +82,15 @@ class SqlStore:
         self.engine = engine
         self.url = engine.url
         self.fence = fence
+        self.upgrade: migrations.Upgrade | None = None  # what opening did to the schema (backends set it)
+
+    def _migrate(self) -> None:
+        """Bring the schema up to date on open; a refusal (or any failure) closes the engine."""
+        try:
+            self.upgrade = migrations.upgrade(self.engine)
+        except BaseException:
+            self.engine.close()
+            raise
 
     def _write(self, fn: Callable[[Tx], T]) -> T:
         fence = self.fence

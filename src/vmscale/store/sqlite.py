@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vmscale.errors import StoreError
-from vmscale.store import migrations
 from vmscale.store.base import StoreUnavailableError
 from vmscale.store.engine import Dialect, Tx
 from vmscale.store.sql import SqlStore
@@ -107,10 +106,6 @@ class SqliteStore(SqlStore):
 
     def __init__(self, path: Path | str, *, busy_timeout_s: float = 5.0) -> None:
         engine = SqliteEngine(Path(path).expanduser().resolve(), busy_timeout_s=busy_timeout_s)
-        try:
-            self.upgrade = migrations.upgrade(engine)
-        except BaseException:
-            engine.close()
-            raise
         super().__init__(engine)
+        self._migrate()
         self.path = engine.path
