@@ -44,6 +44,17 @@ def installation(store: SqlStore, decisions: int = 40) -> None:
     store.leases("web").release(lease)
 
 
+def exported(tmp_path: Path, decisions: int) -> Path:
+    """An export file of an ``installation`` kept in a SQLite file."""
+    source = open_store(tmp_path / "a.db")
+    installation(source, decisions=decisions)
+    source.close()
+    out = tmp_path / "a.jsonl"
+    result = runner.invoke(app, ["store", "export", "--url", str(tmp_path / "a.db"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
 def snapshot(store: SqlStore) -> list[tuple[str, dict[str, object]]]:
     return [(t, r) for t, r in export_rows(store) if t != "leases"]
 
@@ -78,14 +89,7 @@ def test_move_from_sqlite_to_postgres_keeps_every_decision(tmp_path: Path, postg
 
 
 def test_import_refuses_a_non_empty_store_unless_forced(tmp_path: Path, postgres_url: str) -> None:
-    source = open_store(tmp_path / "a.db")
-    installation(source, decisions=5)
-    source.close()
-    out = tmp_path / "a.jsonl"
-    assert (
-        runner.invoke(app, ["store", "export", "--url", str(tmp_path / "a.db"), "-o", str(out)]).exit_code
-        == 0
-    )
+    out = exported(tmp_path, decisions=5)
     target = open_store(postgres_url)
     target.append_decision("other", 1.0, "alice", {"desired": 7})
     target.close()
@@ -108,14 +112,7 @@ def test_import_refuses_a_non_empty_store_unless_forced(tmp_path: Path, postgres
 
 
 def test_import_refuses_a_store_a_controller_leads_even_forced(tmp_path: Path) -> None:
-    source = open_store(tmp_path / "a.db")
-    installation(source, decisions=2)
-    source.close()
-    out = tmp_path / "a.jsonl"
-    assert (
-        runner.invoke(app, ["store", "export", "--url", str(tmp_path / "a.db"), "-o", str(out)]).exit_code
-        == 0
-    )
+    out = exported(tmp_path, decisions=2)
     busy = open_store(tmp_path / "busy.db")
     assert busy.leases("web").try_acquire("running-host/7/7.0", 60.0) is not None
     busy.close()
@@ -138,14 +135,7 @@ def test_import_refuses_a_store_a_controller_leads_even_forced(tmp_path: Path) -
 def test_a_damaged_export_is_refused_before_anything_is_written(
     tmp_path: Path, mangle: Callable[[list[str]], list[str]], message: str
 ) -> None:
-    source = open_store(tmp_path / "a.db")
-    installation(source, decisions=3)
-    source.close()
-    out = tmp_path / "a.jsonl"
-    assert (
-        runner.invoke(app, ["store", "export", "--url", str(tmp_path / "a.db"), "-o", str(out)]).exit_code
-        == 0
-    )
+    out = exported(tmp_path, decisions=3)
     out.write_text("\n".join(mangle(out.read_text().splitlines())) + "\n")
     result = runner.invoke(app, ["store", "import", str(out), "--url", str(tmp_path / "b.db")])
     assert result.exit_code == 2
