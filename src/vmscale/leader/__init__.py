@@ -12,8 +12,18 @@ from vmscale.config.schema import VmscaleConfig
 from vmscale.config.state import LeaseConfig
 from vmscale.leader.elector import Elector, Role, Timing
 from vmscale.leader.identity import controller_id, holder_gone
+from vmscale.leader.loop import ElectionLoop
 
-__all__ = ["Elector", "Role", "Timing", "controller_id", "holder_gone", "scope_of", "timing_of"]
+__all__ = [
+    "ElectionLoop",
+    "Elector",
+    "Role",
+    "Timing",
+    "controller_id",
+    "holder_gone",
+    "scope_of",
+    "timing_of",
+]
 
 
 def scope_of(cfg: VmscaleConfig) -> str:
