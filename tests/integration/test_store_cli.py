@@ -206,3 +206,15 @@ def test_help_has_examples(command: str) -> None:
     result = runner.invoke(app, ["store", command, "--help"])
     assert result.exit_code == 0
     assert "Examples" in result.output and f"vmscale store {command}" in result.output
+
+
+def test_up_and_down_with_an_unreachable_store_say_so_without_a_traceback(tmp_path: Path) -> None:
+    cfg = config_file(
+        tmp_path, "unreachable", {"url": f"postgresql://vmscale@/vmscale?host={tmp_path}&port=5999"}
+    )
+    for command in (["up", "-c", str(cfg)], ["down", "-c", str(cfg)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1, result.output
+        text = " ".join(result.output.split())  # rich wraps long lines
+        assert text.startswith("error: cannot connect to postgresql://") and text.endswith("retry later")
+        assert "Traceback" not in result.output
