@@ -214,6 +214,18 @@ def test_the_registry_shows_both_and_the_leader_first() -> None:
     assert [c.id for c in rig.leases.controllers()] == ["A"]
 
 
+def test_a_fenced_write_makes_the_leader_step_down_at_once() -> None:
+    rig = Rig(gone={"A"})
+    rig.play("A, B")  # B replaced A (believed dead) while A still thinks it leads
+    a = rig.electors["A"]
+    assert a.is_leader
+    a.step_down("a fenced write was refused")
+    assert not a.is_leader and a.role is Role.FOLLOWER and a.lease is None
+    assert ("A", "leader", "standby") in rig.changes
+    a.step()
+    assert not a.is_leader  # B holds it
+
+
 def test_release_gives_up_the_lease_in_the_store() -> None:
     rig = Rig()
     rig.play("A, A release")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -79,6 +80,7 @@ class Elector:
         self.leader: LeaderInfo | None = None  # who leads, as last seen by a follower
         self.last_error = ""
         self._renewed_at = 0.0  # monotonic time the last successful acquire/renew was sent
+        self._lock = threading.RLock()  # step() may run on an ElectionLoop while the controller steps down
 
     # -- what the controller reads --------------------------------------------------------------
 
@@ -98,6 +100,10 @@ class Elector:
 
     def step(self) -> float:
         """Acquire or renew once; returns seconds until the next step is due."""
+        with self._lock:
+            return self._step()
+
+    def _step(self) -> float:
         if self.role is Role.STOPPED:
             return self.timing.retry_s
         if self.role is Role.LEADER:
@@ -164,16 +170,24 @@ class Elector:
         if self.on_change is not None and old is not role:
             self.on_change(old, role, lease, why)
 
+    def step_down(self, why: str) -> None:
+        """Stop leading now, e.g. when a fenced write raised ``FencedError``: the store already knows
+        another leads. The next step tries to acquire again (it gets the lease only when free)."""
+        with self._lock:
+            if self.role is Role.LEADER:
+                self._become(Role.FOLLOWER, None, why)
+
     # -- shutdown -------------------------------------------------------------------------------
 
     def release(self) -> None:
         """Hand over now (SIGTERM): give the lease up so a standby need not wait for it to expire,
         leave the registry, and never try again."""
-        lease = self.lease if self.role is Role.LEADER else None
-        self._become(Role.STOPPED, None, "released on shutdown")
-        try:
-            if lease is not None:
-                self.leases.release(lease)
-            self.leases.forget(self.holder)
-        except StoreError as exc:  # the lease then simply expires
-            self.last_error = f"release failed: {exc}"
+        with self._lock:
+            lease = self.lease if self.role is Role.LEADER else None
+            self._become(Role.STOPPED, None, "released on shutdown")
+            try:
+                if lease is not None:
+                    self.leases.release(lease)
+                self.leases.forget(self.holder)
+            except StoreError as exc:  # the lease then simply expires
+                self.last_error = f"release failed: {exc}"
