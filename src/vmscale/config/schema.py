@@ -15,6 +15,7 @@ from vmscale.config.haproxy import HaproxyConfig
 from vmscale.config.libvirt import LibvirtProviderConfig
 from vmscale.config.policy import PolicyConfig, SimulateConfig
 from vmscale.config.process import ProcessProviderConfig
+from vmscale.config.state import StateConfig
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
@@ -87,11 +88,6 @@ class ApiConfig(Section):
     token_file: str = Field("", description="file of tokens ('SCOPE TOKEN' per line); or VMSCALE_TOKENS")
     max_body_bytes: int = Field(16_384, ge=256)
     rate_limit_per_s: float = Field(50.0, gt=0, description="requests per second per client address")
-
-
-class StateConfig(Section):
-    dir: str = Field(".vmscale", description="state folder: database, logs, overlays")
-    db: str = Field("", description="SQLite path; empty = <dir>/state.db")
 
 
 class VmscaleConfig(Section):
