@@ -14,6 +14,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from vmscale.config.address import split_host_port
 from vmscale.config.base import Section
+from vmscale.config.event_log import EventLogConfig
 from vmscale.config.haproxy import HaproxyConfig
 from vmscale.config.libvirt import LibvirtProviderConfig
 from vmscale.config.policy import PolicyConfig, SimulateConfig
@@ -133,4 +134,5 @@ class VmscaleConfig(Section):
     lb: LbConfig = LbConfig()
     api: ApiConfig = ApiConfig()
     state: StateConfig = StateConfig()
+    event_log: EventLogConfig = EventLogConfig()
     simulate: SimulateConfig = SimulateConfig()
