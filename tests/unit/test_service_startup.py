@@ -126,15 +126,20 @@ def test_up_exits_2_with_the_holder_of_a_taken_port(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot listen on 127.0.0.1:{port} (api.bind)")
 
 
-def test_up_exits_2_when_libvirtd_does_not_answer(tmp_path: Path) -> None:
-    """Fail fast with the commands that start libvirtd, with and without systemd."""
-    path = write_config(
+def unreachable_libvirt_config(tmp_path: Path) -> Path:
+    return write_config(
         tmp_path,
         '[provider]\nkind = "libvirt"\n[provider.libvirt]\n'
         f'uri = "qemu+unix:///system?socket={tmp_path}/nonexistent"\ninstance_dir = "{tmp_path}/vms"\n'
         'accel = "tcg"\n',
     )
-    result = CliRunner().invoke(cli_app, ["up", "-c", str(path)])
+
+
+@pytest.mark.parametrize("command", ["up", "down"])
+def test_exit_2_when_libvirtd_does_not_answer(tmp_path: Path, command: str) -> None:
+    """Fail fast with the commands that start libvirtd, with and without systemd."""
+    path = unreachable_libvirt_config(tmp_path)
+    result = CliRunner().invoke(cli_app, [command, "-c", str(path)])
     assert result.exit_code == 2, result.output
     line = result.stderr.strip().splitlines()[-1]  # after the log line saying which accelerator
     assert line.startswith("error: libvirt: cannot connect to qemu+unix:///system?socket=")

@@ -16,7 +16,7 @@ from vmscale import sdnotify
 from vmscale.cli.logsetup import LOG_FORMATS, setup_logging
 from vmscale.cli.options import ENV_HELP
 from vmscale.config import load_config
-from vmscale.errors import ConfigError, StartupError, VmscaleError
+from vmscale.errors import ConfigError, ProviderUnavailableError, StartupError, VmscaleError
 
 err = Console(stderr=True)
 
@@ -129,6 +129,8 @@ def down(
         lb = build_lb(cfg, state)
         if lb is not None:
             lb.stop()
+    except ProviderUnavailableError as exc:
+        _fail(str(exc), 2)  # e.g. libvirtd not running: the message says how to start it
     except VmscaleError as exc:
         _fail(str(exc), 1)
     finally:
