@@ -38,7 +38,7 @@ CATALOG: dict[str, Capabilities] = {
         kind="process",
         warm_kinds=("paused",),
         resize=False,
-        warm_note="a process can only be paused (SIGSTOP), it has no saved state on disk",
+        warm_note="a process can only be paused with SIGSTOP: it has no state saved on disk",
     ),
     "libvirt": Capabilities(
         kind="libvirt",
@@ -47,7 +47,7 @@ CATALOG: dict[str, Capabilities] = {
         extra="libvirt",
         module="libvirt",
         build_needs="libvirt-dev",
-        warm_note="a VM can be paused (memory held) or saved (managed save, memory on disk)",
+        warm_note="a VM can be paused, its memory held, or saved, its memory on disk",
     ),
     "fake": Capabilities(kind="fake", warm_kinds=("paused", "saved"), resize=False),
 }
