@@ -16,11 +16,13 @@ import collections
 import contextlib
 import itertools
 import json
+import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
@@ -118,25 +120,48 @@ class EventBus:
         return evs[-limit:]
 
 
+AUTOSCALER_LOG = "autoscaler.jsonl"  # every event, ticks included: the full recent stream
+DECISIONS_LOG = "decisions.jsonl"  # everything but ticks: decisions, instance changes, errors
+
+
 class JsonlWriter:
     """An event listener that appends each event as one JSON line (the autoscaler log).
 
-    Flushed per line so that ``tail -f`` and a crash both see every event written so far.
+    Flushed per line so that ``tail -f`` and a crash both see every event written so far. With
+    ``max_bytes`` the file is rotated by size (``NAME.1`` .. ``NAME.<backups>``, oldest dropped) by
+    the standard library's ``RotatingFileHandler``. ``only``/``exclude`` pick event types.
+
+    Why two files: ``autoscaler.jsonl`` gains a tick line every interval, so it must rotate; the
+    decisions and state changes in it must not be lost when it does. ``vmscale up`` therefore also
+    writes everything but ticks to ``decisions.jsonl``, which is small and rotates rarely. Readers
+    of the full stream (the report, ``tail -f``) keep one file of everything recent; the report
+    adds the older decisions from ``decisions.jsonl`` (``vmscale.report.logs``).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        only: Iterable[str] | None = None,
+        exclude: Iterable[str] = (),
+        max_bytes: int = 0,
+        backups: int = 0,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fh = path.open("a", encoding="utf-8")
-        self._lock = threading.Lock()
+        self._only = frozenset(only) if only is not None else None
+        self._exclude = frozenset(exclude)
+        self._handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        self._closed = False
 
     def __call__(self, ev: Event) -> None:
+        if ev.type in self._exclude or (self._only is not None and ev.type not in self._only):
+            return
         line = json.dumps(ev.to_dict(), default=str)
-        with self._lock:
-            if not self._fh.closed:
-                self._fh.write(line + "\n")
-                self._fh.flush()
+        if not self._closed:  # a closed FileHandler would reopen its file on the next write
+            self._handler.handle(logging.makeLogRecord({"msg": line}))
 
     def close(self) -> None:
-        with self._lock:
-            self._fh.close()
+        self._closed = True
+        self._handler.close()

@@ -285,7 +285,9 @@ def test_the_systemd_unit_verifies_and_leaves_time_to_drain(tmp_path: Path) -> N
     unit.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
     unit.read_string(text)
     svc = unit["Service"]
-    assert svc["Type"] == "simple" and svc["KillSignal"] == "SIGTERM" and svc["Restart"] == "on-failure"
+    assert svc["Type"] == "notify" and svc["KillSignal"] == "SIGTERM" and svc["Restart"] == "on-failure"
+    assert svc["Delegate"] == "yes", "the unit must own the backends' cgroups (created under its own)"
+    assert svc["RestartPreventExitStatus"] == "2", "exit 2 (config or start-up error) must not restart"
     assert svc["ExecStart"].endswith("vmscale up -c /etc/vmscale/vmscale.toml --log-format json")
     defaults = parse_config({})
     needed = defaults.drain.timeout_s + defaults.launch.terminate_timeout_s

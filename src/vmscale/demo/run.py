@@ -100,7 +100,7 @@ def run_demo(
     console = console or Console()
     plan = plan_for(provider, quick)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("client.jsonl", "autoscaler.jsonl", "summary.json", "report.html"):
+    for name in ("client.jsonl", "autoscaler.jsonl", "decisions.jsonl", "summary.json", "report.html"):
         (out / name).unlink(missing_ok=True)
     state_dir = (out / "state").resolve()
     cfg = demo_config(

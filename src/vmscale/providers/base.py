@@ -36,7 +36,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
+from vmscale.provider_catalog import capabilities
+
 WarmKind = Literal["paused", "saved"]
+
+
+def warm_kinds_of(kind: str) -> frozenset[WarmKind]:
+    """A provider class's warm kinds, as the provider catalog declares them (one declaration)."""
+    return frozenset(k for k in capabilities(kind).warm_kinds if k in ("paused", "saved"))  # type: ignore[misc]
 
 
 @dataclass(frozen=True, slots=True)
