@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -38,10 +39,11 @@ def test_the_policy_metric_gauge_carries_what_the_policies_saw(tmp_path: Path) -
 
 def _retry_delays(messages: list[str]) -> list[float]:
     out = []
-    for m in messages:
-        _, sep, tail = m.partition("retrying in ")
-        assert sep, f"a failure report does not say when it is retried: {m!r}"
-        out.append(float(tail.rstrip("s")))
+    for attempt, m in enumerate(messages, start=2):
+        found = re.search(r"retrying in ([0-9.]+)s \(attempt (\d+)\)", m)
+        assert found, f"a failure report does not say when it is retried: {m!r}"
+        assert int(found.group(2)) == attempt, m
+        out.append(float(found.group(1)))
     return out
 
 

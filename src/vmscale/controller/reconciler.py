@@ -96,7 +96,7 @@ class Reconciler:
                 self.fleet.move(inst, S.GONE, "terminated")
                 return
             inst.timers.terminate = inst.timers.terminate.failed(now)
-            self.report.provider_error("terminate", r.error, inst.name, inst.timers.terminate.delay_s)
+            self.report.provider_error("terminate", r.error, inst.name, inst.timers.terminate)
         elif r.kind is OpKind.PAUSE:
             if r.error is not None:
                 self._capacity_failed(inst, r.error, now, "pause", "could not park for the warm pool")
@@ -116,7 +116,7 @@ class Reconciler:
         self.backoffs.launch = self.backoffs.launch.failed(
             now, permanent=isinstance(exc, PermanentProviderError)
         )
-        self.report.provider_error(op, exc, inst.name, self.backoffs.launch.delay_s)
+        self.report.provider_error(op, exc, inst.name, self.backoffs.launch)
         self.actions.fail(inst, f"{what}: {exc}")
 
     # ------------------------------------------------------------------ observe
@@ -128,7 +128,7 @@ class Reconciler:
             listed = {p.name: p for p in self.roles.lifecycle.list(self._group)}
         except ProviderError as exc:
             self.backoffs.listing = self.backoffs.listing.failed(now)
-            self.report.provider_error("list", exc, None, self.backoffs.listing.delay_s)
+            self.report.provider_error("list", exc, None, self.backoffs.listing)
             return
         self.backoffs.listing = self.backoffs.listing.succeeded()
         for inst in self.fleet:
@@ -213,7 +213,7 @@ class Reconciler:
                 self.backoffs.sampling = self.backoffs.sampling.succeeded()
             except ProviderError as exc:
                 self.backoffs.sampling = self.backoffs.sampling.failed(now)
-                self.report.provider_error("sample", exc, None, self.backoffs.sampling.delay_s)
+                self.report.provider_error("sample", exc, None, self.backoffs.sampling)
         stats = self.membership.stats()
         lat = [v for s in stats.values() if (v := s.latency_p95_s or s.response_time_s) is not None]
         for name in names:
