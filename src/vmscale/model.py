@@ -64,24 +64,38 @@ class Metric(StrEnum):
     INFLIGHT = "inflight"
 
 
+MetricName = str
+"""What a policy's ``metric`` names: a built-in ``Metric`` (a StrEnum, so also a ``str``) or the
+name of an external metric defined by a ``[[metrics]]`` entry of the config (a Prometheus query)."""
+
+
+def is_builtin(metric: MetricName) -> bool:
+    return metric in Metric._value2member_map_
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One observation of one instance at time ``t`` (epoch seconds). ``None`` means not measured."""
+    """One observation of one instance (or, in ``Snapshot.group_samples``, of the group) at time
+    ``t`` (epoch seconds). ``None`` means not measured. ``extra`` holds external metrics by name
+    (``[[metrics]]`` entries); a name that is absent was not measured."""
 
     t: float
     cpu: float | None = None
     rps: float | None = None
     latency_p95: float | None = None
     inflight: float | None = None
+    extra: Mapping[str, float] = field(default_factory=dict)
 
-    def value(self, metric: Metric) -> float | None:
-        if metric is Metric.CPU:
+    def value(self, metric: MetricName) -> float | None:
+        if metric == Metric.CPU:
             return self.cpu
-        if metric is Metric.RPS:
+        if metric == Metric.RPS:
             return self.rps
-        if metric is Metric.INFLIGHT:
+        if metric == Metric.INFLIGHT:
             return self.inflight
-        return self.latency_p95
+        if metric == Metric.LATENCY_P95:
+            return self.latency_p95
+        return self.extra.get(metric)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +109,7 @@ class InstanceSnapshot:
     launched_at: float | None = None
     ready_at: float | None = None
 
-    def latest(self, metric: Metric) -> float | None:
+    def latest(self, metric: MetricName) -> float | None:
         for s in reversed(self.samples):
             v = s.value(metric)
             if v is not None:
@@ -114,6 +128,9 @@ class Snapshot:
     instances: tuple[InstanceSnapshot, ...] = ()
     # Group-level observations that are not per instance (for example the balancer's p95 latency).
     group_samples: tuple[Sample, ...] = ()
+    # Why an external metric has no data this tick (query failed, empty result, stale), by metric
+    # name. A metric named here is treated as missing whatever older samples say, so policies hold.
+    metric_notes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ready(self) -> tuple[InstanceSnapshot, ...]:

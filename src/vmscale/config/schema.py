@@ -12,7 +12,10 @@ from pydantic import Field, model_validator
 
 from vmscale.config.base import Section
 from vmscale.config.haproxy import HaproxyConfig
+from vmscale.config.hooks import HooksConfig
 from vmscale.config.libvirt import LibvirtProviderConfig
+from vmscale.config.metrics import MetricsConfig, check_metric_references
+from vmscale.config.notify import NotifyConfig
 from vmscale.config.policy import PolicyConfig, SimulateConfig
 from vmscale.config.process import ProcessProviderConfig
 
@@ -107,6 +110,9 @@ class VmscaleConfig(Section):
     api: ApiConfig = ApiConfig()
     state: StateConfig = StateConfig()
     simulate: SimulateConfig = SimulateConfig()
+    metrics: MetricsConfig = MetricsConfig()  # external metrics policies can name (Prometheus queries)
+    hooks: HooksConfig = HooksConfig()  # lifecycle hooks on launch and terminate
+    notify: NotifyConfig = NotifyConfig()  # decision webhooks, file_sd, the original client's sockets
 
     @model_validator(mode="after")
     def _cross(self) -> VmscaleConfig:
@@ -114,6 +120,7 @@ class VmscaleConfig(Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"policies: names must be unique, repeated: {', '.join(dupes)}")
+        check_metric_references(self.policies, self.metrics)
         if self.warm_pool.size and self.warm_pool.kind == "saved" and self.provider.kind == "process":
             raise ValueError("warm_pool.kind = 'saved' needs the libvirt provider (processes can only pause)")
         return self
