@@ -188,3 +188,25 @@ def test_original_client_defaults_are_the_original() -> None:
     oc = cfg.notify.original_client
     assert (oc.host, oc.launching_port, oc.launched_port) == ("localhost", 6000, 6001)
     assert (oc.launching, oc.launched, oc.send_as) == (["VM Launching"], ["VM Launched"], "object")
+
+
+def test_config_check_says_what_the_integrations_will_do(tmp_path: Path) -> None:
+    from vmscale.cli.config_cmd import describe
+
+    cfg = parse_config(
+        {
+            "metrics": {"prometheus": [{**PROM, "instance_label": "vmscale_instance"}]},
+            "hooks": {"terminate": [{"name": "bye", "url": "http://127.0.0.1:9/x"}]},
+            "notify": {
+                "webhooks": [{"url": "http://127.0.0.1:9/d"}],
+                "file_sd": {"path": str(tmp_path / "sd.json")},
+                "original_client": {"enabled": True, "authkey_env": "K"},
+            },
+        }
+    )
+    words = describe(cfg)
+    assert "'queue_depth' is read from Prometheus at http://127.0.0.1:9090 per instance" in words
+    assert "terminate hooks run: bye" in words and "decisions are POSTed to http://127.0.0.1:9/d" in words
+    assert f"listed for Prometheus in {tmp_path / 'sd.json'}" in words
+    assert "the original client is told on localhost:6000 and :6001" in words
+    assert "hooks" not in describe(parse_config({}))
