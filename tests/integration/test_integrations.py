@@ -5,7 +5,6 @@ the file_sd file. Each call returns at once; the effects arrive on their own thr
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -62,11 +61,10 @@ def test_a_group_lifetime_through_the_integrations(tmp_path: Path, monkeypatch: 
                     "the metric's no-data note",
                     30,
                 )
-                # A scale-up: the webhook and the original client hear of it; calls return at once.
-                started = time.monotonic()
+                # A scale-up: the webhook and the original client hear of it (a decision that
+                # changes nothing is not sent).
                 integ.decided(Decision(2, Direction.UP, "queue 12 over target 5", "target", 1))
                 integ.decided(Decision(2, Direction.NONE, "within the dead band", "target", 2))
-                assert time.monotonic() - started < 0.5
                 # The new instance passes its health check: launch hooks, then rotation.
                 subject = HookSubject("web", "web-2", "http://127.0.0.1:18102")
                 phase = integ.lifecycle("launch", subject).result(timeout=30)

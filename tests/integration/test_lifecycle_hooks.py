@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +97,10 @@ def test_a_command_that_hangs_is_killed_with_its_children_and_the_default_applie
             {"name": "slow", "command": ["sh", "-c", script], "timeout_s": 1.0, "default_result": default}
         ]
     )
-    started = time.monotonic()
     fut = h.submit("launch", SUBJECT)
     assert not fut.done(), "submit must return at once, not wait for the hook"
     result = fut.result(timeout=60)
     h.close()
-    assert time.monotonic() - started < 30
     (call,) = result.calls
     assert call.outcome is Outcome.TIMED_OUT and "still running after 1 s: killed" in call.detail
     assert result.result == default
