@@ -1,15 +1,10 @@
 """An in-process event bus: the controller publishes, the SSE stream, the JSONL log and the
 dashboard listen.
 
-Event types (``Event.type``) and their ``data``:
-
-* ``endpoints``  — ``{"endpoints": [{"name", "url"}...]}``: the full set of ready endpoints,
-  published whenever it changes (clients that balance themselves replace their list with it).
-* ``instance``   — ``{"name", "from", "to", "reason", "endpoint"}``: a lifecycle transition.
-* ``decision``   — a ``Decision.to_dict()`` plus ``"actor"`` and ``"applied"``.
-* ``tick``       — ``{"desired", "actual", "ready", "instances": {name: {"state", "cpu"}},
-  "latency_p95_s", "rps"}``: one observation per reconcile interval, for live charts.
-* ``error``      — ``{"where", "message", "instance"}``: provider/balancer errors, reported not fatal.
+What is published is one of the typed event kinds in ``vmscale.event_kinds`` (instance transitions,
+decisions, tick summaries, endpoint changes, errors); the bus stamps it with a sequence number and a
+time and keeps its wire form (``Event.type``, ``Event.data``), which is what SSE clients and the
+JSONL log see. ``vmscale.event_kinds.parse`` turns the wire form back into the typed value.
 
 Publishing is thread-safe and never blocks: a subscriber that falls behind loses its oldest
 events and is told so with a ``lagged`` event.
@@ -28,6 +23,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from vmscale.event_kinds import EventKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +81,10 @@ class EventBus:
         self._listeners: list[Callable[[Event], None]] = []
         self._clock = clock
 
-    def publish(self, type_: str, data: dict[str, Any]) -> Event:
+    def publish(self, kind: EventKind) -> Event:
+        data = kind.to_dict()
         with self._lock:
-            ev = Event(next(self._seq), self._clock(), type_, data)
+            ev = Event(next(self._seq), self._clock(), kind.TYPE, data)
             self._recent.append(ev)
             subs = list(self._subs)
             listeners = list(self._listeners)

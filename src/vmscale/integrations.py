@@ -24,12 +24,12 @@ from concurrent.futures import Executor, Future
 from vmscale.clock import Clock, SystemClock
 from vmscale.config.hooks import HookPhase
 from vmscale.config.schema import VmscaleConfig
+from vmscale.event_kinds import Publish, discard
 from vmscale.hooks import DecisionWebhooks, HookSubject, LifecycleHooks, PhaseResult
 from vmscale.metrics_sources import ExternalMetrics, SourcePoller, build_sources
 from vmscale.model import Decision, Direction
 from vmscale.notify.file_sd import FileSdWriter, ScrapeTarget
 from vmscale.notify.original import OriginalClientNotifier
-from vmscale.typed_events import Publish, discard
 
 
 class Integrations:

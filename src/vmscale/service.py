@@ -17,6 +17,7 @@ from vmscale.config.schema import VmscaleConfig
 from vmscale.controller import Controller
 from vmscale.events import EventBus, JsonlWriter
 from vmscale.lb.base import LoadBalancer
+from vmscale.lb.none import NullBalancer
 from vmscale.providers.base import Provider
 from vmscale.store import Store
 
@@ -42,12 +43,12 @@ def build_provider(cfg: VmscaleConfig, state_dir: Path) -> Provider:
     return FakeProvider()
 
 
-def build_lb(cfg: VmscaleConfig, state_dir: Path) -> LoadBalancer | None:
+def build_lb(cfg: VmscaleConfig, state_dir: Path) -> LoadBalancer:
     if cfg.lb.kind == "haproxy":
         from vmscale.lb.haproxy import HaproxyLoadBalancer
 
         return HaproxyLoadBalancer(cfg.lb.haproxy, cfg.group.name, state_dir / "haproxy")
-    return None
+    return NullBalancer()
 
 
 class Service:
@@ -86,8 +87,7 @@ class Service:
         return f"http://{host}:{self.api.port}"
 
     def start(self) -> None:
-        if self.lb is not None:
-            self.lb.start()
+        self.lb.start()
         self.controller.recover()
         if self.serve_api:
             app = create_app(
@@ -112,7 +112,7 @@ class Service:
         self.controller.shutdown(terminate=terminate)
         if self.api is not None:
             self.api.stop()
-        if self.lb is not None and terminate:
+        if terminate:
             self.lb.stop()
         self.provider.close()
         self.writer.close()

@@ -6,28 +6,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.live_support import wait_until
 from tests.integration.webhook_support import NEVER, WebhookServer, webhook_server
+from tests.support.wait import wait_until
 from vmscale.config.hooks import DecisionWebhookConfig
+from vmscale.event_kinds import EventKind
 from vmscale.hooks import DecisionWebhooks, WebhookDelivery
 from vmscale.model import Decision, Direction
-from vmscale.typed_events import TypedEvent
 
 UP = Decision(3, Direction.UP, "cpu 92% over target 60%", "target", 2, {"observed": 92.0}).to_dict()
 DOWN = Decision(1, Direction.DOWN, "cpu 10% under target 60%", "target", 2).to_dict()
 
 
-def webhooks(server: WebhookServer, seen: list[TypedEvent], **cfg: Any) -> DecisionWebhooks:
+def webhooks(server: WebhookServer, seen: list[EventKind], **cfg: Any) -> DecisionWebhooks:
     settings = {"url": server.url, "timeout_s": 1.0, "backoff_s": 0.05, **cfg}
     return DecisionWebhooks([DecisionWebhookConfig.model_validate(settings)], publish=seen.append)
 
 
-def deliveries(seen: list[TypedEvent]) -> list[WebhookDelivery]:
+def deliveries(seen: list[EventKind]) -> list[WebhookDelivery]:
     return [e for e in seen if isinstance(e, WebhookDelivery)]
 
 
 def test_a_decision_is_delivered_as_json() -> None:
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     with webhook_server(200) as server:
         hooks = webhooks(server, seen)
         hooks.notify("web", UP, actor="policy")
@@ -40,7 +40,7 @@ def test_a_decision_is_delivered_as_json() -> None:
 
 
 def test_directions_filter_what_is_sent() -> None:
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     with webhook_server(200) as server:
         hooks = webhooks(server, seen, directions=["down"])
         hooks.notify("web", UP)
@@ -53,7 +53,7 @@ def test_directions_filter_what_is_sent() -> None:
 
 
 def test_5xx_is_retried_with_back_off_until_delivered() -> None:
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     with webhook_server(200) as server:
         server.script = [503, 500]
         hooks = webhooks(server, seen, retries=3)
@@ -65,7 +65,7 @@ def test_5xx_is_retried_with_back_off_until_delivered() -> None:
 
 
 def test_a_4xx_is_not_retried() -> None:
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     with webhook_server(404) as server:
         hooks = webhooks(server, seen, retries=3)
         hooks.notify("web", UP)
@@ -77,7 +77,7 @@ def test_a_4xx_is_not_retried() -> None:
 
 
 def test_a_receiver_that_never_answers_is_given_up_after_the_retries() -> None:
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     with webhook_server(NEVER) as server:
         hooks = webhooks(server, seen, retries=2, timeout_s=0.3)
         hooks.notify("web", UP)
@@ -89,7 +89,7 @@ def test_a_receiver_that_never_answers_is_given_up_after_the_retries() -> None:
 
 
 def test_a_full_queue_drops_the_oldest_and_notify_never_blocks() -> None:
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     with webhook_server(NEVER) as server:
         server.default = NEVER
         hooks = webhooks(server, seen, retries=0, timeout_s=5.0, queue_size=2)

@@ -10,24 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.live_support import wait_until
 from tests.integration.original_support import AUTHKEY, original_client, two_ports
 from tests.integration.webhook_support import webhook_server
+from tests.support.wait import wait_until
 from vmscale.config import parse_config
 from vmscale.errors import ConfigError
+from vmscale.event_kinds import EventKind
 from vmscale.hooks import HookCalled, HookSubject
 from vmscale.integrations import Integrations
 from vmscale.model import Decision, Direction
 from vmscale.notify.file_sd import ScrapeTarget
 from vmscale.ports import free_port
-from vmscale.typed_events import TypedEvent
 
 
 def test_a_group_lifetime_through_the_integrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORIGINAL_AUTHKEY_TEST", AUTHKEY.decode())
     ports = two_ports()
     sd_path = tmp_path / "sd.json"
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     with webhook_server(200) as receiver, original_client(ports) as client:
         cfg = parse_config(
             {

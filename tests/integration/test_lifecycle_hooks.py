@@ -12,17 +12,17 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.integration.live_support import wait_until
 from tests.integration.webhook_support import NEVER, webhook_server
+from tests.support.wait import wait_until
 from vmscale.config.hooks import HooksConfig
+from vmscale.event_kinds import EventKind
 from vmscale.hooks import HookCalled, HookSubject, LifecycleHooks, Outcome, PhaseResult
-from vmscale.typed_events import TypedEvent
 
 SUBJECT = HookSubject("web", "web-3", "http://127.0.0.1:18103", host="local")
 PY = sys.executable
 
 
-def hooks(seen: list[TypedEvent] | None = None, **phases: list[dict[str, Any]]) -> LifecycleHooks:
+def hooks(seen: list[EventKind] | None = None, **phases: list[dict[str, Any]]) -> LifecycleHooks:
     cfg = HooksConfig.model_validate(phases)
     return LifecycleHooks(cfg, publish=(seen.append if seen is not None else lambda e: None))
 
@@ -48,7 +48,7 @@ def test_a_command_that_succeeds_gets_the_instance_in_its_environment(tmp_path: 
         "env = {k: v for k, v in os.environ.items() if k.startswith('VMSCALE_')}; "
         f"json.dump(env, open({str(out)!r}, 'w'))"
     )
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     result = run(hooks(seen, launch=[{"name": "register", "command": [PY, "-c", code]}]))
     assert result.result == "continue"
     assert json.loads(out.read_text()) == {
@@ -68,13 +68,13 @@ def test_a_command_that_succeeds_gets_the_instance_in_its_environment(tmp_path: 
         Outcome.SUCCEEDED,
         "continue",
     )
-    assert call.duration_s > 0 and call.to_data()["outcome"] == "succeeded"
+    assert call.duration_s > 0 and call.to_dict()["outcome"] == "succeeded"
 
 
 def test_a_command_that_fails_abandons_and_the_reason_quotes_its_output() -> None:
     fail = [PY, "-c", "import sys; print('registry says no'); sys.exit(3)"]
     never_run = [PY, "-c", "raise SystemExit(0)"]
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     result = run(
         hooks(seen, launch=[{"name": "check", "command": fail}, {"name": "after", "command": never_run}])
     )

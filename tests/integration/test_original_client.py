@@ -16,16 +16,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.live_support import wait_until
 from tests.integration.original_support import AUTHKEY, original_client, two_ports
 from tests.integration.test_backend_process import running_backend
+from tests.support.wait import wait_until
 from vmscale.config.notify import OriginalClientConfig
 from vmscale.errors import ConfigError
+from vmscale.event_kinds import EventKind
 from vmscale.notify.original import OriginalClientNotified, OriginalClientNotifier, read_authkey
-from vmscale.typed_events import TypedEvent
 
 
-def notifier(ports: tuple[int, int], seen: list[TypedEvent], **cfg: Any) -> OriginalClientNotifier:
+def notifier(ports: tuple[int, int], seen: list[EventKind], **cfg: Any) -> OriginalClientNotifier:
     settings = {
         "enabled": True,
         "authkey_env": "ORIGINAL_TEST_AUTHKEY",
@@ -43,13 +43,13 @@ def notifier(ports: tuple[int, int], seen: list[TypedEvent], **cfg: Any) -> Orig
     )
 
 
-def sent(seen: list[TypedEvent]) -> list[OriginalClientNotified]:
+def sent(seen: list[EventKind]) -> list[OriginalClientNotified]:
     return [e for e in seen if isinstance(e, OriginalClientNotified)]
 
 
 def test_the_original_client_hears_both_messages_and_its_requests_are_answered() -> None:
     ports = two_ports()
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     with running_backend(name="web-2") as (url, _proc), original_client(ports, second_vm_url=url) as client:
         n = notifier(ports, seen)
         n.instance_ready("web-1", "http://127.0.0.1:1")  # before any scale-up: not announced
@@ -72,7 +72,7 @@ def test_the_original_client_hears_both_messages_and_its_requests_are_answered()
 
 def test_the_url_can_be_part_of_the_message() -> None:
     ports = two_ports()
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     with original_client(ports) as client:
         n = notifier(
             ports, seen, launched=["VM Launched", "{url}"], launching=["VM Launching ({current}->{desired})"]
@@ -88,7 +88,7 @@ def test_the_url_can_be_part_of_the_message() -> None:
 
 def test_a_listener_that_comes_up_late_is_retried() -> None:
     ports = two_ports()
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     n = notifier(ports, seen)
     n.scale_up_decided(desired=2, current=1)  # nobody listens yet: refused, retried
     time.sleep(0.5)  # let a few attempts be refused before the client starts (not a wait for a result)
@@ -102,7 +102,7 @@ def test_a_listener_that_comes_up_late_is_retried() -> None:
 
 def test_a_wrong_authkey_is_reported_not_retried() -> None:
     ports = two_ports()
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     listener = Listener(("localhost", ports[0]), authkey=b"another key")
     errors: list[BaseException] = []
 
@@ -125,7 +125,7 @@ def test_a_wrong_authkey_is_reported_not_retried() -> None:
 
 def test_a_listener_that_never_accepts_is_given_up_within_the_timeout() -> None:
     ports = two_ports()
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     with socket.socket() as sock:  # listens (TCP handshake done by the kernel) but never accepts
         sock.bind(("127.0.0.1", ports[0]))
         sock.listen(5)

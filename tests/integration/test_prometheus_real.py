@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.live_support import wait_until
+from tests.support.wait import wait_until
 from vmscale.bench.prometheus import GaugeExporter, PrometheusServer
 from vmscale.clock import SystemClock
 from vmscale.config.metrics import PrometheusMetricConfig

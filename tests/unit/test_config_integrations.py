@@ -11,7 +11,7 @@ import pytest
 
 from vmscale.config import parse_config
 from vmscale.errors import ConfigError
-from vmscale.model import Metric
+from vmscale.model import ExternalMetric, Metric
 
 PROM = {"name": "queue_depth", "query": "sum(queue_length)"}
 
@@ -33,6 +33,9 @@ def test_a_policy_can_name_an_external_metric() -> None:
         }
     )
     assert cfg.policies[0].metric == "queue_depth"  # type: ignore[union-attr]
+    # Named like a built-in one: a str with .value, whatever code reads it.
+    assert isinstance(cfg.policies[0].metric, ExternalMetric)  # type: ignore[union-attr]
+    assert cfg.policies[0].metric.value == "queue_depth"  # type: ignore[union-attr]
     assert cfg.policies[1].metric is Metric.CPU  # type: ignore[union-attr]
     assert [m.name for m in cfg.metrics.sources] == ["queue_depth"]
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from vmscale.config.notify import FileSdConfig
+from vmscale.event_kinds import EventKind
 from vmscale.notify.file_sd import FileSdWriter, FileSdWritten, ScrapeTarget, file_sd_entries
-from vmscale.typed_events import TypedEvent
 
 
 def test_entries_carry_the_address_and_the_instance_labels() -> None:
@@ -49,7 +49,7 @@ def test_entries_carry_the_address_and_the_instance_labels() -> None:
 
 def test_written_when_changed_atomically_and_readable_by_prometheus(tmp_path: Path) -> None:
     path = tmp_path / "sd" / "web.json"
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     writer = FileSdWriter(FileSdConfig(path=str(path)), "web", publish=seen.append)
     assert writer.update([ScrapeTarget("web-1", "http://127.0.0.1:18101")])
     assert json.loads(path.read_text())[0]["targets"] == ["127.0.0.1:18101"]
@@ -65,7 +65,7 @@ def test_written_when_changed_atomically_and_readable_by_prometheus(tmp_path: Pa
 def test_a_failed_write_is_an_event_and_is_retried_on_the_next_update(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     writer = FileSdWriter(FileSdConfig(path=str(blocker / "web.json")), "web", publish=seen.append)
     target = [ScrapeTarget("web-1", "http://127.0.0.1:18101")]
     assert not writer.update(target)

@@ -12,9 +12,9 @@ import pytest
 
 from vmscale.clock import FakeClock
 from vmscale.controller.executor import InlineExecutor
+from vmscale.event_kinds import EventKind
 from vmscale.metrics_sources import MetricSourceStatus, Reading, SourcePoller, gather
 from vmscale.model import Sample
-from vmscale.typed_events import TypedEvent
 
 
 class ManualExecutor(Executor):
@@ -119,7 +119,7 @@ def test_failures_are_events_when_they_start_change_and_end() -> None:
         3.0,
         4.0,
     ]
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     poller = SourcePoller([src], InlineExecutor(), clock, publish=seen.append)
     notes = []
     for _ in range(5):
@@ -136,7 +136,7 @@ def test_failures_are_events_when_they_start_change_and_end() -> None:
         MetricSourceStatus("queue", "failing", error="Prometheus rejected the query"),
         MetricSourceStatus("queue", "recovered", failed_for_s=3.0),
     ]
-    assert seen[0].to_data() == {
+    assert seen[0].to_dict() == {
         "metric": "queue",
         "status": "failing",
         "error": "cannot reach Prometheus",
@@ -149,7 +149,7 @@ def test_a_source_that_raises_is_reported_not_fatal() -> None:
     clock = FakeClock()
     src = ScriptedSource(clock)
     src.answers = [RuntimeError("bug")]
-    seen: list[TypedEvent] = []
+    seen: list[EventKind] = []
     ext = SourcePoller([src], InlineExecutor(), clock, publish=seen.append).poll([])
     assert ext.notes["queue"] == "source error: bug"
     assert seen == [MetricSourceStatus("queue", "failing", error="source error: bug")]

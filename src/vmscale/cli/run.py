@@ -128,9 +128,7 @@ def down(
                 InstanceRow(name, cfg.group.name, 0, "gone"), time.time(), src="?", reason="vmscale down"
             )
             typer.echo(f"terminated {name}")
-        lb = build_lb(cfg, state)
-        if lb is not None:
-            lb.stop()
+        build_lb(cfg, state).stop()
     except VmscaleError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None

@@ -29,7 +29,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from vmscale.config.base import Section
 from vmscale.config.promql import promql_problem
-from vmscale.model import Metric, MetricName, is_builtin
+from vmscale.model import Metric, MetricName, is_builtin, metric_name
 
 METRIC_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 LABEL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -37,8 +37,9 @@ BUILTIN_NAMES = ", ".join(m.value for m in Metric)
 
 
 def _metric_key(value: str) -> MetricName:
-    """A built-in metric becomes its ``Metric`` member; any other name must be spelled like one
-    (whether an entry under ``[metrics]`` defines it is checked across the whole file)."""
+    """A built-in metric becomes its ``Metric`` member, any other name an ``ExternalMetric`` that
+    must be spelled like one (whether an entry under ``[metrics]`` defines it is checked across the
+    whole file)."""
     if is_builtin(value):
         return Metric(value)
     if not METRIC_NAME_RE.match(value):
@@ -46,7 +47,7 @@ def _metric_key(value: str) -> MetricName:
             f"{value!r} is neither a built-in metric ({BUILTIN_NAMES}) nor a valid external metric name "
             "(lowercase letters, digits and '_', defined under [metrics])"
         )
-    return value
+    return metric_name(value)
 
 
 MetricKey = Annotated[str, AfterValidator(_metric_key)]

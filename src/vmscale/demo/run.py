@@ -154,7 +154,7 @@ def run_demo(
                 f"≈ {capacity:.1f} req/s; high phase sends {plan.overload * capacity:.1f} req/s"
             )
             source: EndpointSource
-            if lb == "haproxy" and svc.lb is not None and svc.lb.frontend_url():
+            if lb == "haproxy" and svc.lb.frontend_url():
                 source = StaticEndpoints([str(svc.lb.frontend_url())])
             else:
                 assert svc.api_url is not None

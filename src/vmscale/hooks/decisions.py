@@ -18,21 +18,21 @@ import collections
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
 
 from vmscale.clock import Clock, SystemClock
 from vmscale.config.hooks import DecisionWebhookConfig
+from vmscale.event_kinds import FieldsEvent, Publish, discard
 from vmscale.hooks.http import Answer, Outcome, http_client, post_json
-from vmscale.typed_events import Publish, TypedEvent, discard
 
 RETRYABLE_STATUS = frozenset({408, 429})
 
 
 @dataclass(frozen=True, slots=True)
-class WebhookDelivery(TypedEvent):
-    TYPE = "webhook"
+class WebhookDelivery(FieldsEvent):
+    TYPE: ClassVar[str] = "webhook"
     url: str
     outcome: Literal["delivered", "failed", "dropped"]
     attempts: int = 0

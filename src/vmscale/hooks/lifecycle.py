@@ -22,15 +22,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import httpx
 
 from vmscale.clock import Clock, SystemClock
 from vmscale.config.hooks import HookPhase, HookResult, HooksConfig, LifecycleHookConfig
+from vmscale.event_kinds import FieldsEvent, Publish, discard
 from vmscale.hooks.command import RunningCommands, run_command
 from vmscale.hooks.http import Answer, Outcome, http_client, post_json
-from vmscale.typed_events import Publish, TypedEvent, discard
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +60,10 @@ class HookSubject:
 
 
 @dataclass(frozen=True, slots=True)
-class HookCalled(TypedEvent):
+class HookCalled(FieldsEvent):
     """One hook call and what came of it."""
 
-    TYPE = "hook"
+    TYPE: ClassVar[str] = "hook"
     hook: str
     phase: HookPhase
     group: str

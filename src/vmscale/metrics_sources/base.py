@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
+from vmscale.event_kinds import FieldsEvent
 from vmscale.model import Sample
-from vmscale.typed_events import TypedEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +57,10 @@ class MetricSource(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class MetricSourceStatus(TypedEvent):
+class MetricSourceStatus(FieldsEvent):
     """A source started failing (or failed differently), or answers again after failing."""
 
-    TYPE = "metric_source"
+    TYPE: ClassVar[str] = "metric_source"
     metric: str
     status: Literal["failing", "recovered"]
     error: str = ""

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 
 from vmscale.clock import Clock
+from vmscale.event_kinds import Publish, discard
 from vmscale.metrics_sources.base import ExternalMetrics, MetricSource, MetricSourceStatus, Reading, gather
-from vmscale.typed_events import Publish, discard
 
 
 class SourcePoller:

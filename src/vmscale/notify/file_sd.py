@@ -22,11 +22,11 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from vmscale.config.notify import FileSdConfig
-from vmscale.typed_events import Publish, TypedEvent, discard
+from vmscale.event_kinds import FieldsEvent, Publish, discard
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +39,8 @@ class ScrapeTarget:
 
 
 @dataclass(frozen=True, slots=True)
-class FileSdWritten(TypedEvent):
-    TYPE = "file_sd"
+class FileSdWritten(FieldsEvent):
+    TYPE: ClassVar[str] = "file_sd"
     path: str
     targets: int
     error: str = ""

@@ -38,20 +38,20 @@ from dataclasses import dataclass
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 from vmscale.config.notify import OriginalClientConfig
 from vmscale.errors import ConfigError
-from vmscale.typed_events import Publish, TypedEvent, discard
+from vmscale.event_kinds import FieldsEvent, Publish, discard
 
 Kind = Literal["launching", "launched"]
 RETRY_PAUSE_S = 0.2  # between attempts on a refused connection
 
 
 @dataclass(frozen=True, slots=True)
-class OriginalClientNotified(TypedEvent):
-    TYPE = "original_client"
+class OriginalClientNotified(FieldsEvent):
+    TYPE: ClassVar[str] = "original_client"
     kind: Kind
     address: str
     messages: tuple[str, ...]

@@ -23,7 +23,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from vmscale.model import InstanceState, Metric, MetricName, Sample, Snapshot
+from vmscale.model import (
+    UNREADY_STATES,
+    ExternalMetric,
+    InstanceState,
+    Metric,
+    MetricName,
+    Sample,
+    Snapshot,
+    metric_name,
+)
 
 ScaleEvent = tuple[float, int]
 """(t, change in desired count) of a change the policy set decided; positive = scale-up."""
@@ -54,11 +63,11 @@ class Observation:
     min_count: int
     max_count: int
     ready: int  # instances in rotation
-    unready: int  # launched but not ready yet (pending, booting)
+    unready: int  # launched or resumed but not ready yet (pending, resuming, booting)
     metrics: Mapping[MetricName, MetricView] = field(default_factory=dict)
 
-    def metric(self, metric: MetricName) -> MetricView:
-        return self.metrics.get(metric, _EMPTY)
+    def metric(self, metric: str) -> MetricView:
+        return self.metrics.get(metric_name(metric), _EMPTY)
 
 
 _EMPTY = MetricView()
@@ -85,7 +94,7 @@ def observe(snapshot: Snapshot) -> Observation:
             for metric, acc in accs.items():
                 acc.add(*_latest(inst.samples, metric))
             extra.add_instance(inst.samples[-1] if inst.samples else None)
-        elif inst.state in (InstanceState.PENDING, InstanceState.BOOTING):
+        elif inst.state in UNREADY_STATES:
             unready += 1
     views: dict[MetricName, MetricView] = {
         m: MetricView(a.total, a.count, a.missing, a.t) for m, a in accs.items()
@@ -98,9 +107,10 @@ def observe(snapshot: Snapshot) -> Observation:
     for s in reversed(snapshot.group_samples):
         for name, value in s.extra.items():
             if name not in views:
-                views[name] = MetricView(value, 1, 0, s.t, group_level=True)
+                views[ExternalMetric(name)] = MetricView(value, 1, 0, s.t, group_level=True)
     for name, note in snapshot.metric_notes.items():
-        views[name] = MetricView(missing=ready, group_level=views.get(name, _EMPTY).group_level, note=note)
+        key = metric_name(name)
+        views[key] = MetricView(missing=ready, group_level=views.get(key, _EMPTY).group_level, note=note)
     return Observation(
         now=snapshot.now,
         desired=snapshot.desired,
@@ -152,10 +162,10 @@ class _Accs:
         self.seen += 1
 
     def views(self) -> dict[MetricName, MetricView]:
-        return {n: MetricView(a.total, a.count, a.missing, a.t) for n, a in self.accs.items()}
+        return {ExternalMetric(n): MetricView(a.total, a.count, a.missing, a.t) for n, a in self.accs.items()}
 
 
-def _latest(samples: tuple[Any, ...], metric: MetricName) -> tuple[float | None, float]:
+def _latest(samples: tuple[Any, ...], metric: str) -> tuple[float | None, float]:
     for s in reversed(samples):
         v = s.value(metric)
         if v is not None:
@@ -251,7 +261,7 @@ def in_cooldown(
     return ""
 
 
-def fmt(metric: MetricName, value: float, *, exact: bool = False) -> str:
+def fmt(metric: str, value: float, *, exact: bool = False) -> str:
     """A metric value in its unit, the way reasons print it (``exact``: a configured figure, as given).
     External metrics have no unit vmscale knows: their values print as plain numbers."""
     if metric == Metric.CPU:
@@ -265,7 +275,7 @@ def fmt(metric: MetricName, value: float, *, exact: bool = False) -> str:
     return f"{value:g}" if exact else f"{value:.4g}"
 
 
-def no_data(metric: MetricName, view: MetricView) -> str:
+def no_data(metric: str, view: MetricView) -> str:
     """The reason's words when a metric has no value: whose samples are missing, and why if known."""
     where = "the group" if view.group_level else "ready instances"
     return f"no {metric} samples from {where}" + (f" ({view.note})" if view.note else "")

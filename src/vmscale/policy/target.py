@@ -25,7 +25,7 @@ import math
 from dataclasses import replace
 
 from vmscale.config.policy import RateLimit, TargetPolicyConfig
-from vmscale.model import Metric, MetricName
+from vmscale.model import Metric
 from vmscale.policy.base import (
     MetricView,
     Observation,
@@ -45,7 +45,7 @@ def replica_recommendation(
     current: int,
     ready: int,
     unready: int,
-    metric: MetricName,
+    metric: str,
     target: float,
     tolerance: float,
 ) -> tuple[int, str]:

@@ -19,6 +19,7 @@ from vmscale.providers.base import InstanceSpec, ProviderInstance, ProviderStatu
 
 class FakeProvider:
     kind = "fake"
+    warm_kinds: frozenset[WarmKind] = frozenset({"paused", "saved"})
 
     def __init__(self, clock: Clock | None = None, base_port: int = 20000) -> None:
         self.clock = clock or FakeClock()

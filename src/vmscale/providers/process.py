@@ -66,6 +66,7 @@ class ProcessProvider:
     """Runs instances as local backend processes; see the module docstring for the design."""
 
     kind = "process"
+    warm_kinds: frozenset[WarmKind] = frozenset({"paused"})  # a process can be stopped, not saved
 
     def __init__(
         self,

@@ -86,6 +86,7 @@ class LibvirtProvider:
     """The ``Provider`` protocol over libvirt (see ``vmscale.providers.base`` for the contract)."""
 
     kind = "libvirt"
+    warm_kinds: frozenset[WarmKind] = frozenset({"paused", "saved"})
 
     def __init__(
         self,
