@@ -37,7 +37,7 @@ class EventKind(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
-Publish = Callable[[EventKind], None]
+Publish = Callable[[EventKind], object]
 """What a producer that must not know the bus is given: ``EventBus.publish``, or a list's
 ``append`` in tests."""
 

@@ -16,6 +16,7 @@ from vmscale.api.auth import TokenStore, split_bind
 from vmscale.config.schema import VmscaleConfig
 from vmscale.controller import Controller
 from vmscale.events import EventBus, JsonlWriter
+from vmscale.integrations import Integrations
 from vmscale.lb.base import LoadBalancer
 from vmscale.lb.none import NullBalancer
 from vmscale.providers.base import Provider
@@ -73,6 +74,9 @@ class Service:
         self.writer = JsonlWriter(log_path or self.state_dir / "autoscaler.jsonl")
         self.events.add_listener(self.writer)
         self.controller = Controller(cfg, self.provider, self.store, lb=self.lb, events=self.events)
+        # Webhooks, the original client and file_sd hear decisions and rotation changes on the bus.
+        self.integrations = Integrations(cfg, publish=self.events.publish)
+        self.events.add_listener(self.integrations.on_event)
         self.tokens = tokens if tokens is not None else TokenStore.load(cfg.api.token_file)
         self.serve_api = serve_api
         self.api: ServerHandle | None = None
@@ -110,6 +114,7 @@ class Service:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.controller.shutdown(terminate=terminate)
+        self.integrations.close(group_removed=terminate)
         if self.api is not None:
             self.api.stop()
         if terminate:

@@ -15,10 +15,9 @@ from tests.integration.webhook_support import webhook_server
 from tests.support.wait import wait_until
 from vmscale.config import parse_config
 from vmscale.errors import ConfigError
-from vmscale.event_kinds import EventKind
+from vmscale.event_kinds import DecisionApplied, EventKind
 from vmscale.hooks import HookCalled, HookSubject
 from vmscale.integrations import Integrations
-from vmscale.model import Decision, Direction
 from vmscale.notify.file_sd import ScrapeTarget
 from vmscale.ports import free_port
 
@@ -63,8 +62,8 @@ def test_a_group_lifetime_through_the_integrations(tmp_path: Path, monkeypatch: 
                 )
                 # A scale-up: the webhook and the original client hear of it (a decision that
                 # changes nothing is not sent).
-                integ.decided(Decision(2, Direction.UP, "queue 12 over target 5", "target", 1))
-                integ.decided(Decision(2, Direction.NONE, "within the dead band", "target", 2))
+                integ.decided(DecisionApplied(2, 1, "up", "queue 12 over target 5", "target", "autoscaler"))
+                integ.decided(DecisionApplied(2, 2, "none", "paused", "", "alice", action="paused"))
                 # The new instance passes its health check: launch hooks, then rotation.
                 subject = HookSubject("web", "web-2", "http://127.0.0.1:18102")
                 phase = integ.lifecycle("launch", subject).result(timeout=30)
@@ -79,7 +78,8 @@ def test_a_group_lifetime_through_the_integrations(tmp_path: Path, monkeypatch: 
                 )
             finally:
                 integ.close(group_removed=True)
-    assert receiver.received[0]["decision"]["direction"] == "up"
+    (body,) = receiver.received
+    assert body["decision"]["direction"] == "up" and body["actor"] == "autoscaler"
     assert client.heard == {ports[0]: ["VM Launching"], ports[1]: ["VM Launched", "http://127.0.0.1:18102"]}
     assert json.loads(sd_path.read_text()) == [], "the file is emptied when the group is removed"
     assert [e.hook for e in seen if isinstance(e, HookCalled)] == ["ok"]
@@ -92,6 +92,6 @@ def test_a_missing_authkey_stops_the_start_with_a_clear_error(monkeypatch: pytes
     cfg = parse_config(
         {"notify": {"original_client": {"enabled": True, "authkey_env": "NO_SUCH_AUTHKEY_VAR"}}}
     )
-    with ThreadPoolExecutor(1) as pool, pytest.raises(ConfigError) as info:
-        Integrations(cfg, executor=pool)
+    with pytest.raises(ConfigError) as info:
+        Integrations(cfg)
     assert "NO_SUCH_AUTHKEY_VAR is not set" in info.value.problems[0]
