@@ -77,6 +77,11 @@ class Service:
         # Webhooks, the original client and file_sd hear decisions and rotation changes on the bus.
         self.integrations = Integrations(cfg, publish=self.events.publish)
         self.events.add_listener(self.integrations.on_event)
+        if cfg.hooks.launch or cfg.hooks.terminate or cfg.metrics.sources:
+            log.warning(
+                "this controller does not call lifecycle hooks or read [metrics] yet: hooks do not run "
+                "and policies on an external metric hold (no data)"
+            )
         self.tokens = tokens if tokens is not None else TokenStore.load(cfg.api.token_file)
         self.serve_api = serve_api
         self.api: ServerHandle | None = None
