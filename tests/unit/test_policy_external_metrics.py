@@ -58,6 +58,8 @@ def test_observe_reads_only_the_newest_sample_of_each_instance() -> None:
     view = obs.metric(QUEUE)
     assert (view.total, view.reporting, view.missing) == (10.0, 2, 1)
     assert view.mean == 5.0 and not view.group_level
+    # Keys name metrics the same way for built-in and external ones (code reads `metric.value`).
+    assert {key.value for key in obs.metrics} == {"cpu", "rps", "latency_p95", "inflight", QUEUE}
 
 
 def test_observe_counts_instances_before_the_first_reporter_as_missing() -> None:
