@@ -20,7 +20,7 @@ from vmscale.integrations import Integrations
 from vmscale.lb.base import LoadBalancer
 from vmscale.lb.none import NullBalancer
 from vmscale.providers.base import Provider
-from vmscale.store import Store
+from vmscale.store import open_state_store
 
 log = logging.getLogger("vmscale.service")
 
@@ -67,7 +67,7 @@ class Service:
         self.cfg = cfg
         self.state_dir = state_dir_of(cfg)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(Path(cfg.state.db) if cfg.state.db else self.state_dir / "state.db")
+        self.store = open_state_store(cfg.state, self.state_dir)
         self.provider = provider or build_provider(cfg, self.state_dir)
         self.lb = build_lb(cfg, self.state_dir)
         self.events = EventBus()

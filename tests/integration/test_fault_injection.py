@@ -21,6 +21,7 @@ import socket
 import sqlite3
 import statistics
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ import pytest
 from tests.support.controller_proc import ControllerProcess
 
 TRIALS = int(os.environ.get("VMSCALE_FI_TRIALS", "100"))
-GROUP = "fi"
+GROUP = "fi" + uuid.uuid4().hex[:6]  # unique: a concurrent run must never see (or kill) our backends
 MIN, MAX = 1, 3
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 

@@ -21,7 +21,7 @@ from vmscale.controller.operations import OpCall
 from vmscale.health import FakeHealthChecker
 from vmscale.lb.base import LoadBalancer
 from vmscale.providers.fake import FakeProvider
-from vmscale.store import Store
+from vmscale.store.sqlite import SqliteStore
 
 T = TypeVar("T")
 
@@ -66,7 +66,7 @@ class Rig:
         self.provider.default_cpu = 50.0  # between the threshold's bounds: the policy holds the count
         self.health = FakeHealthChecker()
         self.db = tmp / "state.db"
-        self.store = Store(self.db)
+        self.store = SqliteStore(self.db)
         self.executor = HoldingExecutor()
         self.lb = lb
         self.ctl = self.new_controller()

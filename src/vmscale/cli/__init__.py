@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from vmscale.cli import bench, config_cmd, image, ops, report_cmd, run, simulate, workload
+from vmscale.cli import bench, config_cmd, image, ops, report_cmd, run, simulate, store_cmd, workload
 
 EXIT_CODES = """Exit codes:
 
@@ -40,7 +40,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for module in (run, ops, config_cmd, workload, simulate, report_cmd, image, bench):
+for module in (run, ops, config_cmd, workload, simulate, report_cmd, image, bench, store_cmd):
     module.register(app)
 
 

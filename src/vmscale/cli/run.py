@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from vmscale.config import load_config
-from vmscale.errors import ConfigError, VmscaleError
+from vmscale.errors import ConfigError, StoreError, VmscaleError
 
 err = Console(stderr=True)
 
@@ -84,6 +84,9 @@ def up(
     except ConfigError as exc:
         err.print(f"[red]invalid settings[/] {exc}")
         raise typer.Exit(2) from None
+    except StoreError as exc:  # the state store cannot be opened (unreachable, newer schema...)
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
     stop_signals = {signal.SIGINT, signal.SIGTERM}
     for sig in stop_signals:
         signal.signal(sig, lambda *_: svc.request_stop())
@@ -113,11 +116,15 @@ def down(
     """
     cfg = _load(config)
     from vmscale.service import build_lb, build_provider, state_dir_of
-    from vmscale.store import InstanceRow, Store
+    from vmscale.store import InstanceRow, open_state_store
 
     state = state_dir_of(cfg)
+    try:
+        store = open_state_store(cfg.state, state)
+    except VmscaleError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
     provider = build_provider(cfg, state)
-    store = Store(Path(cfg.state.db) if cfg.state.db else state / "state.db")
     try:
         names = {i.name for i in provider.list(cfg.group.name)} | {
             r.name for r in store.instances(cfg.group.name)

@@ -18,6 +18,7 @@ from vmscale.config.metrics import MetricsConfig, check_metric_references
 from vmscale.config.notify import NotifyConfig
 from vmscale.config.policy import PolicyConfig, SimulateConfig
 from vmscale.config.process import ProcessProviderConfig
+from vmscale.config.state import StateConfig
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
@@ -90,11 +91,6 @@ class ApiConfig(Section):
     token_file: str = Field("", description="file of tokens ('SCOPE TOKEN' per line); or VMSCALE_TOKENS")
     max_body_bytes: int = Field(16_384, ge=256)
     rate_limit_per_s: float = Field(50.0, gt=0, description="requests per second per client address")
-
-
-class StateConfig(Section):
-    dir: str = Field(".vmscale", description="state folder: database, logs, overlays")
-    db: str = Field("", description="SQLite path; empty = <dir>/state.db")
 
 
 class VmscaleConfig(Section):
