@@ -13,13 +13,19 @@ fakes) get the same values again with ``parse``. The dictionary keys are therefo
 ``endpoints``  ``EndpointsChanged``    the set of ready endpoints changed (clients that balance follow it)
 ``error``      ``ErrorReported``       a provider, balancer or store call failed (reported, not fatal)
 =============  =====================  =================================================================
+
+The integrations publish kinds of their own the same way, each beside its producer, their wire
+form simply their fields (``FieldsEvent``): ``metric_source`` (``MetricSourceStatus``), ``hook``
+(``HookCalled``), ``webhook`` (``WebhookDelivery``), ``original_client``
+(``OriginalClientNotified``) and ``file_sd`` (``FileSdWritten``); they get a ``Publish`` callable
+(``EventBus.publish``) and never see the bus.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Protocol, cast
 
 NO_STATE = "(none)"  # the "from" of an instance record that did not exist before
 UNKNOWN_STATE = "(unknown)"  # the "from" of an orphan found at the provider
@@ -29,6 +35,24 @@ class EventKind(Protocol):
     TYPE: ClassVar[str]
 
     def to_dict(self) -> dict[str, Any]: ...
+
+
+Publish = Callable[[EventKind], object]
+"""What a producer that must not know the bus is given: ``EventBus.publish``, or a list's
+``append`` in tests."""
+
+
+class FieldsEvent:
+    """Base of a frozen dataclass event whose wire form is its fields, as they are."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(cast(Any, self))
+
+
+def discard(event: EventKind) -> None:
+    """A ``Publish`` for when nobody listens."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,24 +72,57 @@ class Metric(StrEnum):
     INFLIGHT = "inflight"
 
 
+class ExternalMetric(str):
+    """The name of an external metric (an entry under ``[metrics]`` in the config, e.g. a Prometheus
+    query). A ``str`` with a ``.value``, like the members of ``Metric``, so that code naming a metric
+    treats both alike (``metric.value`` is the name either way)."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+
+MetricName = Metric | ExternalMetric
+"""What a policy's ``metric`` names: a built-in metric or an external one."""
+
+
+def metric_name(name: str) -> MetricName:
+    """``"cpu"`` -> ``Metric.CPU``; any other name -> ``ExternalMetric(name)``."""
+    return Metric(name) if is_builtin(name) else ExternalMetric(name)
+
+
+BUILTIN_METRICS = frozenset(m.value for m in Metric)
+
+
+def is_builtin(metric: str) -> bool:
+    return metric in BUILTIN_METRICS
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One observation of one instance at time ``t`` (epoch seconds). ``None`` means not measured."""
+    """One observation of one instance (or, in ``Snapshot.group_samples``, of the group) at time
+    ``t`` (epoch seconds). ``None`` means not measured. ``extra`` holds external metrics by name
+    (``[[metrics]]`` entries); a name that is absent was not measured."""
 
     t: float
     cpu: float | None = None
     rps: float | None = None
     latency_p95: float | None = None
     inflight: float | None = None
+    extra: Mapping[str, float] = field(default_factory=dict)
 
-    def value(self, metric: Metric) -> float | None:
-        if metric is Metric.CPU:
+    def value(self, metric: str) -> float | None:
+        if metric == Metric.CPU:
             return self.cpu
-        if metric is Metric.RPS:
+        if metric == Metric.RPS:
             return self.rps
-        if metric is Metric.INFLIGHT:
+        if metric == Metric.INFLIGHT:
             return self.inflight
-        return self.latency_p95
+        if metric == Metric.LATENCY_P95:
+            return self.latency_p95
+        return self.extra.get(metric)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +136,7 @@ class InstanceSnapshot:
     launched_at: float | None = None
     ready_at: float | None = None
 
-    def latest(self, metric: Metric) -> float | None:
+    def latest(self, metric: str) -> float | None:
         for s in reversed(self.samples):
             v = s.value(metric)
             if v is not None:
@@ -122,6 +155,9 @@ class Snapshot:
     instances: tuple[InstanceSnapshot, ...] = ()
     # Group-level observations that are not per instance (for example the balancer's p95 latency).
     group_samples: tuple[Sample, ...] = ()
+    # Why an external metric has no data this tick (query failed, empty result, stale), by metric
+    # name. A metric named here is treated as missing whatever older samples say, so policies hold.
+    metric_notes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ready(self) -> tuple[InstanceSnapshot, ...]:

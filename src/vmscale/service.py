@@ -25,6 +25,7 @@ from vmscale.config.schema import VmscaleConfig
 from vmscale.controller import Controller
 from vmscale.errors import AuthError, ProviderError, ProviderUnavailableError, StartupError
 from vmscale.events import DECISIONS_LOG, EventBus, JsonlWriter
+from vmscale.integrations import Integrations
 from vmscale.lb.base import LoadBalancer
 from vmscale.lb.none import NullBalancer
 from vmscale.preflight import check_free, missing_library, reserve
@@ -112,7 +113,14 @@ class Service:
             undo.callback(self.decisions_writer.close)
             self.events.add_listener(self.writer)
             self.events.add_listener(self.decisions_writer)
-            self.controller = Controller(cfg, self.provider, self.store, lb=self.lb, events=self.events)
+            # Webhooks, the original client and file_sd hear decisions and rotation changes on the bus;
+            # hooks and external metrics are called by the controller itself.
+            self.integrations = Integrations(cfg, publish=self.events.publish)
+            undo.callback(self.integrations.close, group_removed=False)
+            self.events.add_listener(self.integrations.on_event)
+            self.controller = Controller(
+                cfg, self.provider, self.store, lb=self.lb, events=self.events, integrations=self.integrations
+            )
             self.tokens = tokens if tokens is not None else TokenStore.load(cfg.api.token_file)
             undo.pop_all()
         self.serve_api = serve_api
@@ -194,6 +202,7 @@ class Service:
             return  # a failed start() already stopped and released everything
         self._join_loop()
         self.controller.shutdown(terminate=terminate)
+        self.integrations.close(group_removed=terminate)
         if self.api is not None:
             self.api.stop()
         if terminate:

@@ -52,7 +52,9 @@ class HoldingExecutor(InlineExecutor):
 
 
 class Rig:
-    def __init__(self, tmp: Path, *, lb: LoadBalancer | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, tmp: Path, *, lb: LoadBalancer | None = None, integrations: Any = None, **overrides: Any
+    ) -> None:
         data: dict[str, Any] = {
             "group": {"name": "web", "min": 1, "max": 3, "interval_s": 1},
             "policies": [{"kind": "threshold", "upper": 75, "lower": 20, "samples_up": 3, "samples_down": 3}],
@@ -69,6 +71,7 @@ class Rig:
         self.store = SqliteStore(self.db)
         self.executor = HoldingExecutor()
         self.lb = lb
+        self.integrations = integrations
         self.ctl = self.new_controller()
 
     def new_controller(self) -> Controller:
@@ -77,6 +80,7 @@ class Rig:
             self.provider,
             self.store,
             lb=self.lb,
+            integrations=self.integrations,
             health=self.health,
             clock=self.clock,
             executor=self.executor,

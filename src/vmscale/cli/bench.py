@@ -22,8 +22,9 @@ BENCHMARKS = {
     "simulate": "simulator speed: a 24 h, 1 s trace for a 1,000-instance group",
     "haproxy": "runtime-API latency, time to first request, throughput, failures over scale-in cycles",
     "store": "state store write latency per tick (SQLite vs PostgreSQL), ticks/s for 100 groups of 10",
+    "prometheus": "a PromQL query to a decision against a real Prometheus; a value change to the query",
 }
-_SCRIPT = {"metrics": "bench_libvirt_metrics.py"}
+_SCRIPT = {"metrics": "bench_libvirt_metrics.py", "prometheus": "bench_prometheus_query.py"}
 
 
 def _benchmarks_dir() -> Path | None:
@@ -54,6 +55,7 @@ def bench(
     * **simulate**: simulator speed on a 24 h trace for 1,000 instances
     * **haproxy**: balancer runtime API and loss-free scale-in
     * **store**: state store writes per tick, SQLite vs PostgreSQL (starts a throw-away server)
+    * **prometheus**: query, query to decision, value change to query (real Prometheus)
 
     Examples:
 

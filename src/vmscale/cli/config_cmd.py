@@ -75,7 +75,28 @@ def describe(cfg: VmscaleConfig) -> str:
         f"{policies} An instance is ready when {cfg.health.path} answers within {cfg.health.timeout_s:g} s; "
         f"scale-in drains for up to {cfg.drain.timeout_s:g} s.{warm} {lb[0].upper() + lb[1:]}; "
         f"the control API listens on {cfg.api.bind} and state is kept in {cfg.state.dir}."
-    )
+    ) + _integration_words(cfg)
+
+
+def _integration_words(cfg: VmscaleConfig) -> str:
+    """External metrics, hooks and notifications, when configured (empty otherwise)."""
+    parts = [
+        f"'{m.name}' is read from Prometheus at {m.url}" + (" per instance" if m.instance_label else "")
+        for m in cfg.metrics.sources
+    ]
+    for phase, hooks in (("launch", cfg.hooks.launch), ("terminate", cfg.hooks.terminate)):
+        if hooks:
+            parts.append(f"{phase} hooks run: {', '.join(h.name for h in hooks)}")
+    n = cfg.notify
+    if n.webhooks:
+        parts.append(f"decisions are POSTed to {', '.join(w.url for w in n.webhooks)}")
+    if n.file_sd.path:
+        parts.append(f"the instances are listed for Prometheus in {n.file_sd.path}")
+    if n.original_client.enabled:
+        oc = n.original_client
+        parts.append(f"the original client is told on {oc.host}:{oc.launching_port} and :{oc.launched_port}")
+    text = "; ".join(parts)
+    return f" {text[0].upper()}{text[1:]}." if text else ""
 
 
 def _policy_words(p: object) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from vmscale.config.metrics import unknown_metric
 from vmscale.config.policy import PolicyConfig
 from vmscale.config.problems import Problem
 from vmscale.config.schema import VmscaleConfig
@@ -103,6 +104,17 @@ def balancer_metrics(v: Validated) -> Iterable[Problem]:
             )
 
 
+def metric_references(v: Validated) -> Iterable[Problem]:
+    """Every policy's metric is built in or defined under [metrics]."""
+    if not v.has("metrics"):
+        return
+    for i, policy in v.policies:
+        metric = getattr(policy, "metric", None)
+        why = unknown_metric(str(metric), v.sections["metrics"]) if metric is not None else ""
+        if why:
+            yield Problem(f"policies[{i}].metric", why)
+
+
 def disk_boot_image(v: Validated) -> Iterable[Problem]:
     if not v.has("provider"):
         return
@@ -120,6 +132,7 @@ RULES: tuple[Callable[[Validated], Iterable[Problem]], ...] = (
     unique_policy_names,
     warm_pool_kind,
     balancer_metrics,
+    metric_references,
     disk_boot_image,
 )
 

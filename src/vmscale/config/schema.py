@@ -16,7 +16,10 @@ from vmscale.config.address import split_host_port
 from vmscale.config.base import Section
 from vmscale.config.event_log import EventLogConfig
 from vmscale.config.haproxy import HaproxyConfig
+from vmscale.config.hooks import HooksConfig
 from vmscale.config.libvirt import LibvirtProviderConfig
+from vmscale.config.metrics import MetricsConfig
+from vmscale.config.notify import NotifyConfig
 from vmscale.config.policy import PolicyConfig, SimulateConfig
 from vmscale.config.process import ProcessProviderConfig
 from vmscale.config.state import StateConfig
@@ -132,3 +135,6 @@ class VmscaleConfig(Section):
     state: StateConfig = StateConfig()
     event_log: EventLogConfig = EventLogConfig()
     simulate: SimulateConfig = SimulateConfig()
+    metrics: MetricsConfig = MetricsConfig()  # external metrics policies can name (Prometheus queries)
+    hooks: HooksConfig = HooksConfig()  # lifecycle hooks on launch and terminate
+    notify: NotifyConfig = NotifyConfig()  # decision webhooks, file_sd, the original client's sockets

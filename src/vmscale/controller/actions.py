@@ -16,6 +16,7 @@ from vmscale.controller.backoff import Backoff
 from vmscale.controller.fleet import Facts, Fleet, Instance, Purpose, Timers
 from vmscale.controller.membership import Membership
 from vmscale.controller.operations import Operations, OpKind
+from vmscale.hooks import HookSubject, LifecycleHooks
 from vmscale.model import InstanceState
 from vmscale.providers.base import InstanceSpec, ProviderRoles, WarmKind
 
@@ -37,6 +38,7 @@ class Actions:
         make_spec: SpecFactory,
         terminate_timeout_s: float,
         retry: Backoff,
+        hooks: LifecycleHooks | None = None,
     ) -> None:
         self._fleet = fleet
         self._ops = ops
@@ -47,6 +49,7 @@ class Actions:
         self._make_spec = make_spec
         self._terminate_timeout_s = terminate_timeout_s
         self._retry = retry
+        self.hooks = hooks
 
     def new_timers(self, launched: float) -> Timers:
         """Timers of a new or adopted record (the terminate back-off starts clean)."""
@@ -92,7 +95,35 @@ class Actions:
         # sampling earlier in the tick may already have used it up.
         inst.timers.drain_started = self._clock.monotonic()
 
+    def subject(self, inst: Instance) -> HookSubject:
+        return HookSubject(
+            self._group, inst.name, inst.facts.endpoint, inst.facts.details.get("host", "local")
+        )
+
+    def run_launch_hooks(self, inst: Instance) -> bool:
+        """Start the launch hooks of a healthy new instance (it stays out of rotation until they
+        answer); False when there are none."""
+        if self.hooks is None or not self.hooks.has("launch"):
+            return False
+        future = self.hooks.submit("launch", self.subject(inst))
+        self._ops.track(inst.name, OpKind.LAUNCH_HOOK, self._clock.monotonic(), future)
+        return True
+
     def terminate(self, inst: Instance, reason: str) -> None:
+        """Stop an instance. One that served gets its terminate hooks first: it leaves rotation,
+        the hooks run, and ``destroy`` follows when they answer (whatever they answer)."""
+        if self._ops.busy(inst.name):
+            return
+        served = inst.ready_at is not None and inst.state in (S.READY, S.DRAINING, S.FAILED)
+        if served and self.hooks is not None and self.hooks.has("terminate"):
+            self._membership.remove(inst)
+            future = self.hooks.submit("terminate", self.subject(inst))
+            self._ops.track(inst.name, OpKind.TERMINATE_HOOK, self._clock.monotonic(), future)
+            return
+        self.destroy(inst, reason)
+
+    def destroy(self, inst: Instance, reason: str) -> None:
+        """Stop an instance now, without hooks (after them, or when the whole group stops)."""
         if self._ops.busy(inst.name):
             return
         self._membership.remove(inst)

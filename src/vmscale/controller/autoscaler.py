@@ -20,6 +20,7 @@ from vmscale.controller.membership import Traffic
 from vmscale.controller.records import DecisionLog, StoreRecorder
 from vmscale.event_kinds import DecisionApplied
 from vmscale.metrics import ControllerMetrics
+from vmscale.metrics_sources import ExternalMetrics
 from vmscale.model import Decision, Direction, InstanceState, Sample, Snapshot, direction_of
 from vmscale.policy import PolicySet, PolicySetState, decision_record, observe
 from vmscale.store import GroupRow
@@ -37,10 +38,16 @@ class AutoscalerState:
 
 
 def build_snapshot(
-    instances: Iterable[Instance], desired: int, group: GroupConfig, traffic: Traffic, now: float
+    instances: Iterable[Instance],
+    desired: int,
+    group: GroupConfig,
+    traffic: Traffic,
+    now: float,
+    external: ExternalMetrics | None = None,
 ) -> Snapshot:
     """What the policies see: the group's instances (and the ones draining out of it) with their
-    samples of the last ``history_s``, and the balancer's group-level figures."""
+    samples of the last ``history_s``, the balancer's group-level figures, and this tick's
+    external metrics (group values, and why a metric has no data)."""
     since = now - group.history_s
     return Snapshot(
         now=now,
@@ -52,7 +59,15 @@ def build_snapshot(
             for i in instances
             if i.in_group or (i.state is S.DRAINING and i.purpose is Purpose.GROUP)
         ),
-        group_samples=(Sample(t=now, latency_p95=traffic.latency_p95_s, rps=traffic.rps),),
+        group_samples=(
+            Sample(
+                t=now,
+                latency_p95=traffic.latency_p95_s,
+                rps=traffic.rps,
+                extra=dict(external.group) if external is not None else {},
+            ),
+        ),
+        metric_notes=dict(external.notes) if external is not None else {},
     )
 
 

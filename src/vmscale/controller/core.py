@@ -43,6 +43,7 @@ from vmscale.controller.telemetry import Telemetry
 from vmscale.event_kinds import InstanceTransition
 from vmscale.events import EventBus
 from vmscale.health import HealthChecker, HttpHealthChecker
+from vmscale.integrations import Integrations
 from vmscale.lb.base import LoadBalancer
 from vmscale.lb.none import NullBalancer
 from vmscale.metrics import ControllerMetrics
@@ -68,7 +69,10 @@ class Controller:
         metrics: ControllerMetrics | None = None,
         executor: Executor | None = None,
         policy_set: PolicySet | None = None,
+        integrations: Integrations | None = None,
     ) -> None:
+        """``integrations`` brings the user's lifecycle hooks and external metric sources (see
+        ``vmscale.integrations``); without it the group has neither."""
         self.cfg = cfg
         self.clock = clock or SystemClock()
         self.events = events or EventBus(clock=self.clock.now)
@@ -91,6 +95,7 @@ class Controller:
             make_spec=self._spec,
             terminate_timeout_s=cfg.launch.terminate_timeout_s,
             retry=Backoff(cfg.launch.backoff_initial_s, cfg.launch.backoff_max_s),
+            hooks=integrations.hooks if integrations is not None else None,
         )
         checker = health or HttpHealthChecker(cfg.health.path, cfg.health.timeout_s)
         prober = Prober(checker, executor, cfg.health.timeout_s)
@@ -110,6 +115,7 @@ class Controller:
             interval_s=cfg.group.interval_s,
         )
         self.recovered = False
+        self._external = integrations.external_metrics if integrations is not None else None
 
     def _spec(self, name: str, index: int) -> InstanceSpec:
         t = self.cfg.template
@@ -171,19 +177,21 @@ class Controller:
     def tick(self, full: bool = True) -> None:
         now, mono = self.clock.now(), self.clock.monotonic()
         rec = self.reconciler
-        rec.collect(mono)
+        rec.collect(now, mono)
         if full:
             self.metrics.ticks.labels(self.cfg.group.name).inc()
             rec.observe(mono)
         rec.probe(now, mono, full=full)
         traffic = self.telemetry.view.traffic
         if full:
-            traffic = rec.sample(now, mono)
+            external = None
+            if self._external is not None:
+                external = self._external([i.name for i in self.fleet if i.state is S.READY])
+            traffic = rec.sample(now, mono, external)
             state = self.autoscaler.state
             if not state.paused:
-                self.autoscaler.decide(
-                    build_snapshot(self.fleet, state.desired, self.cfg.group, traffic, now)
-                )
+                snap = build_snapshot(self.fleet, state.desired, self.cfg.group, traffic, now, external)
+                self.autoscaler.decide(snap)
         state = self.autoscaler.state
         rec.execute(state.desired, mono, state.last_scale_up)
         rec.progress_drains(mono)
@@ -245,7 +253,7 @@ class Controller:
         if terminate:
             for inst in self.fleet:
                 rec.ops.wait(inst.name, timeout_s)
-                rec.actions.terminate(inst, "shutdown")
+                rec.actions.destroy(inst, "shutdown")
             for inst in self.fleet:
                 result = rec.ops.wait(inst.name, timeout_s)
                 if result is None:

@@ -25,6 +25,8 @@ class OpKind(StrEnum):
     TERMINATE = "terminate"
     PAUSE = "pause"  # park a booted instance in the warm pool
     RESUME = "resume"  # take a parked instance out of the warm pool
+    LAUNCH_HOOK = "launch-hook"  # the user's launch hooks, between "healthy" and "in rotation"
+    TERMINATE_HOOK = "terminate-hook"  # the user's terminate hooks, out of rotation, before destroy
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,14 @@ class Operations:
         fut = self._executor.submit(OpCall(kind, fn, args))
         self._pending[name] = _Pending(kind, now, fut)
         fut.add_done_callback(lambda _: self._on_done())
+
+    def track(self, name: str, kind: OpKind, now: float, future: Future[Any]) -> None:
+        """Follow a call that runs elsewhere (a lifecycle hook on the hooks' own threads) like one
+        submitted here: the instance is busy until it finishes, and its result is collected."""
+        if name in self._pending:
+            raise RuntimeError(f"{name}: a {self._pending[name].kind} call is already in flight")
+        self._pending[name] = _Pending(kind, now, future)
+        future.add_done_callback(lambda _: self._on_done())
 
     def collect(self) -> list[OpResult]:
         """The calls that finished since the last collect, oldest submission first."""

@@ -29,6 +29,7 @@ from vmscale.controller.probe import Prober
 from vmscale.controller.reporting import ErrorReporter
 from vmscale.errors import InstanceNotFoundError, PermanentProviderError, ProviderError
 from vmscale.metrics import ControllerMetrics
+from vmscale.metrics_sources import ExternalMetrics
 from vmscale.model import InstanceState, Sample
 from vmscale.plan.scale import Member, plan_scale
 from vmscale.providers.base import ProviderRoles, ProviderStatus
@@ -76,13 +77,16 @@ class Reconciler:
 
     # ------------------------------------------------------------------ collect
 
-    def collect(self, now: float) -> None:
+    def collect(self, now_wall: float, now: float) -> None:
         for result in self.ops.collect():
             inst = self.fleet.get(result.name)
             if inst is not None:
-                self._finished(inst, result, now)
+                self._finished(inst, result, now_wall, now)
 
-    def _finished(self, inst: Instance, r: OpResult, now: float) -> None:
+    def _finished(self, inst: Instance, r: OpResult, now_wall: float, now: float) -> None:
+        if r.kind in (OpKind.LAUNCH_HOOK, OpKind.TERMINATE_HOOK):
+            self._hooks_answered(inst, r, now_wall, now)
+            return
         if r.kind is OpKind.LAUNCH:
             if r.error is not None:
                 self._capacity_failed(inst, r.error, now, "launch", "launch failed")
@@ -109,6 +113,20 @@ class Reconciler:
             inst.health.failures = 0
             inst.timers.launched = now  # the boot timeout counts from the resume, not the first launch
             self.fleet.move(inst, S.BOOTING, "resumed from the warm pool")
+
+    def _hooks_answered(self, inst: Instance, r: OpResult, now_wall: float, now: float) -> None:
+        """A launch hook that says continue lets the instance into rotation; abandon (or a hook
+        runner that broke) replaces it, backing off launches as a failed launch would. Terminate
+        hooks only delay: the instance is destroyed whatever they answer."""
+        verdict = r.value.result if r.error is None else "abandon"
+        why = r.value.reason if r.error is None else f"launch hooks failed: {r.error}"
+        if r.kind is OpKind.TERMINATE_HOOK:
+            self.actions.destroy(inst, f"stopped after its terminate hooks ({why})")
+        elif verdict == "continue":
+            self._become_ready(inst, now_wall, now)
+        else:
+            self.backoffs.launch = self.backoffs.launch.failed(now)
+            self.actions.fail(inst, why)
 
     def _capacity_failed(self, inst: Instance, exc: BaseException, now: float, op: str, what: str) -> None:
         """A call that was to bring capacity (launch, park, resume) failed: back off new launches (a
@@ -174,7 +192,7 @@ class Reconciler:
             if inst.state is S.BOOTING:
                 if r.ok and inst.purpose is Purpose.POOL:
                     self.actions.park(inst, self._cfg.warm_pool.kind)
-                elif r.ok:
+                elif r.ok and not self.actions.run_launch_hooks(inst):
                     self._become_ready(inst, now_wall, now)
                 elif now - inst.timers.launched > hc.boot_timeout_s:
                     log = inst.facts.details.get("console_log")
@@ -203,8 +221,9 @@ class Reconciler:
 
     # ------------------------------------------------------------------ sample
 
-    def sample(self, now_wall: float, now: float) -> Traffic:
-        """One sample per live instance; returns the group's traffic figures."""
+    def sample(self, now_wall: float, now: float, external: ExternalMetrics | None = None) -> Traffic:
+        """One sample per live instance (with this tick's external metrics, if any); returns the
+        group's traffic figures."""
         names = [i.name for i in self.fleet if i.state in (S.BOOTING, S.READY, S.DRAINING)]
         cpu: dict[str, float] = {}
         if names and self.backoffs.sampling.ready(now):
@@ -229,6 +248,7 @@ class Reconciler:
                     rps=st.rate_rps if st else None,
                     latency_p95=(st.latency_p95_s or st.response_time_s) if st else None,
                     inflight=inflight / max(1, inst.facts.vcpus) if inflight is not None else None,
+                    extra=external.instance_extra(name) if external is not None else {},
                 )
             )
             if name in cpu:

@@ -6,9 +6,10 @@ A tick of the controller (or of the simulator) goes::
                                     (each policy)            ──combine──► Decision
 
 ``observe`` reduces the per-instance snapshot to the few sums the arithmetic needs (count, total,
-missing, newest sample time per metric). The controller builds it from a real ``Snapshot``; the
-simulator builds the identical value directly in O(1), which is what lets a 1,000-instance day run
-in seconds while still executing exactly the same policy code.
+missing, newest sample time per metric), for the built-in metrics and for every external metric
+(a ``[[metrics]]`` entry, e.g. a Prometheus query) the snapshot carries. The controller builds it
+from a real ``Snapshot``; the simulator builds the identical value directly in O(1), which is what
+lets a 1,000-instance day run in seconds while still executing exactly the same policy code.
 
 Everything a policy remembers between ticks (consecutive-sample counters, stabilization
 recommendations) is in the frozen ``PolicyState`` it returns; scale events used for cooldowns and
@@ -22,7 +23,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from vmscale.model import UNREADY_STATES, InstanceState, Metric, Snapshot
+from vmscale.model import (
+    UNREADY_STATES,
+    ExternalMetric,
+    InstanceState,
+    Metric,
+    MetricName,
+    Sample,
+    Snapshot,
+    metric_name,
+)
 
 ScaleEvent = tuple[float, int]
 """(t, change in desired count) of a change the policy set decided; positive = scale-up."""
@@ -36,6 +46,8 @@ class MetricView:
     reporting: int = 0  # ready instances with a value
     missing: int = 0  # ready instances without one
     t: float | None = None  # newest sample time seen (None: nothing reported)
+    group_level: bool = False  # one figure for the whole group (an external per-group query)
+    note: str = ""  # why there is no data, when the source said (query failed, empty result)
 
     @property
     def mean(self) -> float | None:
@@ -52,10 +64,10 @@ class Observation:
     max_count: int
     ready: int  # instances in rotation
     unready: int  # launched or resumed but not ready yet (pending, resuming, booting)
-    metrics: Mapping[Metric, MetricView] = field(default_factory=dict)
+    metrics: Mapping[MetricName, MetricView] = field(default_factory=dict)
 
-    def metric(self, metric: Metric) -> MetricView:
-        return self.metrics.get(metric, _EMPTY)
+    def metric(self, metric: str) -> MetricView:
+        return self.metrics.get(metric_name(metric), _EMPTY)
 
 
 _EMPTY = MetricView()
@@ -67,21 +79,38 @@ def observe(snapshot: Snapshot) -> Observation:
     Per-instance metrics use each ready instance's newest sample. ``latency_p95`` is group-level:
     the newest ``snapshot.group_samples`` value (the balancer's or client's p95); when there is none,
     the mean of the ready instances' own p95 values.
+
+    External metrics (``Sample.extra``) are read fresh every tick, so only the *newest* sample of
+    each ready instance counts (a series that vanished is missing at once, never an old value); a
+    name in the group samples is one group-level figure. A name in ``snapshot.metric_notes`` has
+    no data this tick, whatever older samples say: its view is empty and carries the note.
     """
     ready = unready = 0
     accs = {m: _Acc() for m in (Metric.CPU, Metric.RPS, Metric.INFLIGHT, Metric.LATENCY_P95)}
+    extra = _Accs()
     for inst in snapshot.instances:
         if inst.state is InstanceState.READY:
             ready += 1
             for metric, acc in accs.items():
                 acc.add(*_latest(inst.samples, metric))
+            extra.add_instance(inst.samples[-1] if inst.samples else None)
         elif inst.state in UNREADY_STATES:
             unready += 1
-    views = {m: MetricView(a.total, a.count, a.missing, a.t) for m, a in accs.items()}
+    views: dict[MetricName, MetricView] = {
+        m: MetricView(a.total, a.count, a.missing, a.t) for m, a in accs.items()
+    }
+    views.update(extra.views())
     for s in reversed(snapshot.group_samples):
         if s.latency_p95 is not None:
             views[Metric.LATENCY_P95] = MetricView(s.latency_p95, 1, 0, s.t)
             break
+    for s in reversed(snapshot.group_samples):
+        for name, value in s.extra.items():
+            if name not in views:
+                views[ExternalMetric(name)] = MetricView(value, 1, 0, s.t, group_level=True)
+    for name, note in snapshot.metric_notes.items():
+        key = metric_name(name)
+        views[key] = MetricView(missing=ready, group_level=views.get(key, _EMPTY).group_level, note=note)
     return Observation(
         now=snapshot.now,
         desired=snapshot.desired,
@@ -114,7 +143,29 @@ class _Acc:
             self.t = t
 
 
-def _latest(samples: tuple[Any, ...], metric: Metric) -> tuple[float | None, float]:
+class _Accs:
+    """Running sums for the external metrics of the ready instances' newest samples. A name is
+    known once any instance reports it; instances seen before that count as missing for it."""
+
+    def __init__(self) -> None:
+        self.accs: dict[str, _Acc] = {}
+        self.seen = 0
+
+    def add_instance(self, newest: Sample | None) -> None:
+        values = newest.extra if newest is not None else {}
+        for name in values:
+            if name not in self.accs:
+                self.accs[name] = acc = _Acc()
+                acc.missing = self.seen
+        for name, acc in self.accs.items():
+            acc.add(values.get(name), newest.t if newest is not None else 0.0)
+        self.seen += 1
+
+    def views(self) -> dict[MetricName, MetricView]:
+        return {ExternalMetric(n): MetricView(a.total, a.count, a.missing, a.t) for n, a in self.accs.items()}
+
+
+def _latest(samples: tuple[Any, ...], metric: str) -> tuple[float | None, float]:
     for s in reversed(samples):
         v = s.value(metric)
         if v is not None:
@@ -210,15 +261,24 @@ def in_cooldown(
     return ""
 
 
-def fmt(metric: Metric, value: float, *, exact: bool = False) -> str:
-    """A metric value in its unit, the way reasons print it (``exact``: a configured figure, as given)."""
-    if metric is Metric.CPU:
+def fmt(metric: str, value: float, *, exact: bool = False) -> str:
+    """A metric value in its unit, the way reasons print it (``exact``: a configured figure, as given).
+    External metrics have no unit vmscale knows: their values print as plain numbers."""
+    if metric == Metric.CPU:
         return f"{value:g}%" if exact else f"{value:.1f}%"
-    if metric is Metric.RPS:
+    if metric == Metric.RPS:
         return f"{value:g} rps" if exact else f"{value:.1f} rps"
-    if metric is Metric.INFLIGHT:
+    if metric == Metric.INFLIGHT:
         return (f"{value:g}" if exact else f"{value:.2f}") + " in flight per vCPU"
-    return f"{value:g} s" if exact else f"{value:.3f} s"
+    if metric == Metric.LATENCY_P95:
+        return f"{value:g} s" if exact else f"{value:.3f} s"
+    return f"{value:g}" if exact else f"{value:.4g}"
+
+
+def no_data(metric: str, view: MetricView) -> str:
+    """The reason's words when a metric has no value: whose samples are missing, and why if known."""
+    where = "the group" if view.group_level else "ready instances"
+    return f"no {metric} samples from {where}" + (f" ({view.note})" if view.note else "")
 
 
 def plural(n: int, word: str) -> str:

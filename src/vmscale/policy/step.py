@@ -20,6 +20,7 @@ from vmscale.policy.base import (
     count_streaks,
     fmt,
     in_cooldown,
+    no_data,
 )
 
 
@@ -46,10 +47,10 @@ class StepPolicy:
         hold = None if cfg.lower is None else clamp(current, obs)
         view = obs.metric(cfg.metric)
         mean = view.mean
-        name = cfg.metric.value
+        name = str(cfg.metric)
         if mean is None:
             state = replace(state, up_streak=0, down_streak=0)
-            return Proposal(hold, f"no {name} samples from ready instances; streaks reset"), state
+            return Proposal(hold, f"{no_data(name, view)}; streaks reset"), state
         above = cfg.upper is not None and mean > cfg.upper
         below = cfg.lower is not None and mean < cfg.lower
         state = count_streaks(state, view, above, below)

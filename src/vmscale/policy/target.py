@@ -35,22 +35,33 @@ from vmscale.policy.base import (
     clamp,
     fmt,
     in_cooldown,
+    no_data,
     plural,
 )
 
 
 def replica_recommendation(
-    view: MetricView, current: int, ready: int, unready: int, metric: Metric, target: float, tolerance: float
+    view: MetricView,
+    current: int,
+    ready: int,
+    unready: int,
+    metric: str,
+    target: float,
+    tolerance: float,
 ) -> tuple[int, str]:
-    """The HPA's ratio step (``calcPlainMetricReplicas``). Returns the count and the arithmetic in words."""
-    name = metric.value
+    """The HPA's ratio step (``calcPlainMetricReplicas``). Returns the count and the arithmetic in words.
+
+    A group-level figure (``latency_p95``, an external per-group query) scales the ready count by
+    its ratio to the target; a per-instance one takes the mean over the instances that reported.
+    """
+    name = str(metric)
     if view.mean is None:
-        return current, f"no {name} samples from ready instances; holding at {current}"
+        return current, f"{no_data(name, view)}; holding at {current}"
     observed = view.mean
     ratio = observed / target
     side = "over" if observed > target else "under"
     head = f"{name} {fmt(metric, observed)} {side} target {fmt(metric, target, exact=True)}"
-    if metric is Metric.LATENCY_P95:
+    if metric == Metric.LATENCY_P95 or view.group_level:
         if abs(1.0 - ratio) <= tolerance:
             return current, f"{head}: within the {tolerance:g} dead band"
         n = math.ceil(ready * ratio)
@@ -68,7 +79,7 @@ def replica_recommendation(
         return n, f"{head} {across} -> ceil({count}*{observed:.3g}/{target:g})={n}"
     notes = []
     if view.missing:
-        fill = (max(100.0, target) if metric is Metric.CPU else target) if ratio < 1.0 else 0.0
+        fill = (max(100.0, target) if metric == Metric.CPU else target) if ratio < 1.0 else 0.0
         total += fill * view.missing
         count += view.missing
         notes.append(f"{view.missing} without samples counted as {fmt(metric, fill)}")

@@ -26,6 +26,7 @@ from vmscale.policy.base import (
     count_streaks,
     fmt,
     in_cooldown,
+    no_data,
 )
 
 
@@ -47,7 +48,7 @@ class ThresholdPolicy:
         mean = view.mean
         if mean is None:
             state = replace(state, up_streak=0, down_streak=0)
-            return Proposal(hold, f"no {cfg.metric.value} samples from ready instances; streaks reset"), state
+            return Proposal(hold, f"{no_data(cfg.metric, view)}; streaks reset"), state
         figures = {"observed": mean, "upper": cfg.upper, "ready": float(obs.ready)}
         state = count_streaks(state, view, mean > cfg.upper, cfg.lower is not None and mean < cfg.lower)
         up, down = state.up_streak, state.down_streak
@@ -59,11 +60,11 @@ class ThresholdPolicy:
                 why = blocked or f"already at max {obs.max_count}"
                 return Proposal(
                     clamp(current, obs),
-                    f"{cfg.metric.value} {shown} > {cfg.upper:g} for {up} samples but {why}",
+                    f"{cfg.metric} {shown} > {cfg.upper:g} for {up} samples but {why}",
                     figures=figures,
                 ), state
             reason = (
-                f"{cfg.metric.value} {shown} > {cfg.upper:g} for {up} consecutive samples "
+                f"{cfg.metric} {shown} > {cfg.upper:g} for {up} consecutive samples "
                 f"-> {current}+{cfg.step}={target}"
             )
             return Proposal(target, reason, figures=figures), replace(state, up_streak=0)
@@ -74,19 +75,19 @@ class ThresholdPolicy:
                 why = blocked or f"already at min {obs.min_count}"
                 return Proposal(
                     hold,
-                    f"{cfg.metric.value} {shown} < {cfg.lower:g} for {down} samples but {why}",
+                    f"{cfg.metric} {shown} < {cfg.lower:g} for {down} samples but {why}",
                     figures=figures,
                 ), state
             reason = (
-                f"{cfg.metric.value} {shown} < {cfg.lower:g} for {down} consecutive samples "
+                f"{cfg.metric} {shown} < {cfg.lower:g} for {down} consecutive samples "
                 f"-> {current}-{cfg.step}={target}"
             )
             return Proposal(target, reason, figures=figures), replace(state, down_streak=0)
         if up:
-            reason = f"{cfg.metric.value} {shown} > {cfg.upper:g} for {up}/{cfg.samples_up} samples"
+            reason = f"{cfg.metric} {shown} > {cfg.upper:g} for {up}/{cfg.samples_up} samples"
         elif down:
-            reason = f"{cfg.metric.value} {shown} < {cfg.lower:g} for {down}/{cfg.samples_down} samples"
+            reason = f"{cfg.metric} {shown} < {cfg.lower:g} for {down}/{cfg.samples_down} samples"
         else:
             band = f"{cfg.lower:g}..{cfg.upper:g}" if cfg.lower is not None else f"<= {cfg.upper:g}"
-            reason = f"{cfg.metric.value} {shown} within {band}"
+            reason = f"{cfg.metric} {shown} within {band}"
         return Proposal(hold, reason, figures=figures), state
