@@ -26,28 +26,13 @@ instance's first answer; ``after`` = from then to the end of the high phase.
 from __future__ import annotations
 
 import itertools
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from vmscale.percentile import percentile
+
 SUMMARY_VERSION = 1
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0..100) by linear interpolation between closest ranks.
-
-    Same definition as numpy's default, so figures can be checked by hand:
-    rank = q/100 * (n - 1), interpolated between the two neighbouring values.
-    """
-    n = len(sorted_values)
-    if n == 0:
-        return None
-    rank = q / 100.0 * (n - 1)
-    lo = math.floor(rank)
-    hi = min(lo + 1, n - 1)
-    frac = rank - lo
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
 
 
 def latency_stats(latencies: Iterable[float]) -> dict[str, Any]:
