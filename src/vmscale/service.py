@@ -16,6 +16,7 @@ from vmscale.api.auth import TokenStore, split_bind
 from vmscale.config.schema import VmscaleConfig
 from vmscale.controller import Controller
 from vmscale.events import EventBus, JsonlWriter
+from vmscale.health import build_health_checker
 from vmscale.lb.base import LoadBalancer
 from vmscale.providers.base import Provider
 from vmscale.store import Store
@@ -46,7 +47,7 @@ def build_lb(cfg: VmscaleConfig, state_dir: Path) -> LoadBalancer | None:
     if cfg.lb.kind == "haproxy":
         from vmscale.lb.haproxy import HaproxyLoadBalancer
 
-        return HaproxyLoadBalancer(cfg.lb.haproxy, cfg.group.name, state_dir / "haproxy")
+        return HaproxyLoadBalancer(cfg.lb.haproxy, cfg.group.name, state_dir / "haproxy", cfg.health)
     return None
 
 
@@ -71,7 +72,14 @@ class Service:
         self.events = EventBus()
         self.writer = JsonlWriter(log_path or self.state_dir / "autoscaler.jsonl")
         self.events.add_listener(self.writer)
-        self.controller = Controller(cfg, self.provider, self.store, lb=self.lb, events=self.events)
+        self.controller = Controller(
+            cfg,
+            self.provider,
+            self.store,
+            lb=self.lb,
+            events=self.events,
+            health=build_health_checker(cfg.health),
+        )
         self.tokens = tokens if tokens is not None else TokenStore.load(cfg.api.token_file)
         self.serve_api = serve_api
         self.api: ServerHandle | None = None
@@ -114,6 +122,8 @@ class Service:
             self.api.stop()
         if self.lb is not None and terminate:
             self.lb.stop()
+        elif self.lb is not None:
+            self.lb.close()  # kept instances keep their balancer; only vmscale's receiver stops
         self.provider.close()
         self.writer.close()
         self.store.close()

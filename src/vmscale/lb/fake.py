@@ -49,6 +49,9 @@ class FakeLoadBalancer:
         self._call("stop")
         self.running = False
 
+    def close(self) -> None:
+        self._call("close")
+
     def alive(self) -> bool:
         return self.running
 

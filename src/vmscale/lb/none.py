@@ -17,6 +17,9 @@ class NoLoadBalancer:
     def stop(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def alive(self) -> bool:
         return True
 
