@@ -38,8 +38,9 @@ from vmscale.events import EventBus
 from vmscale.health import HealthChecker, HttpHealthChecker
 from vmscale.lb.base import LoadBalancer
 from vmscale.metrics import ControllerMetrics
-from vmscale.model import Decision, Direction, InstanceState, Sample, Snapshot, direction_of
+from vmscale.model import Decision, Direction, InstanceState, Metric, Sample, Snapshot, direction_of
 from vmscale.policy import PolicySet, build_policy_set, decision_record
+from vmscale.policy import observe as observe_snapshot
 from vmscale.providers.base import Provider
 from vmscale.store import Store
 
@@ -193,10 +194,10 @@ class Controller:
 
     def _decide(self, now: float) -> None:
         snap = self.snapshot(now)
-        decision, self.policy_state = self.policies.decide(snap, self.policy_state)
-        for name, value in decision.figures.items():
-            if name.startswith("observed_"):
-                self.metrics.metric_value.labels(self.group_name, name.removeprefix("observed_")).set(value)
+        obs = observe_snapshot(snap)
+        decision, self.policy_state = self.policies.decide_observed(obs, self.policy_state)
+        for metric in Metric:
+            self.metrics.observe_policy_metric(metric, obs.metric(metric).mean)
         if decision.desired != self.desired:
             record = decision_record(snap, decision, self.policy_state)
             self._apply(decision, "autoscaler", now, record)
@@ -235,8 +236,7 @@ class Controller:
         if src is dst:
             return
         if dst is S.GONE:  # an instance that left must not report its last CPU forever
-            with contextlib.suppress(KeyError):
-                self.metrics.instance_cpu.remove(self.group_name, m.name)
+            self.metrics.forget_instance(m.name)
         self.store.put_instance(m.row(self.group_name), now, src=src.value, reason=reason)
         self._emit_instance(m, src.value, reason)
 

@@ -160,7 +160,7 @@ def sample(ctl: Controller, now: float) -> None:
             )
         )
         if name in cpu:
-            ctl.metrics.instance_cpu.labels(ctl.group_name, name).set(cpu[name])
+            ctl.metrics.set_instance_cpu(name, cpu[name])
 
 
 def lb_stats(ctl: Controller) -> dict[str, ServerStats]:

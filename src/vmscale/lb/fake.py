@@ -23,6 +23,7 @@ class FakeMember:
     queue: int = 0
     rate_rps: float = 0.0
     response_time_s: float | None = None
+    latency_p95_s: float | None = None
     healthy: bool = True
 
 
@@ -100,6 +101,7 @@ class FakeLoadBalancer:
                 queue_current=m.queue,
                 rate_rps=m.rate_rps,
                 response_time_s=m.response_time_s,
+                latency_p95_s=m.latency_p95_s,
             )
             for name, m in self.members.items()
         }
@@ -109,7 +111,7 @@ class FakeLoadBalancer:
         self.members[name].sessions = sessions
 
     def set_figures(self, name: str, **figures: float | int | bool | None) -> None:
-        """Set any of sessions/queue/rate_rps/response_time_s/healthy for a server."""
+        """Set any of sessions/queue/rate_rps/response_time_s/latency_p95_s/healthy for a server."""
         self.members[name] = replace(self.members[name], **figures)  # type: ignore[arg-type]
 
     def restart(self) -> None:
