@@ -137,6 +137,24 @@ CASES = [
     ),
     pytest.param(
         case(
+            scale_up=None,
+            new_instance_ready=None,
+            first_answer_from_new=None,
+            backlog=None,
+            decisions=[
+                {"t_rel_s": 41.0, "direction": "none", "applied": True, "action": "paused"},
+                {"t_rel_s": 52.2, "direction": "up", "from": 1, "to": 2, "applied": True},
+                {"t_rel_s": 130.3, "direction": "down", "from": 2, "to": 1, "applied": True},
+            ],
+            **{"overload_start.t_rel_s": 56.3, "latency.high.p95_s": 35.2},
+        ),
+        "The load rose to its high phase 56.3 s into the run. The autoscaler scaled up from 1 to 2 at "
+        "52.2 s, before the high load began, and did not scale up during it; the p95 response time over "
+        f"the high load was 35.2 s. {TAIL}",
+        id="scaled-up-before-the-high-load",
+    ),
+    pytest.param(
+        case(
             overload_start=None,
             overload_end=None,
             scale_up=None,

@@ -45,9 +45,23 @@ def scale_up_sentences(s: dict[str, Any]) -> list[str]:
     up, ready, answer = s.get("scale_up"), s.get("new_instance_ready"), s.get("first_answer_from_new")
     if not up:
         high = s["latency"].get("high", {}).get("p95_s")
-        if s.get("overload_start") and high is not None:
-            return [f"No scale-up happened; the p95 response time over the high load was {ms(high)}."]
-        return ["No scale-up happened."]
+        over = s.get("overload_start")
+        early = [
+            d
+            for d in s.get("decisions", [])
+            if d.get("direction") == "up" and d.get("applied") and over and d["t_rel_s"] < over["t_rel_s"]
+        ]
+        if early:  # the summary looks for the scale-up that answers the high load, after it began
+            e = early[-1]
+            head = (
+                f"The autoscaler scaled up from {e['from']} to {e['to']} at {e['t_rel_s']:.1f} s, before the "
+                "high load began, and did not scale up during it"
+            )
+        else:
+            head = "No scale-up happened"
+        if over and high is not None:
+            return [f"{head}; the p95 response time over the high load was {ms(high)}."]
+        return [head + "."]
     parts = [
         f"The autoscaler decided to scale up from {up['from']} to {up['to']} at {up['t_rel_s']:.1f} s"
         f" ({up['policy']}: {up['reason']})."
