@@ -15,6 +15,7 @@ SYSTEM_PACKAGES=(
   debootstrap linux-image-cloud-amd64 xorriso cpio e2fsprogs
   haproxy wrk prometheus chromium chromium-driver
   libxml2-utils iproute2 procps curl
+  postgresql
 )
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }

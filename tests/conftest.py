@@ -9,6 +9,8 @@ import pytest
 
 _TIERS = ("unit", "integration", "e2e")
 
+pytest_plugins = ["tests.support.postgres"]  # postgres_server, postgres_url
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:

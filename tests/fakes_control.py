@@ -14,6 +14,15 @@ from typing import Any
 
 from vmscale.clock import Clock, FakeClock
 from vmscale.control import GroupStatus, InstanceInfo
+from vmscale.event_kinds import (
+    NO_STATE,
+    DecisionApplied,
+    Endpoint,
+    EndpointsChanged,
+    InstanceBrief,
+    InstanceTransition,
+    TickSummary,
+)
 from vmscale.events import EventBus
 
 _LIVE = ("pending", "booting", "ready")
@@ -93,7 +102,7 @@ class FakeControlPlane:
             self.paused = paused
             self.writes.append(("paused", paused, actor))
         verb = "paused" if paused else "resumed"
-        self._decide(self.desired, "none", f"automatic scaling {verb} by {actor}", "manual", actor)
+        self._decide(self.desired, "none", f"automatic scaling {verb} by {actor}", "manual", actor, verb)
         return self.group()
 
     def history(self, since: float | None = None) -> list[dict[str, Any]]:
@@ -119,13 +128,13 @@ class FakeControlPlane:
             )
             self._next += 1
             self._instances[name] = inst
-        self.events.publish(
-            "instance",
-            {"name": name, "from": None, "to": state, "reason": "launched", "endpoint": inst.endpoint},
-        )
+        self.events.publish(InstanceTransition(name, NO_STATE, state, "launched", inst.endpoint))
         if state == "ready":
-            self.events.publish("endpoints", {"endpoints": self.endpoints()})
+            self._publish_endpoints()
         return inst
+
+    def _publish_endpoints(self) -> None:
+        self.events.publish(EndpointsChanged(tuple(Endpoint(e["name"], e["url"]) for e in self.endpoints())))
 
     def transition(self, name: str, to: str, reason: str = "") -> None:
         with self._lock:
@@ -135,12 +144,9 @@ class FakeControlPlane:
             )
             if to == "gone":
                 del self._instances[name]
-        self.events.publish(
-            "instance",
-            {"name": name, "from": old.state, "to": to, "reason": reason, "endpoint": old.endpoint},
-        )
+        self.events.publish(InstanceTransition(name, old.state, to, reason, old.endpoint))
         if "ready" in (old.state, to):
-            self.events.publish("endpoints", {"endpoints": self.endpoints()})
+            self._publish_endpoints()
 
     def set_cpu(self, cpu: float, spread: float = 0.0) -> None:
         """Ready instances get ``cpu``, fanned out by ``spread`` percent points so lines differ."""
@@ -155,16 +161,18 @@ class FakeControlPlane:
         """Record and publish one observation, like the controller's reconcile tick."""
         g = self.group()
         with self._lock:
-            data = {
-                "desired": g.desired,
-                "actual": g.actual,
-                "ready": g.ready,
-                "instances": {i.name: {"state": i.state, "cpu": i.cpu} for i in self._instances.values()},
-                "latency_p95_s": latency_p95_s,
-                "rps": rps,
-            }
+            tick = TickSummary(
+                desired=g.desired,
+                actual=g.actual,
+                ready=g.ready,
+                warm=g.warm,
+                instances={i.name: InstanceBrief(i.state, i.cpu) for i in self._instances.values()},
+                latency_p95_s=latency_p95_s,
+                rps=rps,
+            )
+            data = tick.to_dict()
             self._history.append({"t": self.clock.now(), **data})
-        self.events.publish("tick", data)
+        self.events.publish(tick)
         return data
 
     def scale_up(self, reason: str = "cpu 85.0% > target 60.0%") -> InstanceInfo:
@@ -176,22 +184,15 @@ class FakeControlPlane:
         self.transition(inst.name, "ready", "health check passed")
         return self._instances[inst.name]
 
-    def _decide(self, desired: int, direction: str, reason: str, policy: str, actor: str) -> None:
-        current = self.group().actual
-        rec = {
-            "desired": desired,
-            "direction": direction,
-            "reason": reason,
-            "policy": policy,
-            "current": current,
-            "figures": {},
-            "actor": actor,
-            "applied": True,
-            "t": self.clock.now(),
-        }
+    def _decide(
+        self, desired: int, direction: str, reason: str, policy: str, actor: str, action: str = "scale"
+    ) -> None:
+        decision = DecisionApplied(
+            desired, self.group().actual, direction, reason, policy, actor, action=action
+        )
         with self._lock:
-            self._decisions.append(rec)
-        self.events.publish("decision", {k: v for k, v in rec.items() if k != "t"})
+            self._decisions.append({**decision.to_dict(), "t": self.clock.now()})
+        self.events.publish(decision)
 
 
 READ_TOKEN = "read-token-0123456789"

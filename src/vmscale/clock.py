@@ -32,18 +32,29 @@ class SystemClock:
 
 
 class FakeClock:
-    """A clock that moves only when told to. ``sleep`` advances it instantly."""
+    """A clock that moves only when told to. ``sleep`` advances it instantly.
+
+    Both readings advance together; ``jump_wall`` moves only the wall clock, the way an NTP step or
+    an operator's ``date -s`` does, so tests can check that durations do not depend on it.
+    """
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self._t = start
+        self._wall_offset = 0.0
         self._lock = threading.Lock()
 
     def now(self) -> float:
         with self._lock:
-            return self._t
+            return self._t + self._wall_offset
 
     def monotonic(self) -> float:
-        return self.now()
+        with self._lock:
+            return self._t
+
+    def jump_wall(self, seconds: float) -> None:
+        """Step the wall clock (either way); monotonic time does not move."""
+        with self._lock:
+            self._wall_offset += seconds
 
     def sleep(self, seconds: float) -> None:
         self.advance(seconds)
@@ -53,4 +64,4 @@ class FakeClock:
             raise ValueError("a clock does not go backwards")
         with self._lock:
             self._t += seconds
-            return self._t
+            return self._t + self._wall_offset

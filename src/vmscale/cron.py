@@ -1,97 +1,140 @@
-"""A small cron matcher: ``minute hour day-of-month month day-of-week``.
+"""Cron expressions and the time windows they open, for the schedule policy.
 
-Written here rather than pulled in as a dependency because the schedule policy needs only matching
-("is this minute inside the busy hours?"), not the next-fire-time arithmetic of a full cron library.
-It lives at the top of the package so both the config schema (validation) and the pure policy layer
-(matching) can use it without either importing the other.
+The expressions are parsed and stepped through by ``croniter`` (names such as ``MON-FRI`` and
+``JAN``, ``@daily``/``@hourly``-style aliases, steps, lists, wrap-around ranges, the Vixie rule
+that a day matches when *either* day-of-month or day-of-week does). What is ours:
 
-Each field accepts ``*``, a number, a range ``a-b``, a list ``a,b-c`` and a step ``*/n``, ``a-b/n`` or
-``a/n`` (from ``a`` to the field's end). Day of week is 0-7 with both 0 and 7 meaning Sunday. As in
-Vixie cron, when both day-of-month and day-of-week are restricted, a day matches if *either* does.
+* **Messages that name the field.** croniter says "[60 * * * *] is not acceptable"; a person
+  needs "the minute field '60' is not valid (0-59)", so a failed expression is re-checked one
+  field at a time to find which.
+* **Minutes only.** A schedule floor works in minutes: 6- and 7-field forms (seconds, years)
+  are refused rather than read in a surprising way.
+* **Windows.** A schedule entry is open from a ``start`` match until the first ``end`` match
+  after it (or for a ``duration``), like AWS scheduled actions and KEDA's cron scaler: "from
+  09:00 to 17:30 on weekdays". :meth:`Window.at` answers "open at t?" together with the interval
+  over which that answer holds, so a caller asking every second (the simulator) recomputes only
+  at window edges.
+
+It lives at the top of the package so both the config schema (validation) and the pure policy
+layer (windows) use it without importing each other.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from croniter import CroniterError, croniter
+
+ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 _FIELDS = (
-    ("minute", 0, 59),
-    ("hour", 0, 23),
-    ("day-of-month", 1, 31),
-    ("month", 1, 12),
-    ("day-of-week", 0, 7),
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day-of-week", "0-7 or SUN-SAT, 0 and 7 both Sunday"),
 )
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# A fixed, ordinary instant to try an expression from when checking that it ever matches.
+_PROBE = datetime(2026, 1, 1, tzinfo=ZoneInfo("UTC"))
 
 
-@dataclass(frozen=True, slots=True)
-class CronSpec:
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Sunday .. 6 = Saturday (7 folded into 0)
-    dom_any: bool
-    dow_any: bool
-
-    def matches(self, when: datetime) -> bool:
-        """True if the minute of ``when`` (already in the schedule's timezone) is selected."""
-        if when.minute not in self.minutes or when.hour not in self.hours or when.month not in self.months:
-            return False
-        dom_ok = when.day in self.days
-        dow_ok = (when.isoweekday() % 7) in self.weekdays
-        if self.dom_any or self.dow_any:
-            return dom_ok and dow_ok
-        return dom_ok or dow_ok
-
-
-def _number(text: str, name: str, lo: int, hi: int) -> int:
-    if not text.isdigit():
-        raise ValueError(f"cron {name}: {text!r} is not a number")
-    value = int(text)
-    if not lo <= value <= hi:
-        raise ValueError(f"cron {name}: {value} is outside {lo}-{hi}")
-    return value
-
-
-def parse_field(text: str, name: str, lo: int, hi: int) -> frozenset[int]:
-    """One cron field to the set of values it selects; ``ValueError`` names the field and the problem."""
-    values: set[int] = set()
-    for part in text.split(","):
-        if not part:
-            raise ValueError(f"cron {name}: empty list item in {text!r}")
-        base, _, step_text = part.partition("/")
-        step = 1
-        if step_text:
-            step = _number(step_text, name, 1, hi)
-        if base == "*":
-            start, end = lo, hi
-        elif "-" in base:
-            a, _, b = base.partition("-")
-            start, end = _number(a, name, lo, hi), _number(b, name, lo, hi)
-            if start > end:
-                raise ValueError(f"cron {name}: range {base!r} runs backwards")
-        else:
-            start = _number(base, name, lo, hi)
-            end = hi if step_text else start
-        values.update(range(start, end + 1, step))
-    return frozenset(values)
-
-
-def parse_cron(expr: str) -> CronSpec:
-    parts = expr.split()
+def check_cron(expr: str) -> str:
+    """``expr`` stripped, or ``ValueError`` saying which field is wrong (or that it never matches)."""
+    text = " ".join(expr.split())
+    if text.startswith("@"):
+        if text.lower() not in ALIASES:
+            raise ValueError(f"cron {expr!r}: unknown alias; use one of {', '.join(ALIASES)}")
+        return text.lower()
+    parts = text.split(" ")
     if len(parts) != 5:
         raise ValueError(
             f"cron {expr!r}: expected 5 fields (minute hour day-of-month month day-of-week), got {len(parts)}"
         )
-    sets = [parse_field(p, name, lo, hi) for p, (name, lo, hi) in zip(parts, _FIELDS, strict=True)]
-    weekdays = frozenset(d % 7 for d in sets[4])
-    return CronSpec(
-        minutes=sets[0],
-        hours=sets[1],
-        days=sets[2],
-        months=sets[3],
-        weekdays=weekdays,
-        dom_any=parts[2] == "*",
-        dow_any=parts[4] == "*",
-    )
+    if not croniter.is_valid(text):
+        for i, (name, allowed) in enumerate(_FIELDS):
+            alone = " ".join(part if j == i else "*" for j, part in enumerate(parts))
+            if not croniter.is_valid(alone):
+                raise ValueError(f"cron {expr!r}: the {name} field {parts[i]!r} is not valid ({allowed})")
+        raise ValueError(f"cron {expr!r}: not a valid cron expression")
+    try:
+        croniter(text, _PROBE).get_next(datetime)
+    except CroniterError:
+        raise ValueError(f"cron {expr!r}: never matches (no such date)") from None
+    return text
+
+
+def fires_at(expr: str, when: datetime) -> bool:
+    """True if ``expr`` matches the minute of ``when`` (read in ``when``'s own timezone)."""
+    return bool(croniter.match(check_cron(expr), when.replace(second=0, microsecond=0)))
+
+
+def parse_duration(text: str) -> float:
+    """``'8h30m'`` -> 30600.0 seconds. Units d, h, m, s, largest first; the total must be > 0."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or not match:
+        raise ValueError(f"duration {text!r}: write it like '8h30m', '90m', '1d' or '45s'")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    total = float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
+    if total <= 0:
+        raise ValueError(f"duration {text!r} must be longer than zero")
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """Whether a window is open, and the epoch interval [since, until) over which that holds."""
+
+    open: bool
+    since: float
+    until: float
+
+    def covers(self, now: float) -> bool:
+        return self.since <= now < self.until
+
+
+@dataclass(slots=True)
+class Window:
+    """Open from each ``start`` match until the first ``end`` match after it, or for ``duration_s``.
+
+    With overlapping openings (a start every hour, a 3 h duration) the latest start decides, and
+    it also closes last, so "open at t" is "the latest start at or before t has not closed yet".
+    """
+
+    start: str
+    end: str = ""
+    duration_s: float | None = None
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    _last: Opening | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.start = check_cron(self.start)
+        self.end = check_cron(self.end) if self.end else ""
+        if bool(self.end) == (self.duration_s is not None):
+            raise ValueError("a window needs either an end or a duration")
+
+    def _close(self, opened: datetime) -> datetime:
+        if self.duration_s is not None:
+            return opened + timedelta(seconds=self.duration_s)
+        return croniter(self.end, opened).get_next(datetime)
+
+    def at(self, now: float) -> Opening:
+        """The window's state at epoch second ``now`` (memoised over the interval it holds for)."""
+        last = self._last
+        if last is not None and last.covers(now):
+            return last
+        here = datetime.fromtimestamp(now, self.tz)
+        # croniter steps strictly before its base: start from the next minute so that a start
+        # matching this very minute counts as open.
+        base = here.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        opened = croniter(self.start, base).get_prev(datetime)
+        closes = self._close(opened)
+        if here < closes:
+            result = Opening(True, opened.timestamp(), closes.timestamp())
+        else:
+            reopens = croniter(self.start, here).get_next(datetime)
+            result = Opening(False, closes.timestamp(), reopens.timestamp())
+        self._last = result
+        return result

@@ -6,8 +6,11 @@ only needs to know whether to retry.
 
     VmscaleError
     ├── ConfigError                  the config file is wrong; carries every problem with its path
+    ├── StartupError                 `vmscale up` cannot start as configured on this host (a port is
+    │                                taken, a library or daemon is missing); nothing is left running
     ├── ProviderError                something went wrong launching/terminating/observing instances
     │   ├── TemporaryProviderError   retry with back-off (daemon down, timeout, host busy, no capacity)
+    │   │   └── ProviderUnavailableError  the provider's daemon cannot be reached at all (not running)
     │   ├── PermanentProviderError   retrying will not help until a person acts (image missing, bad XML)
     │   └── InstanceNotFoundError    the instance does not exist (terminate treats this as success)
     ├── LoadBalancerError            the balancer refused or is unreachable (temporary by nature)
@@ -31,6 +34,11 @@ class ConfigError(VmscaleError):
         )
 
 
+class StartupError(VmscaleError):
+    """Start-up cannot succeed as configured; the message says what to change. Exit code 2, so that
+    systemd's ``RestartPreventExitStatus=2`` does not restart into the same failure."""
+
+
 class ProviderError(VmscaleError):
     """Base for provider failures. ``instance`` names the instance concerned, when there is one."""
 
@@ -41,6 +49,11 @@ class ProviderError(VmscaleError):
 
 class TemporaryProviderError(ProviderError):
     pass
+
+
+class ProviderUnavailableError(TemporaryProviderError):
+    """Nothing answers at the provider's address (e.g. libvirtd is not running). At run time it is
+    retried like any temporary error; at start-up it stops ``vmscale up`` with the fix."""
 
 
 class PermanentProviderError(ProviderError):

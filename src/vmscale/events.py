@@ -1,15 +1,10 @@
 """An in-process event bus: the controller publishes, the SSE stream, the JSONL log and the
 dashboard listen.
 
-Event types (``Event.type``) and their ``data``:
-
-* ``endpoints``  — ``{"endpoints": [{"name", "url"}...]}``: the full set of ready endpoints,
-  published whenever it changes (clients that balance themselves replace their list with it).
-* ``instance``   — ``{"name", "from", "to", "reason", "endpoint"}``: a lifecycle transition.
-* ``decision``   — a ``Decision.to_dict()`` plus ``"actor"`` and ``"applied"``.
-* ``tick``       — ``{"desired", "actual", "ready", "instances": {name: {"state", "cpu"}},
-  "latency_p95_s", "rps"}``: one observation per reconcile interval, for live charts.
-* ``error``      — ``{"where", "message", "instance"}``: provider/balancer errors, reported not fatal.
+What is published is one of the typed event kinds in ``vmscale.event_kinds`` (instance transitions,
+decisions, tick summaries, endpoint changes, errors); the bus stamps it with a sequence number and a
+time and keeps its wire form (``Event.type``, ``Event.data``), which is what SSE clients and the
+JSONL log see. ``vmscale.event_kinds.parse`` turns the wire form back into the typed value.
 
 Publishing is thread-safe and never blocks: a subscriber that falls behind loses its oldest
 events and is told so with a ``lagged`` event.
@@ -25,13 +20,17 @@ import collections
 import contextlib
 import itertools
 import json
+import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
+
+from vmscale.event_kinds import EventKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +98,10 @@ class EventBus:
         self._listeners: list[Callable[[Event], None]] = []
         self._clock = clock
 
-    def publish(self, type_: str, data: dict[str, Any]) -> Event:
+    def publish(self, kind: EventKind) -> Event:
+        data = kind.to_dict()
         with self._lock:
-            ev = Event(next(self._seq), self._clock(), type_, data)
+            ev = Event(next(self._seq), self._clock(), kind.TYPE, data)
             self._latest = ev.seq
             self._recent.append(ev)
             subs = list(self._subs)
@@ -156,25 +156,48 @@ class EventBus:
         return evs[-limit:]
 
 
+AUTOSCALER_LOG = "autoscaler.jsonl"  # every event, ticks included: the full recent stream
+DECISIONS_LOG = "decisions.jsonl"  # everything but ticks: decisions, instance changes, errors
+
+
 class JsonlWriter:
     """An event listener that appends each event as one JSON line (the autoscaler log).
 
-    Flushed per line so that ``tail -f`` and a crash both see every event written so far.
+    Flushed per line so that ``tail -f`` and a crash both see every event written so far. With
+    ``max_bytes`` the file is rotated by size (``NAME.1`` .. ``NAME.<backups>``, oldest dropped) by
+    the standard library's ``RotatingFileHandler``. ``only``/``exclude`` pick event types.
+
+    Why two files: ``autoscaler.jsonl`` gains a tick line every interval, so it must rotate; the
+    decisions and state changes in it must not be lost when it does. ``vmscale up`` therefore also
+    writes everything but ticks to ``decisions.jsonl``, which is small and rotates rarely. Readers
+    of the full stream (the report, ``tail -f``) keep one file of everything recent; the report
+    adds the older decisions from ``decisions.jsonl`` (``vmscale.report.logs``).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        only: Iterable[str] | None = None,
+        exclude: Iterable[str] = (),
+        max_bytes: int = 0,
+        backups: int = 0,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fh = path.open("a", encoding="utf-8")
-        self._lock = threading.Lock()
+        self._only = frozenset(only) if only is not None else None
+        self._exclude = frozenset(exclude)
+        self._handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        self._closed = False
 
     def __call__(self, ev: Event) -> None:
+        if ev.type in self._exclude or (self._only is not None and ev.type not in self._only):
+            return
         line = json.dumps(ev.to_dict(), default=str)
-        with self._lock:
-            if not self._fh.closed:
-                self._fh.write(line + "\n")
-                self._fh.flush()
+        if not self._closed:  # a closed FileHandler would reopen its file on the next write
+            self._handler.handle(logging.makeLogRecord({"msg": line}))
 
     def close(self) -> None:
-        with self._lock:
-            self._fh.close()
+        self._closed = True
+        self._handler.close()

@@ -6,8 +6,13 @@ transitions live in ``TRANSITIONS`` and nowhere else::
     pending ──► booting ──► ready ──► draining ──► terminating ──► gone
        │           │  ▲       │          │             ▲
        │           ▼  │       │          │             │
-       │          warm┘       └──────────┴──► failed ──┘
+       │         warm─┼─► resuming       └──► failed ──┘
+       │              └──────┘  (any state but gone may fail or be terminated)
        └──────────────────────────────────────►
+
+An instance launched for the warm pool boots like any other, is parked (``warm``) once healthy, and
+is taken from the pool by a resume call (``resuming``, which counts toward the group: it is capacity
+already on its way) after which it is health-checked again (``booting``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ class InstanceState(StrEnum):
     PENDING = "pending"  # recorded in the store; the provider launch is issued or about to be
     BOOTING = "booting"  # the provider reports it exists; its health check has not passed yet
     WARM = "warm"  # booted, healthy once, then paused or saved for the warm pool; out of rotation
+    RESUMING = "resuming"  # taken from the warm pool; the provider's resume call is under way
     READY = "ready"  # health check passing; in rotation (balancer / event stream)
     DRAINING = "draining"  # out of rotation; waiting for in-flight requests (up to a timeout)
     TERMINATING = "terminating"  # provider terminate issued
@@ -36,7 +42,8 @@ TRANSITIONS: Mapping[InstanceState, frozenset[InstanceState]] = MappingProxyType
     {
         S.PENDING: frozenset({S.BOOTING, S.FAILED, S.TERMINATING}),
         S.BOOTING: frozenset({S.READY, S.WARM, S.FAILED, S.TERMINATING}),
-        S.WARM: frozenset({S.BOOTING, S.READY, S.FAILED, S.TERMINATING}),
+        S.WARM: frozenset({S.RESUMING, S.BOOTING, S.FAILED, S.TERMINATING}),
+        S.RESUMING: frozenset({S.BOOTING, S.FAILED, S.TERMINATING}),
         S.READY: frozenset({S.DRAINING, S.FAILED, S.TERMINATING}),
         S.DRAINING: frozenset({S.TERMINATING, S.FAILED}),
         S.TERMINATING: frozenset({S.GONE, S.FAILED}),
@@ -45,10 +52,11 @@ TRANSITIONS: Mapping[InstanceState, frozenset[InstanceState]] = MappingProxyType
     }
 )
 
-# States that occupy capacity the group pays for and count towards min/max.
-LIVE_STATES = frozenset({S.PENDING, S.BOOTING, S.READY})
-# States whose instance takes traffic.
-SERVING_STATES = frozenset({S.READY})
+# States that occupy capacity the group pays for and count towards min/max (for instances of the
+# group itself, not of its warm pool).
+LIVE_STATES = frozenset({S.PENDING, S.RESUMING, S.BOOTING, S.READY})
+# Launched (or resumed) for the group but not in rotation yet: policies count these as "unready".
+UNREADY_STATES = frozenset({S.PENDING, S.RESUMING, S.BOOTING})
 
 
 def can_transition(src: InstanceState, dst: InstanceState) -> bool:
@@ -118,10 +126,6 @@ class Snapshot:
     @property
     def ready(self) -> tuple[InstanceSnapshot, ...]:
         return tuple(i for i in self.instances if i.state is InstanceState.READY)
-
-    @property
-    def live_count(self) -> int:
-        return sum(1 for i in self.instances if i.state in LIVE_STATES)
 
 
 class Direction(StrEnum):

@@ -14,8 +14,7 @@ import socket
 import sqlite3
 import statistics
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,22 +120,6 @@ def to_toml(data: dict[str, Any]) -> str:
             for item in body:
                 table(key, item, f"[[{key}]]")
     return "\n".join(lines) + "\n"
-
-
-def wait_until(what: str, check: Callable[[], T], deadline_s: float, poll_s: float = 0.5) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` and the last value."""
-    end = time.monotonic() + deadline_s
-    last: Any = None
-    while True:
-        try:
-            last = check()
-        except (httpx.HTTPError, OSError, ValueError, sqlite3.Error) as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        if time.monotonic() > end:
-            raise AssertionError(f"{what}: not within {deadline_s:.0f} s (last: {last!r})")
-        time.sleep(poll_s)
 
 
 def qemu_process(name: str) -> psutil.Process | None:

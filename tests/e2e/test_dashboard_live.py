@@ -26,7 +26,8 @@ from tests.e2e.test_dashboard import (
     wait_for_instances,
     wait_for_kpi,
 )
-from tests.integration.live_support import live_config, live_config_data, running_service, wait_until
+from tests.integration.live_support import READY_TIMEOUT_S, live_config, live_config_data, running_service
+from tests.support.wait import wait_until
 from vmscale.config import parse_config
 from vmscale.service import Service
 
@@ -46,7 +47,9 @@ def wait_for_scale_in(page: Page, svc: Service, count: int) -> None:
     """Once the controller is down to ``count`` instances (the others drained and gone), the table
     shows exactly those."""
     wait_until(
-        lambda: len(svc.controller.instances()) == count, f"the controller to keep {count} instance(s)"
+        lambda: len(svc.controller.instances()) == count,
+        f"the controller to keep {count} instance(s)",
+        READY_TIMEOUT_S,
     )
     wait_for_rows(page, {i.name for i in svc.controller.instances()})
 

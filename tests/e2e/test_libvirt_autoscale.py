@@ -24,8 +24,8 @@ from tests.e2e.libvirt_support import (
     overlays,
     qemu_process,
     virsh,
-    wait_until,
 )
+from tests.support.wait import wait_until
 from vmscale.bench.runner import measure_request
 from vmscale.config import parse_config
 from vmscale.service import Service
@@ -99,7 +99,7 @@ def test_overload_scales_out_to_a_second_domain_and_back_in(
     }
     svc = make_service(policies=[policy])
     first, second = f"{libvirt_group}-1", f"{libvirt_group}-2"
-    wait_until("the first VM ready", lambda: instance_state(svc, first) == "ready", BOOT_S)
+    wait_until(lambda: instance_state(svc, first) == "ready", "the first VM ready", BOOT_S, poll_s=0.5)
     assert domains(libvirt_group, running_only=True) == {first}
 
     n, per_s, workers = calibrate(svc.controller.endpoints()[0]["url"])
@@ -130,9 +130,12 @@ def test_overload_scales_out_to_a_second_domain_and_back_in(
     try:
         # The second domain is defined and running in libvirt, then ready in the controller.
         wait_until(
-            "GROUP-2 running in libvirt", lambda: second in domains(libvirt_group, running_only=True), 60
+            lambda: second in domains(libvirt_group, running_only=True),
+            "GROUP-2 running in libvirt",
+            60,
+            poll_s=0.5,
         )
-        wait_until("GROUP-2 ready", lambda: instance_state(svc, second) == "ready", BOOT_S)
+        wait_until(lambda: instance_state(svc, second) == "ready", "GROUP-2 ready", BOOT_S, poll_s=0.5)
     finally:
         loader.join(timeout=300)
     assert not loader.is_alive(), "the load client did not finish"
@@ -160,13 +163,13 @@ def test_overload_scales_out_to_a_second_domain_and_back_in(
         ]
         return drained[0] if drained and len(domains(libvirt_group)) == 1 else None
 
-    victim = wait_until("one domain destroyed and undefined after the load", scaled_in, 120)
+    victim = wait_until(scaled_in, "one domain destroyed and undefined after the load", 120, poll_s=0.5)
     (kept,) = {first, second} - {victim}
     assert domains(libvirt_group) == {kept} == domains(libvirt_group, running_only=True)
     assert overlays(libvirt_state_dir) == {f"{kept}.qcow2"}
     decisions = [e["data"] for e in events(libvirt_state_dir / "autoscaler.jsonl") if e["type"] == "decision"]
     assert [(d["direction"], d["desired"]) for d in decisions] == [("up", 2), ("down", 1)], decisions
-    wait_until("the group settled at 1", lambda: svc.controller.group().actual == 1, 30)
+    wait_until(lambda: svc.controller.group().actual == 1, "the group settled at 1", 30, poll_s=0.5)
     group = svc.controller.group()
     assert (group.desired, group.actual, group.ready) == (1, 1, 1)
 
@@ -180,11 +183,12 @@ def test_scale_up_takes_the_parked_domain_and_the_pool_refills(
     svc = make_service(warm_pool={"size": 1, "kind": kind})
     svc.controller.set_paused(True, "test")  # only the test moves the count
     first = f"{libvirt_group}-1"
-    wait_until("the first VM ready", lambda: instance_state(svc, first) == "ready", BOOT_S)
+    wait_until(lambda: instance_state(svc, first) == "ready", "the first VM ready", BOOT_S, poll_s=0.5)
     parked: str = wait_until(
-        "a VM parked in the pool",
         lambda: next((i.name for i in svc.controller.instances() if i.state == "warm"), ""),
+        "a VM parked in the pool",
         BOOT_S,
+        poll_s=0.5,
     )
     state = virsh("domstate", parked).strip()
     if kind == "paused":
@@ -196,7 +200,7 @@ def test_scale_up_takes_the_parked_domain_and_the_pool_refills(
         assert qemu_process(parked) is None, "a saved pool holds no memory: no QEMU process"
 
     svc.controller.set_desired(2, "test")
-    wait_until(f"{parked} resumed and ready", lambda: instance_state(svc, parked) == "ready", 60)
+    wait_until(lambda: instance_state(svc, parked) == "ready", f"{parked} resumed and ready", 60, poll_s=0.5)
     url = next(e["url"] for e in svc.controller.endpoints() if e["name"] == parked)
     with httpx.Client(timeout=30, trust_env=False) as client:
         body = client.get(f"{url}/fib/10").json()
@@ -204,9 +208,10 @@ def test_scale_up_takes_the_parked_domain_and_the_pool_refills(
     assert {i.name for i in svc.controller.instances() if i.state == "ready"} == {first, parked}
 
     refill = wait_until(
-        "the pool refilled with a new VM",
         lambda: next((i.name for i in svc.controller.instances() if i.state == "warm"), ""),
+        "the pool refilled with a new VM",
         BOOT_S,
+        poll_s=0.5,
     )
     assert refill not in (first, parked)
     assert svc.controller.group().actual == 2, "the refill is not counted as capacity"
@@ -220,7 +225,7 @@ def test_killed_qemu_is_marked_failed_and_replaced(
     # has just booted can read above it): the count stays at 1 unless something breaks.
     svc.controller.set_paused(True, "e2e test")
     victim = f"{libvirt_group}-1"
-    wait_until("the first VM ready", lambda: instance_state(svc, victim) == "ready", BOOT_S)
+    wait_until(lambda: instance_state(svc, victim) == "ready", "the first VM ready", BOOT_S, poll_s=0.5)
     qemu = qemu_process(victim)
     assert qemu is not None, f"no qemu process with guest={victim} on its command line"
     qemu.kill()
@@ -230,12 +235,12 @@ def test_killed_qemu_is_marked_failed_and_replaced(
         ready = [i.name for i in svc.controller.instances() if i.state == "ready"]
         return ready[0] if ready and victim not in ready else None
 
-    new = wait_until("a replacement ready", replacement, BOOT_S)
+    new = wait_until(replacement, "a replacement ready", BOOT_S, poll_s=0.5)
     log = events(libvirt_state_dir / "autoscaler.jsonl")
     failed = [e["data"] for e in log if e["type"] == "instance" and e["data"]["to"] == "failed"]
     assert [f["name"] for f in failed] == [victim], failed
     assert "vanished" in failed[0]["reason"]
-    wait_until("the dead domain removed", lambda: victim not in domains(libvirt_group), 60)
+    wait_until(lambda: victim not in domains(libvirt_group), "the dead domain removed", 60, poll_s=0.5)
     assert domains(libvirt_group) == {new}
     assert overlays(libvirt_state_dir) == {f"{new}.qcow2"}
     group = svc.controller.group()

@@ -16,9 +16,6 @@ import itertools
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,8 +38,9 @@ from tests.e2e.libvirt_support import (
     percentiles,
     qemu_process,
     to_toml,
-    wait_until,
 )
+from tests.support.controller_proc import ControllerProcess
+from tests.support.wait import wait_until
 
 TRIALS = int(os.environ.get("VMSCALE_FI_LIBVIRT_TRIALS", "10"))
 MIN, MAX = 1, 2
@@ -56,7 +54,6 @@ class Rig:
     def __init__(self, group: str, state: Path, image: Path, *, initial: int = MIN) -> None:
         self.group, self.state = group, state
         port = free_port()
-        self.api = f"http://127.0.0.1:{port}"
         cfg = group_config(
             group=group,
             state_dir=state,
@@ -66,49 +63,12 @@ class Rig:
             initial=initial,
             api_port=port,
         )
-        self.config = state / "vmscale.toml"
-        self.config.write_text(to_toml(cfg))
-        self.log_path = state / "controller.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> float:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vmscale", "up", "-c", str(self.config)],
-                stdout=log,
-                stderr=log,
-                cwd=REPO,
-            )
-        return time.monotonic()
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def wait_api(self, deadline_s: float = 60) -> None:
-        def up() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, (
-                f"`vmscale up` exited ({self.proc and self.proc.returncode}); see {self.log_path}"
-            )
-            return httpx.get(self.api + "/healthz", timeout=1).status_code == 200
-
-        wait_until("the control API answering", up, deadline_s, poll_s=0.05)
-
-    def post(self, path: str, body: dict[str, Any] | None = None) -> None:
-        httpx.post(self.api + path, json=body, timeout=5).raise_for_status()
+        config = state / "vmscale.toml"
+        config.write_text(to_toml(cfg))
+        self.ctl = ControllerProcess(config, f"http://127.0.0.1:{port}", state / "controller.log", cwd=REPO)
 
     def group_status(self) -> dict[str, Any]:
-        return dict(httpx.get(self.api + "/v1/group", timeout=5).json())
+        return self.ctl.group()
 
     def consistent(self, desired: int) -> bool:
         g = self.group_status()
@@ -138,7 +98,7 @@ def rig_factory(
         yield make
     finally:
         for rig in rigs:
-            rig.stop()
+            rig.ctl.stop()
         keep_logs(libvirt_state_dir, libvirt_group)
         destroy_group(libvirt_group, libvirt_state_dir)
         assert domains(libvirt_group) == set(), "domains left behind"
@@ -163,10 +123,10 @@ def qemu_count(names: set[str]) -> dict[str, int]:
 def test_kill_9_the_controller_while_it_scales_libvirt_vms(rig_factory: Any, libvirt_group: str) -> None:
     rig: Rig = rig_factory()
     rng = random.Random(20261125)
-    rig.start()
-    rig.wait_api()
-    rig.post("/v1/group/pause")  # only the test's desired counts drive scaling
-    wait_until("the first VM ready", lambda: rig.consistent(MIN), SETTLE_S)
+    rig.ctl.start()
+    rig.ctl.wait_api()
+    rig.ctl.post("/v1/group/pause")  # only the test's desired counts drive scaling
+    wait_until(lambda: rig.consistent(MIN), "the first VM ready", SETTLE_S, poll_s=0.5)
     reconciled: list[float] = []
     recoveries: list[float] = []
     orphans = missing = duplicates = out_of_bounds = leftover_overlays = 0
@@ -174,18 +134,18 @@ def test_kill_9_the_controller_while_it_scales_libvirt_vms(rig_factory: Any, lib
     trials: list[dict[str, Any]] = []
     for trial in range(TRIALS):
         desired = MAX if desired == MIN else MIN
-        rig.post("/v1/group/desired", {"desired": desired})
+        rig.ctl.post("/v1/group/desired", {"desired": desired})
         # A TCG boot takes ~6-9 s and a terminate ~1-3 s: this lands in the launch, the boot, the
         # drain, the destroy, or just after.
         delay = rng.uniform(0.0, 8.0)
         time.sleep(delay)
-        rig.kill()
-        t0 = rig.start()
-        rig.wait_api()  # the API starts only after restart reconciliation has finished
+        rig.ctl.kill()
+        t0 = rig.ctl.start()
+        rig.ctl.wait_api()  # the API starts only after restart reconciliation has finished
         reconciled.append(time.monotonic() - t0)
         wait_until(
+            lambda d=desired: rig.consistent(d),
             f"trial {trial}: group consistent at {desired} after restart",
-            lambda d=desired: rig.consistent(d),  # type: ignore[misc]
             SETTLE_S,
             poll_s=0.2,
         )
@@ -228,14 +188,14 @@ OUTAGE_S = 30.0
 
 def test_libvirtd_outage_is_reported_backed_off_and_survived(rig_factory: Any, libvirt_group: str) -> None:
     rig: Rig = rig_factory(initial=MAX)
-    rig.start()
-    rig.wait_api()
-    rig.post("/v1/group/pause")
-    wait_until("both VMs ready", lambda: rig.consistent(MAX), SETTLE_S)
+    rig.ctl.start()
+    rig.ctl.wait_api()
+    rig.ctl.post("/v1/group/pause")
+    wait_until(lambda: rig.consistent(MAX), "both VMs ready", SETTLE_S, poll_s=0.5)
     names = set(db_instances(rig.state, libvirt_group))
-    endpoints = [i["endpoint"] for i in httpx.get(rig.api + "/v1/instances", timeout=5).json()]
+    endpoints = [i["endpoint"] for i in httpx.get(rig.ctl.api + "/v1/instances", timeout=5).json()]
     qemus = {n: qemu_process(n) for n in names}
-    errors_before = metric_total(rig.api, "vmscale_provider_errors_total")
+    errors_before = metric_total(rig.ctl.api, "vmscale_provider_errors_total")
 
     served = 0
     with libvirtd_stopped():
@@ -250,7 +210,7 @@ def test_libvirtd_outage_is_reported_backed_off_and_survived(rig_factory: Any, l
             assert rig.group_status()["ready"] == MAX  # nothing was failed for libvirtd's absence
             time.sleep(1.0)
         t_up = time.time()
-        errors_during = metric_total(rig.api, "vmscale_provider_errors_total") - errors_before
+        errors_during = metric_total(rig.ctl.api, "vmscale_provider_errors_total") - errors_before
     assert served >= len(endpoints) * 10
 
     outage = [e for e in rig.events() if e["type"] == "error" and t_down <= e["t"] <= t_up]
@@ -273,8 +233,8 @@ def test_libvirtd_outage_is_reported_backed_off_and_survived(rig_factory: Any, l
     assert not [e for e in rig.events() if e["type"] == "instance" and e["data"]["to"] == "failed"]
 
     # libvirtd is back: the controller acts on the provider again (scale-in destroys a domain).
-    wait_until("group still consistent", lambda: rig.consistent(MAX), 60)
-    rig.post("/v1/group/desired", {"desired": MIN})
-    wait_until("scale-in through the restarted libvirtd", lambda: rig.consistent(MIN), 90)
+    wait_until(lambda: rig.consistent(MAX), "group still consistent", 60, poll_s=0.5)
+    rig.ctl.post("/v1/group/desired", {"desired": MIN})
+    wait_until(lambda: rig.consistent(MIN), "scale-in through the restarted libvirtd", 90, poll_s=0.5)
     assert set(db_instances(rig.state, libvirt_group)) == domains(libvirt_group)
     assert overlays(rig.state) == {f"{n}.qcow2" for n in domains(libvirt_group)}

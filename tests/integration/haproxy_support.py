@@ -16,12 +16,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from tests.support.wait import wait_until
 from vmscale.config.haproxy import HaproxyConfig
 from vmscale.config.health import HealthConfig
 from vmscale.lb.base import Server
@@ -34,15 +35,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.02) -> None:
-    """Poll a condition on real processes with a deadline (never a bare sleep)."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(interval_s)
 
 
 @dataclass
@@ -77,7 +69,7 @@ class Backend:
             except httpx.HTTPError:
                 return False
 
-        wait_until(healthy, timeout_s, f"backend {self.name} /healthz")
+        wait_until(healthy, f"backend {self.name} /healthz", timeout_s)
         return self
 
     def kill(self, sig: int = 9) -> None:

@@ -15,15 +15,15 @@ test asserts on how long something took).
 from __future__ import annotations
 
 import socket
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from tests.support.wait import wait_until
 from vmscale.config import parse_config
 from vmscale.config.schema import VmscaleConfig
 from vmscale.service import Service
@@ -101,25 +101,6 @@ def live_config(state_dir: Path, **kw: Any) -> VmscaleConfig:
     return parse_config(live_config_data(state_dir, **kw), "live test config")
 
 
-def wait_until(
-    check: Callable[[], Any],
-    what: str,
-    timeout_s: float = READY_TIMEOUT_S,
-    state: Callable[[], Any] | None = None,
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail saying ``what`` was awaited (and,
-    with ``state``, what things looked like at the end)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            seen = f"; last seen: {state()}" if state is not None else ""
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}{seen}")
-        time.sleep(0.1)
-
-
 def controller_state(svc: Service) -> str:
     """Instances and the latest recorded decisions, for a failure message."""
     rows = [(i.name, i.state, i.endpoint) for i in svc.controller.instances()]
@@ -161,6 +142,7 @@ def running_service(cfg: VmscaleConfig, *, paused: bool = True) -> Iterator[Serv
         wait_until(
             lambda: svc.controller.group().ready >= 1,
             "the first instance to be ready",
+            READY_TIMEOUT_S,
             state=lambda: controller_state(svc),
         )
         yield svc
@@ -191,4 +173,9 @@ def scale_and_wait(svc: Service, count: int, actor: str = "test") -> None:
         g = svc.controller.group()
         return g.ready == count and g.actual == count and len(svc.controller.instances()) == count
 
-    wait_until(settled, f"{count} ready instance(s) and no others", state=lambda: controller_state(svc))
+    wait_until(
+        settled,
+        f"{count} ready instance(s) and no others",
+        READY_TIMEOUT_S,
+        state=lambda: controller_state(svc),
+    )

@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from tests.integration.live_support import (
+    READY_TIMEOUT_S,
     backend_processes,
     controller_state,
     free_port,
@@ -29,8 +30,8 @@ from tests.integration.live_support import (
     live_config,
     live_config_data,
     stop_and_check,
-    wait_until,
 )
+from tests.support.wait import wait_until
 from tests.unit.test_cli_ops import EVENT_SCHEMA, GROUP_SCHEMA, INSTANCES_SCHEMA, validate
 from vmscale.api.auth import Scope, TokenStore
 from vmscale.config import parse_config
@@ -73,7 +74,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     try:
         svc.start()
         svc.controller.set_paused(True, "test")
-        wait_until(lambda: svc.controller.group().ready >= 1, "the first instance to be ready")
+        wait_until(
+            lambda: svc.controller.group().ready >= 1, "the first instance to be ready", READY_TIMEOUT_S
+        )
         yield svc
     finally:
         stop_and_check(svc)
@@ -110,7 +113,10 @@ def test_scale_then_instances_shows_two_and_logs_name_the_actor(live: Service) -
         return rows if sum(r["state"] == "ready" for r in rows) == 2 else None
 
     rows = wait_until(
-        two_ready, "`vmscale instances` to show two ready instances", state=lambda: controller_state(live)
+        two_ready,
+        "`vmscale instances` to show two ready instances",
+        READY_TIMEOUT_S,
+        state=lambda: controller_state(live),
     )
     validate(INSTANCES_SCHEMA, {"instances": rows})
     assert all(r["endpoint"].startswith("http://127.0.0.1:") for r in rows)
@@ -235,11 +241,11 @@ def test_up_logs_json_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
                 return False
             return bool(g["ready"] == n)
 
-        wait_until(lambda: group_ready(1), "`vmscale up` to serve one ready instance")
+        wait_until(lambda: group_ready(1), "`vmscale up` to serve one ready instance", READY_TIMEOUT_S)
         # hold the count by hand (the CPU policy would otherwise scale an idle group back in)
         assert vmscale("pause", "--api", api, token=None).returncode == 0
         assert vmscale("scale", "2", "--api", api, token=None).returncode == 0
-        wait_until(lambda: group_ready(2), "the scale-up to two ready instances")
+        wait_until(lambda: group_ready(2), "the scale-up to two ready instances", READY_TIMEOUT_S)
         assert len(backend_processes(group)) >= 2
 
         proc.send_signal(signal.SIGTERM)
@@ -279,7 +285,9 @@ def test_the_systemd_unit_verifies_and_leaves_time_to_drain(tmp_path: Path) -> N
     unit.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
     unit.read_string(text)
     svc = unit["Service"]
-    assert svc["Type"] == "simple" and svc["KillSignal"] == "SIGTERM" and svc["Restart"] == "on-failure"
+    assert svc["Type"] == "notify" and svc["KillSignal"] == "SIGTERM" and svc["Restart"] == "on-failure"
+    assert svc["Delegate"] == "yes", "the unit must own the backends' cgroups (created under its own)"
+    assert svc["RestartPreventExitStatus"] == "2", "exit 2 (config or start-up error) must not restart"
     assert svc["ExecStart"].endswith("vmscale up -c /etc/vmscale/vmscale.toml --log-format json")
     defaults = parse_config({})
     needed = defaults.drain.timeout_s + defaults.launch.terminate_timeout_s

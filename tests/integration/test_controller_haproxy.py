@@ -32,12 +32,13 @@ import pytest
 
 from tests.integration.haproxy_support import OpenLoopLoad, Wrk, WrkResult, free_port
 from tests.integration.live_support import (
+    READY_TIMEOUT_S,
     backend_processes,
     kill_backends,
     live_config_data,
     running_service,
-    wait_until,
 )
+from tests.support.wait import wait_until
 from vmscale.config import parse_config
 from vmscale.config.schema import VmscaleConfig
 from vmscale.errors import LoadBalancerError
@@ -109,7 +110,9 @@ def settled(svc: Service, count: int) -> bool:
 
 def scale_to(svc: Service, count: int) -> None:
     svc.controller.set_desired(count, "test")
-    wait_until(lambda: settled(svc, count), f"{count} ready instance(s), exactly those in HAProxy")
+    wait_until(
+        lambda: settled(svc, count), f"{count} ready instance(s), exactly those in HAProxy", READY_TIMEOUT_S
+    )
 
 
 def pid_of(svc: Service, name: str) -> int:
@@ -181,16 +184,22 @@ def test_scale_up_and_scale_in_through_haproxy_lose_no_request(state_dir: Path) 
         transitions = record_transitions(svc)
         front = balancer(svc).frontend_url()
         url = f"{front}{PATH}"
-        wait_until(lambda: settled(svc, 1), "one ready instance, in HAProxy")
+        wait_until(lambda: settled(svc, 1), "one ready instance, in HAProxy", READY_TIMEOUT_S)
         (first,) = ready_names(svc)
         wrk = Wrk(url, duration_s=LOAD_LIMIT_S, connections=2, delay_ms=25)
         pool = ThreadPoolExecutor(HEAVY_MAX)
         try:
             with OpenLoopLoad(url, RATE_RPS, duration_s=LOAD_LIMIT_S) as load:
-                wait_until(lambda: load.result.ok >= RATE_RPS, "steady traffic through HAProxy")
+                wait_until(
+                    lambda: load.result.ok >= RATE_RPS, "steady traffic through HAProxy", READY_TIMEOUT_S
+                )
                 scale_to(svc, 2)  # scale-up
                 (second,) = ready_names(svc) - {first}
-                wait_until(lambda: load.result.servers.get(second, 0) >= 10, f"{second} to take requests")
+                wait_until(
+                    lambda: load.result.servers.get(second, 0) >= 10,
+                    f"{second} to take requests",
+                    READY_TIMEOUT_S,
+                )
                 pids = {name: pid_of(svc, name) for name in (first, second)}
 
                 # Slow requests on both, so whichever instance leaves has some in flight when its
@@ -201,7 +210,11 @@ def test_scale_up_and_scale_in_through_haproxy_lose_no_request(state_dir: Path) 
                 (gone,) = {first, second} - {kept}
                 at_removal, ok_at_removal = load.result.servers.get(gone, 0), load.result.ok
                 # keep loading: nothing may still be routed to the instance that left
-                wait_until(lambda: load.result.ok >= ok_at_removal + 2 * RATE_RPS, "traffic after scale-in")
+                wait_until(
+                    lambda: load.result.ok >= ok_at_removal + 2 * RATE_RPS,
+                    "traffic after scale-in",
+                    READY_TIMEOUT_S,
+                )
                 ours = load.stop()
             slow = [f.result(timeout=60) for f in heavy]
         finally:
@@ -250,13 +263,23 @@ def test_killed_instance_is_replaced_and_the_errors_are_bounded_by_health_checks
         before = ready_names(svc)
         victim = min(before)
         with OpenLoopLoad(url, RATE_RPS, duration_s=LOAD_LIMIT_S) as load:
-            wait_until(lambda: load.result.servers.get(victim, 0) >= 5, f"{victim} to take requests")
+            wait_until(
+                lambda: load.result.servers.get(victim, 0) >= 5, f"{victim} to take requests", READY_TIMEOUT_S
+            )
             os.killpg(pid_of(svc, victim), signal.SIGKILL)  # the backend and its workers, at once
-            wait_until(lambda: victim not in haproxy_servers(svc), f"{victim} to leave HAProxy")
+            wait_until(
+                lambda: victim not in haproxy_servers(svc), f"{victim} to leave HAProxy", READY_TIMEOUT_S
+            )
             left_haproxy = time.monotonic()
-            wait_until(lambda: settled(svc, 2) and victim not in ready_names(svc), "two ready again")
+            wait_until(
+                lambda: settled(svc, 2) and victim not in ready_names(svc), "two ready again", READY_TIMEOUT_S
+            )
             (replacement,) = ready_names(svc) - before
-            wait_until(lambda: load.result.servers.get(replacement, 0) >= 5, "the replacement to serve")
+            wait_until(
+                lambda: load.result.servers.get(replacement, 0) >= 5,
+                "the replacement to serve",
+                READY_TIMEOUT_S,
+            )
             result = load.stop()
         failed_transition = [t for t in transitions if t["name"] == victim and t["to"] == "failed"]
 
@@ -319,12 +342,13 @@ def test_controller_restart_mid_drain_adopts_haproxy_and_finishes_the_drain(stat
         scale_to(first, 2)
         haproxy_pid = lb.pid()
         with OpenLoopLoad(f"{front}{PATH}", RATE_RPS, duration_s=LOAD_LIMIT_S) as load:
-            wait_until(lambda: load.result.ok >= RATE_RPS, "steady traffic through HAProxy")
+            wait_until(lambda: load.result.ok >= RATE_RPS, "steady traffic through HAProxy", READY_TIMEOUT_S)
             heavy = keep_both_busy(first, pool, f"{front}/fib/35")
             first.controller.set_desired(1, "test")
             draining = wait_until(
                 lambda: [i.name for i in first.controller.instances() if i.state == "draining"],
                 "an instance to start draining",
+                READY_TIMEOUT_S,
             )
             first.stop(terminate=False)  # a controller restart: instances and HAProxy keep running
             first_running = False
@@ -333,9 +357,15 @@ def test_controller_restart_mid_drain_adopts_haproxy_and_finishes_the_drain(stat
             second = Service(cfg, serve_api=False)
             transitions = record_transitions(second)
             second.start()
-            wait_until(lambda: settled(second, 1), "the adopted drain to finish (one instance, one server)")
+            wait_until(
+                lambda: settled(second, 1),
+                "the adopted drain to finish (one instance, one server)",
+                READY_TIMEOUT_S,
+            )
             ok_after = load.result.ok
-            wait_until(lambda: load.result.ok >= ok_after + RATE_RPS, "traffic after the drain")
+            wait_until(
+                lambda: load.result.ok >= ok_after + RATE_RPS, "traffic after the drain", READY_TIMEOUT_S
+            )
             ours = load.stop()
         slow = [f.result(timeout=60) for f in heavy]
         adopted_pid = balancer(second).pid()

@@ -20,9 +20,8 @@ import signal
 import socket
 import sqlite3
 import statistics
-import subprocess
-import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,10 @@ import httpx
 import psutil
 import pytest
 
+from tests.support.controller_proc import ControllerProcess
+
 TRIALS = int(os.environ.get("VMSCALE_FI_TRIALS", "100"))
-GROUP = "fi"
+GROUP = "fi" + uuid.uuid4().hex[:6]  # unique: a concurrent run must never see (or kill) our backends
 MIN, MAX = 1, 3
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
@@ -58,14 +59,15 @@ def _free_block(count: int) -> int:
 
 
 class Rig:
+    """A process group's config and its `vmscale up` process, with what the checks look at."""
+
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.state = tmp / "state"
-        self.api_port = _free_port()
-        self.api = f"http://127.0.0.1:{self.api_port}"
+        api_port = _free_port()
         base = _free_block(MAX + 2)
-        self.config = tmp / "vmscale.toml"
-        self.config.write_text(
+        config = tmp / "vmscale.toml"
+        config.write_text(
             f"""
 [group]
 name = "{GROUP}"
@@ -85,49 +87,16 @@ timeout_s = 2
 grace_s = 0
 
 [api]
-bind = "127.0.0.1:{self.api_port}"
+bind = "127.0.0.1:{api_port}"
 
 [state]
 dir = "{self.state}"
 """
         )
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = (tmp / "controller.log").open("ab")
-
-    def start(self) -> float:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vmscale", "up", "-c", str(self.config)], stdout=self.log, stderr=self.log
-        )
-        return time.monotonic()
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    def wait_api(self, deadline_s: float = 20) -> None:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            try:
-                httpx.get(self.api + "/healthz", timeout=0.5)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise AssertionError(f"control API did not come up; see {self.tmp / 'controller.log'}")
-
-    def post(self, path: str, body: dict[str, Any] | None = None) -> None:
-        httpx.post(self.api + path, json=body, timeout=2).raise_for_status()
+        self.ctl = ControllerProcess(config, f"http://127.0.0.1:{api_port}", tmp / "controller.log")
 
     def group(self) -> dict[str, Any]:
-        return httpx.get(self.api + "/v1/group", timeout=2).json()
+        return self.ctl.group()
 
     def backends(self) -> dict[str, list[int]]:
         """Running backend processes of this group, by instance name (a list: duplicates show)."""
@@ -159,7 +128,7 @@ def _is_leader(p: psutil.Process) -> bool:
 def rig(tmp_path: Path) -> Any:
     r = Rig(tmp_path)
     yield r
-    r.stop()
+    r.ctl.stop(30)
     # Whatever happened, leave no backend of this group behind.
     for pids in r.backends().values():
         for pid in pids:
@@ -191,20 +160,20 @@ def _consistent(r: Rig, desired: int) -> bool:
 @pytest.mark.timeout(40 * TRIALS + 120)
 def test_kill_9_the_controller_during_scaling(rig: Rig) -> None:
     rng = random.Random(20261125)
-    rig.start()
-    rig.wait_api()
-    rig.post("/v1/group/pause")  # only the test's desired counts drive scaling
+    rig.ctl.start()
+    rig.ctl.wait_api(20)
+    rig.ctl.post("/v1/group/pause")  # only the test's desired counts drive scaling
     reconciled: list[float] = []
     recoveries: list[float] = []
     orphans = duplicates = out_of_bounds = mismatches = 0
     desired = MIN
     for trial in range(TRIALS):
         desired = rng.choice([c for c in range(MIN, MAX + 1) if c != desired])
-        rig.post("/v1/group/desired", {"desired": desired})
+        rig.ctl.post("/v1/group/desired", {"desired": desired})
         time.sleep(rng.uniform(0.0, 1.2))  # kill somewhere in the middle of launching or draining
-        rig.kill()
-        t0 = rig.start()
-        rig.wait_api()  # the API starts only after restart reconciliation has finished
+        rig.ctl.kill()
+        t0 = rig.ctl.start()
+        rig.ctl.wait_api(20)  # the API starts only after restart reconciliation has finished
         reconciled.append(time.monotonic() - t0)
         deadline = t0 + 30
         while not _consistent(rig, desired):
@@ -239,10 +208,10 @@ def test_kill_9_the_controller_during_scaling(rig: Rig) -> None:
 
 
 def test_a_killed_instance_is_replaced(rig: Rig) -> None:
-    rig.start()
-    rig.wait_api()
-    rig.post("/v1/group/pause")
-    rig.post("/v1/group/desired", {"desired": 2})
+    rig.ctl.start()
+    rig.ctl.wait_api(20)
+    rig.ctl.post("/v1/group/pause")
+    rig.ctl.post("/v1/group/desired", {"desired": 2})
     deadline = time.monotonic() + 30
     while not _consistent(rig, 2):
         assert time.monotonic() < deadline

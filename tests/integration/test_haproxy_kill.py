@@ -15,8 +15,8 @@ from tests.integration.haproxy_support import (
     backends,
     fast_config,
     running_haproxy,
-    wait_until,
 )
+from tests.support.wait import wait_until
 
 RATE_RPS = 40.0
 
@@ -38,19 +38,22 @@ def test_killed_backend_costs_errors_bounded_by_health_check_timing(overrides: d
         replacement = Backend("web-3")
         try:
             with OpenLoopLoad(url, RATE_RPS, duration_s=30.0) as load:
-                time.sleep(1.5)
-                assert load.result.servers.get("web-1", 0) > 0
+                wait_until(
+                    lambda: min(load.result.servers.get(n, 0) for n in ("web-1", "web-2")) >= 5,
+                    "both backends to serve before the kill",
+                    15,
+                )
                 one.kill(9)
                 wait_until(
                     lambda: lb.stats()["web-1"].state == "down",
-                    3 * config.detection_window_s + 5,
                     "HAProxy to mark the killed server down",
+                    3 * config.detection_window_s + 5,
                 )
                 noticed = time.monotonic()
                 replacement.start()  # what the controller does next: launch, then sync
                 lb.sync({"web-2": two.server, "web-3": replacement.server})
                 assert set(lb.stats()) == {"web-2", "web-3"}
-                wait_until(lambda: load.result.servers.get("web-3", 0) >= 5, 15, "the replacement to serve")
+                wait_until(lambda: load.result.servers.get("web-3", 0) >= 5, "the replacement to serve", 15)
                 load.stop()
             result = load.result
         finally:

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.haproxy_support import backends, fast_config, running_haproxy, wait_until
+from tests.integration.haproxy_support import backends, fast_config, running_haproxy
+from tests.support.wait import wait_until
 from vmscale.errors import LoadBalancerError
 from vmscale.lb.haproxy import HaproxyLoadBalancer
 
@@ -118,7 +119,7 @@ def test_sync_heals_a_crashed_haproxy_in_one_call() -> None:
         pid = lb.pid()
         assert pid
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not lb.alive(), 10, "HAProxy to die")
+        wait_until(lambda: not lb.alive(), "HAProxy to die", 10)
         lb.sync(want)
         assert lb.pid() not in (None, pid)
         assert {n: s.state for n, s in lb.stats().items()} == {"web-1": "ready", "web-2": "ready"}
@@ -134,9 +135,9 @@ def test_stats_report_sessions_of_a_slow_request() -> None:
         slow = threading.Thread(target=lambda: httpx.get(f"{url}/fib/30", timeout=60))
         slow.start()
         try:
-            wait_until(lambda: lb.stats()["web-1"].sessions_current == 1, 20, "one session on web-1")
+            wait_until(lambda: lb.stats()["web-1"].sessions_current == 1, "one session on web-1", 20)
         finally:
             slow.join(60)
-        wait_until(lambda: lb.stats()["web-1"].sessions_current == 0, 10, "the session to end")
+        wait_until(lambda: lb.stats()["web-1"].sessions_current == 0, "the session to end", 10)
         group = lb.backend_stats()
         assert group is not None and group.name == "web" and group.response_time_s is not None

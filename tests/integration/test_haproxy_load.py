@@ -12,8 +12,8 @@ from tests.integration.haproxy_support import (
     Wrk,
     backends,
     running_haproxy,
-    wait_until,
 )
+from tests.support.wait import wait_until
 from vmscale.lb.haproxy import HaproxyLoadBalancer
 
 RATE_RPS = 40.0
@@ -23,7 +23,7 @@ PATH = "/fib/15"
 def drain_and_remove(lb: HaproxyLoadBalancer, name: str, timeout_s: float = 20.0) -> None:
     """What the controller does at scale-in: drain, wait for sessions to reach 0, delete."""
     lb.drain(name)
-    wait_until(lambda: lb.stats()[name].sessions_current == 0, timeout_s, f"{name} to drain")
+    wait_until(lambda: lb.stats()[name].sessions_current == 0, f"{name} to drain", timeout_s)
     lb.remove(name)
 
 
@@ -36,7 +36,7 @@ def test_scale_up_and_scale_in_under_load_lose_no_request() -> None:
             with OpenLoopLoad(url, RATE_RPS, duration_s=12.0) as load:
                 time.sleep(1.5)  # steady state on one server
                 lb.add(two.server)  # scale up
-                wait_until(lambda: load.result.servers.get("web-2", 0) >= 10, 10, "web-2 to take requests")
+                wait_until(lambda: load.result.servers.get("web-2", 0) >= 10, "web-2 to take requests", 10)
                 drain_and_remove(lb, "web-1")  # scale in
                 at_removal = load.result.servers.get("web-1", 0)
                 one.kill()  # the instance is terminated only after it left the balancer

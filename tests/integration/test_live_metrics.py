@@ -13,12 +13,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.live_support import (
+    READY_TIMEOUT_S,
     live_config,
     running_service,
     scale_and_wait,
     stop_and_check,
-    wait_until,
 )
+from tests.support.wait import wait_until
 from vmscale.api.auth import Scope, TokenStore
 from vmscale.service import Service
 
@@ -67,7 +68,11 @@ def after_up_and_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     with running_service(cfg) as svc:
         scale_and_wait(svc, 2)
         # both have reported CPU, so whichever leaves has a CPU series to take with it
-        wait_until(lambda: all(i.cpu is not None for i in svc.controller.instances()), "CPU samples of both")
+        wait_until(
+            lambda: all(i.cpu is not None for i in svc.controller.instances()),
+            "CPU samples of both",
+            READY_TIMEOUT_S,
+        )
         scale_and_wait(svc, 1)
 
         def settled() -> str | None:

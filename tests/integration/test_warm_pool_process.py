@@ -9,12 +9,13 @@ import httpx
 import psutil
 
 from tests.integration.live_support import (
+    READY_TIMEOUT_S,
     backend_processes,
     controller_state,
     live_config_data,
     running_service,
-    wait_until,
 )
+from tests.support.wait import wait_until
 from vmscale.config import parse_config
 from vmscale.service import Service
 
@@ -38,10 +39,13 @@ def test_a_parked_backend_is_stopped_out_of_rotation_and_continued_on_scale_up(t
     group = cfg.group.name
     with running_service(cfg) as svc:
         parked = wait_until(
-            lambda: parked_name(svc), "a parked instance", state=lambda: controller_state(svc)
+            lambda: parked_name(svc),
+            "a parked instance",
+            READY_TIMEOUT_S,
+            state=lambda: controller_state(svc),
         )
         proc = backend_of(group, parked)
-        wait_until(lambda: proc.status() == psutil.STATUS_STOPPED, f"{parked} SIGSTOPped")
+        wait_until(lambda: proc.status() == psutil.STATUS_STOPPED, f"{parked} SIGSTOPped", READY_TIMEOUT_S)
         assert parked not in {e["name"] for e in svc.controller.endpoints()}, "parked is out of rotation"
         assert svc.controller.group().actual == 1
 
@@ -49,6 +53,7 @@ def test_a_parked_backend_is_stopped_out_of_rotation_and_continued_on_scale_up(t
         wait_until(
             lambda: parked in {e["name"] for e in svc.controller.endpoints()},
             f"{parked} serving",
+            READY_TIMEOUT_S,
             state=lambda: controller_state(svc),
         )
         assert backend_of(group, parked).pid == proc.pid, "the same process, continued, not a new one"
@@ -57,9 +62,16 @@ def test_a_parked_backend_is_stopped_out_of_rotation_and_continued_on_scale_up(t
         assert httpx.get(f"{url}/fib/10", timeout=10, trust_env=False).json()["server"] == parked
 
         refill = wait_until(
-            lambda: parked_name(svc), "the pool refilled", state=lambda: controller_state(svc)
+            lambda: parked_name(svc),
+            "the pool refilled",
+            READY_TIMEOUT_S,
+            state=lambda: controller_state(svc),
         )
         assert refill != parked
-        wait_until(lambda: backend_of(group, refill).status() == psutil.STATUS_STOPPED, f"{refill} stopped")
+        wait_until(
+            lambda: backend_of(group, refill).status() == psutil.STATUS_STOPPED,
+            f"{refill} stopped",
+            READY_TIMEOUT_S,
+        )
         group_now = svc.controller.group()
         assert (group_now.actual, group_now.ready, group_now.warm) == (2, 2, 1)

@@ -6,13 +6,16 @@ points are directories under tmp_path laid out like the kernel would show them.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from pathlib import Path
 
 import pytest
 
 from vmscale.config.process import ProcessProviderConfig
 from vmscale.errors import PermanentProviderError
+from vmscale.providers import cgroups
 from vmscale.providers.cgroups import CgroupCpu, detect_cgroup_cpu, pids_in, remove_cgroup
 from vmscale.providers.process import ProcessProvider
 
@@ -177,3 +180,115 @@ def test_provider_says_once_how_cpu_is_limited(tmp_path: Path, caplog: pytest.Lo
     workers = ProcessProvider(ProcessProviderConfig(cpu_limit="workers"), tmp_path / "c", mounts_file=v1)
     assert workers.cgroup is None
     assert "worker count only" in workers.describe_cpu_limit()
+
+
+# ---- instances under vmscale's own cgroup (systemd Delegate=yes owns them) ----------------------
+
+UNIT = "system.slice/vmscale.service"
+
+
+def _self_cgroup(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / "self-cgroup"
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def test_v1_instances_go_under_the_units_own_cpu_cgroup(tmp_path: Path) -> None:
+    cpu = _v1_cpu(tmp_path / "cpu,cpuacct")
+    (cpu / UNIT).mkdir(parents=True)
+    own = _self_cgroup(
+        tmp_path, "9:name=systemd:/" + UNIT, "4:memory:/other", "3:cpu,cpuacct:/" + UNIT, "0::/"
+    )
+    found, note = detect_cgroup_cpu(
+        _mounts(tmp_path, f"cgroup {cpu} cgroup rw,cpu,cpuacct 0 0"), self_cgroup=own
+    )
+    assert found is not None and found.base == cpu / UNIT
+    assert found.create("web", "web-1", vcpus=1) == cpu / UNIT / "vmscale" / "web" / "web-1"
+    assert f"instances under {cpu / UNIT}" in note
+
+
+def test_v2_instances_go_under_the_units_own_cgroup(tmp_path: Path) -> None:
+    root = _v2(tmp_path / "cgroup", "cpu memory")
+    unit = _v2(root / UNIT, "cpu memory")
+    own = _self_cgroup(tmp_path, "0::/" + UNIT)
+    found, _ = detect_cgroup_cpu(_mounts(tmp_path, f"cgroup2 {root} cgroup2 rw 0 0"), self_cgroup=own)
+    assert found is not None and found.base == unit
+    leaf = found.create("web", "web-1", vcpus=2)
+    assert leaf == unit / "vmscale" / "web" / "web-1"
+    assert (leaf / "cpu.max").read_text() == "200000 100000"
+    for parent in (unit, unit / "vmscale", unit / "vmscale" / "web"):
+        assert (parent / "cgroup.subtree_control").read_text() == "+cpu"
+    assert (root / "cgroup.subtree_control").read_text() == "\n", "above our own cgroup is systemd's"
+
+
+def test_v2_own_cgroup_with_processes_moves_vmscale_into_a_supervisor_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel refuses (EBUSY) to delegate from a cgroup that holds processes: vmscale steps into
+    <own>/supervisor, then delegates; the backends end up beside it, still inside the unit."""
+    root = _v2(tmp_path / "cgroup", "cpu")
+    unit = _v2(root / UNIT, "cpu")
+    own = _self_cgroup(tmp_path, "0::/" + UNIT)
+    found, _ = detect_cgroup_cpu(_mounts(tmp_path, f"cgroup2 {root} cgroup2 rw 0 0"), self_cgroup=own)
+    assert found is not None
+    real_write = cgroups._write
+
+    def kernel_like_write(path: Path, value: str) -> None:
+        moved = (unit / "supervisor" / "cgroup.procs").exists()
+        if path == unit / "cgroup.subtree_control" and not moved:
+            try:
+                raise OSError(errno.EBUSY, "Device or resource busy")
+            except OSError as exc:
+                raise cgroups.CgroupError(f"cannot write {value!r} to {path}") from exc
+        real_write(path, value)
+
+    monkeypatch.setattr(cgroups, "_write", kernel_like_write)
+    leaf = found.create("web", "web-1", vcpus=1)
+    assert (unit / "supervisor" / "cgroup.procs").read_text() == str(os.getpid())
+    assert (unit / "cgroup.subtree_control").read_text() == "+cpu"
+    assert leaf == unit / "vmscale" / "web" / "web-1"
+    # a later detection in the same process (now in .../supervisor) still uses the unit's cgroup
+    moved = _self_cgroup(tmp_path, f"0::/{UNIT}/supervisor")
+    again, _ = detect_cgroup_cpu(_mounts(tmp_path, f"cgroup2 {root} cgroup2 rw 0 0"), self_cgroup=moved)
+    assert again is not None and again.base == unit
+
+
+def test_v2_delegation_refused_for_other_reasons_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _v2(tmp_path / "cgroup", "cpu")
+    found, _ = detect_cgroup_cpu(
+        _mounts(tmp_path, f"cgroup2 {root} cgroup2 rw 0 0"), self_cgroup=tmp_path / "none"
+    )
+
+    def refuse(path: Path, value: str) -> None:
+        try:
+            raise OSError(errno.EACCES, "Permission denied")
+        except OSError as exc:
+            raise cgroups.CgroupError(f"cannot write {value!r} to {path}: Permission denied") from exc
+
+    monkeypatch.setattr(cgroups, "_write", refuse)
+    assert found is not None
+    with pytest.raises(cgroups.CgroupError, match="Permission denied"):
+        found.create("web", "web-1", vcpus=1)
+    assert not (root / "supervisor").exists()
+
+
+def test_own_cgroup_not_visible_under_the_mount_falls_back_to_its_root(tmp_path: Path) -> None:
+    """A container that bind-mounts its own subtree shows a path that does not exist under the mount."""
+    cpu = _v1_cpu(tmp_path / "cpu")
+    own = _self_cgroup(tmp_path, "2:cpu:/docker/0123abcd")
+    found, _ = detect_cgroup_cpu(_mounts(tmp_path, f"cgroup {cpu} cgroup rw,cpu 0 0"), self_cgroup=own)
+    assert found is not None and found.base == cpu
+
+
+def test_the_provider_passes_its_own_cgroup_on(tmp_path: Path) -> None:
+    cpu = _v1_cpu(tmp_path / "cpu")
+    (cpu / UNIT).mkdir(parents=True)
+    provider = ProcessProvider(
+        ProcessProviderConfig(),
+        tmp_path / "state",
+        mounts_file=_mounts(tmp_path, f"cgroup {cpu} cgroup rw,cpu 0 0"),
+        self_cgroup=_self_cgroup(tmp_path, "1:cpu:/" + UNIT),
+    )
+    assert provider.cgroup is not None and provider.cgroup.path_for("web", "web-1").is_relative_to(cpu / UNIT)

@@ -5,6 +5,7 @@ documented shapes (GroupStatus/InstanceInfo.to_dict(), the SSE wire format)."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -398,3 +399,82 @@ def test_help_has_examples(command: str) -> None:
     result = CliRunner().invoke(cli_app, [command, "--help"])
     assert result.exit_code == 0
     assert "Examples" in result.stdout and f"vmscale {command}" in result.stdout
+
+
+# ---------------------------------------------------------------- conventions users bring along
+
+
+@pytest.mark.parametrize("command", [["status"], ["instances"], ["pause"]])
+def test_dash_o_json_is_the_same_as_json(api: tuple[str, StandIn], command: list[str]) -> None:
+    long = run(*command, "--api", api[0], "--json", token=WRITE_TOKEN)
+    short = run(*command, "--api", api[0], "-o", "json", token=WRITE_TOKEN)
+    assert short.exit_code == long.exit_code == 0, short.output
+    assert json.loads(short.stdout) == json.loads(long.stdout)
+
+
+def test_logs_dash_o_json_prints_one_event_per_line(api: tuple[str, StandIn]) -> None:
+    result = run("logs", "--api", api[0], "-o", "json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows and all(row["type"] == "decision" for row in rows)
+
+
+def test_version_option() -> None:
+    from vmscale import __version__
+
+    for flag in ("--version", "-V"):
+        result = CliRunner().invoke(cli_app, [flag])
+        assert result.exit_code == 0 and result.stdout == f"vmscale {__version__}\n"
+
+
+def test_shell_completion_is_offered() -> None:
+    help_text = CliRunner().invoke(cli_app, ["--help"]).stdout
+    assert "--install-completion" in help_text and "--show-completion" in help_text
+    script = CliRunner().invoke(cli_app, ["--show-completion", "bash"])
+    assert script.exit_code == 0 and "complete" in script.stdout and "vmscale" in script.stdout
+
+
+def help_text(*args: str) -> str:
+    """A command's --help as one line of words (rich's boxes and wrapping removed)."""
+    out = CliRunner().invoke(cli_app, [*args, "--help"]).stdout
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", out).split())
+
+
+def test_no_token_on_the_command_line() -> None:
+    """`vmscale load` took --token on argv, where `ps` shows it to every user of the host."""
+    result = CliRunner().invoke(cli_app, ["load", "--api", "http://127.0.0.1:1", "--token", "s3cret-token"])
+    assert result.exit_code == 2 and "No such option: --token" in result.output
+    text = help_text("load")
+    assert "--token-file" in text and "$VMSCALE_TOKEN" in text
+
+
+def test_the_token_file_help_says_where_the_token_comes_from_without_it() -> None:
+    text = help_text("status")
+    assert "without it the token is read from the VMSCALE_TOKEN environment variable" in text
+    assert "default: $VMSCALE_TOKEN" not in text
+
+
+def _commands(group: Any = None, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    import typer.main
+
+    click_group = group or typer.main.get_command(cli_app)
+    found: list[tuple[str, ...]] = []
+    for name, cmd in click_group.commands.items():
+        if hasattr(cmd, "commands"):
+            found += _commands(cmd, (*prefix, name))
+        elif name != "version":
+            found.append((*prefix, name))
+    return found
+
+
+@pytest.mark.parametrize("command", _commands(), ids=" ".join)
+def test_every_command_teaches_with_examples(command: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli_app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Example" in result.stdout and f"vmscale {' '.join(command)}" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["up"], ["config", "check"]])
+def test_help_documents_environment_overrides(command: list[str]) -> None:
+    text = help_text(*command)
+    assert "VMSCALE_<SECTION>__<SETTING>=value" in text and "VMSCALE_GROUP__MAX=6" in text

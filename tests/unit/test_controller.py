@@ -6,87 +6,15 @@ call when it is submitted, so its result is collected on the next tick, as with 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
-from vmscale.clock import FakeClock
-from vmscale.config import parse_config
-from vmscale.controller import Controller, InlineExecutor
+from tests.support.controller_rig import Rig
 from vmscale.errors import PermanentProviderError, TemporaryProviderError
-from vmscale.health import FakeHealthChecker
 from vmscale.model import InstanceState
-from vmscale.providers.fake import FakeProvider
-from vmscale.store import Store
 
 S = InstanceState
-T = TypeVar("T")
-
-
-class HoldingExecutor(InlineExecutor):
-    """Runs provider calls at once, except those named in ``held``: they wait for ``release()``,
-    the way a slow call (a managed-save restore, a VM boot) is still running on later ticks."""
-
-    def __init__(self) -> None:
-        self.held: set[str] = set()
-        self.waiting: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = []
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        if getattr(fn, "__name__", "") not in self.held:
-            return super().submit(fn, *args, **kwargs)
-        fut: Future[T] = Future()
-        self.waiting.append((fut, fn, args))
-        return fut
-
-    def release(self) -> None:
-        waiting, self.waiting = self.waiting, []
-        for fut, fn, args in waiting:
-            fut.set_result(fn(*args))
-
-
-class Rig:
-    def __init__(self, tmp: Path, **overrides: Any) -> None:
-        data: dict[str, Any] = {
-            "group": {"name": "web", "min": 1, "max": 3, "interval_s": 1},
-            "policies": [{"kind": "threshold", "upper": 75, "lower": 20, "samples_up": 3, "samples_down": 3}],
-            "health": {"unhealthy_threshold": 3, "boot_timeout_s": 30},
-            "drain": {"timeout_s": 10, "grace_s": 0},
-        }
-        data.update(overrides)
-        self.cfg = parse_config(data)
-        self.clock = FakeClock()
-        self.provider = FakeProvider(self.clock)
-        self.provider.default_cpu = 50.0  # between the threshold's bounds: the policy holds the count
-        self.health = FakeHealthChecker()
-        self.db = tmp / "state.db"
-        self.store = Store(self.db)
-        self.executor = HoldingExecutor()
-        self.ctl = self.new_controller()
-
-    def new_controller(self) -> Controller:
-        return Controller(
-            self.cfg,
-            self.provider,
-            self.store,
-            health=self.health,
-            clock=self.clock,
-            executor=self.executor,
-        )
-
-    def tick(self, n: int = 1) -> None:
-        for _ in range(n):
-            self.ctl.tick()
-            self.clock.advance(1)
-
-    def states(self) -> dict[str, str]:
-        return {m.name: m.state.value for m in self.ctl.table.values()}
-
-    def set_cpu(self, value: float) -> None:
-        for name in self.provider.instances:
-            self.provider.cpu[name] = value
 
 
 @pytest.fixture
@@ -120,9 +48,9 @@ def test_the_original_rule_scales_up_after_three_hot_samples(rig: Rig) -> None:
     rig.tick(3)
     rig.set_cpu(90)
     rig.tick(2)
-    assert rig.ctl.desired == 1, "two hot samples are not enough"
+    assert rig.desired == 1, "two hot samples are not enough"
     rig.tick(1)
-    assert rig.ctl.desired == 2
+    assert rig.desired == 2
     rig.tick(2)
     assert rig.states() == {"web-1": "ready", "web-2": "ready"}
     decision = rig.ctl.decisions()[-1]
@@ -225,7 +153,7 @@ def test_restart_adopts_what_exists_and_launches_nothing_twice(tmp_path: Path) -
     assert r.states() == {"web-1": "ready", "web-2": "ready"}
     assert r.provider.instances == pids_before
     assert r.provider.launch_count == 2
-    assert r.ctl.desired == 2
+    assert r.desired == 2
 
 
 def test_restart_finishes_a_launch_that_was_recorded_but_not_acknowledged(tmp_path: Path) -> None:
@@ -276,7 +204,7 @@ def test_a_slow_resume_counts_as_capacity_and_the_pool_refills_after_it_serves(t
     r.tick(3)
     assert len(r.states()) == 2, f"only the resume is under way, nothing else launched: {r.states()}"
     assert r.ctl.group().actual == 2, "the resuming instance counts toward the group"
-    endpoint = r.ctl.table[warm_name].endpoint
+    endpoint = r.ctl.fleet.get(warm_name).facts.endpoint
     r.health.down.add(endpoint)  # restored, not answering yet
     r.executor.release()
     r.tick(2)
@@ -363,4 +291,4 @@ def test_a_sampling_outage_is_retried_with_growing_gaps(rig: Rig) -> None:
     assert 2 <= len(sample_errors) <= 5, "exponential back-off: a handful of attempts in 30 s, not 30"
     del rig.provider.fail_always["sample"]
     rig.tick(70)
-    assert rig.ctl.table["web-1"].latest_cpu() == 50.0, "sampling resumes once the provider is back"
+    assert rig.ctl.fleet.get("web-1").latest_cpu() == 50.0, "sampling resumes once the provider is back"

@@ -18,7 +18,7 @@ from vmscale.lb.haproxy import HaproxyLoadBalancer, _state_of
 from vmscale.lb.haproxy_config import HaproxyPaths, render_config, server_args
 from vmscale.lb.haproxy_log import LOG_FORMAT
 from vmscale.lb.haproxy_runtime import RuntimeApi, parse_servers_state, parse_show_stat
-from vmscale.lb.none import NoLoadBalancer
+from vmscale.lb.none import NullBalancer
 
 
 def haproxy_check(path: Path) -> subprocess.CompletedProcess[str]:
@@ -218,7 +218,7 @@ def test_runtime_api_errors_are_load_balancer_errors(tmp_path: Path) -> None:
 
 def test_both_balancers_follow_the_protocol(tmp_path: Path) -> None:
     haproxy = HaproxyLoadBalancer(HaproxyConfig(bind="127.0.0.1:18080"), "web", tmp_path)
-    none = NoLoadBalancer()
+    none = NullBalancer()
     assert isinstance(haproxy, LoadBalancer) and isinstance(none, LoadBalancer)
     assert haproxy.frontend_url() == "http://127.0.0.1:18080"
     assert (

@@ -8,16 +8,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.controller_rig import Rig
 from vmscale import __version__
-from vmscale.clock import FakeClock
-from vmscale.config import parse_config
-from vmscale.controller import Controller, InlineExecutor
-from vmscale.health import FakeHealthChecker
 from vmscale.lb.fake import FakeLoadBalancer
 from vmscale.metrics import PROVIDER_ERROR_KINDS, PROVIDER_OPERATIONS, ControllerMetrics
 from vmscale.model import Metric
-from vmscale.providers.fake import FakeProvider
-from vmscale.store import Store
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -106,35 +101,16 @@ def test_series_with_known_labels_exist_at_zero_from_the_start() -> None:
 
 
 def test_a_running_controller_exports_what_its_policies_saw(tmp_path: Path) -> None:
-    cfg = parse_config(
-        {
-            "group": {"name": "web", "min": 1, "max": 3, "interval_s": 1},
-            "policies": [{"kind": "target", "name": "p95", "metric": "latency_p95", "target": 0.5}],
-        }
-    )
-    clock = FakeClock()
-    provider = FakeProvider(clock)
-    provider.default_cpu = 42.0
     lb = FakeLoadBalancer()
-    health = FakeHealthChecker()
-    ctl = Controller(
-        cfg,
-        provider,
-        Store(tmp_path / "state.db"),
-        lb=lb,
-        health=health,
-        clock=clock,
-        executor=InlineExecutor(),
-    )
-    ctl.recover()
-    for _ in range(3):  # launch, boot, ready
-        ctl.tick()
-        clock.advance(1)
-    assert [m.state.value for m in ctl.table.values()] == ["ready"]
+    rig = Rig(tmp_path, lb=lb, policies=[{"kind": "target", "name": "cpu", "metric": "cpu", "target": 60.0}])
+    rig.provider.default_cpu = 42.0
+    rig.ctl.recover()
+    rig.tick(3)  # launch, boot, ready
+    assert rig.states() == {"web-1": "ready"}
     lb.set_figures("web-1", rate_rps=20.0, response_time_s=0.1, latency_p95_s=0.25)
-    health.inflight["http://127.0.0.1:20001"] = 3
-    ctl.tick()
-    found = scrape(ctl.metrics)
+    rig.health.inflight["http://127.0.0.1:20001"] = 3
+    rig.tick()
+    found = scrape(rig.ctl.metrics)
     g = frozenset({("group", "web")})
     assert found[("vmscale_policy_cpu_ratio", g)] == pytest.approx(0.42)
     assert found[("vmscale_policy_latency_p95_seconds", g)] == pytest.approx(0.25)  # the p95, not rtime

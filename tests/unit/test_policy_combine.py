@@ -86,7 +86,9 @@ def test_state_round_trips_through_json_and_keeps_events() -> None:
 
 def test_schedule_only_set_never_scales_in() -> None:
     ps = build_policy_set(
-        [SchedulePolicyConfig(entries=[{"cron": "0 3 * * *", "min": 2}])], min_count=1, max_count=5
+        [SchedulePolicyConfig(entries=[{"start": "0 3 * * *", "duration": "1h", "min": 2}])],
+        min_count=1,
+        max_count=5,
     )
     d, _ = ps.decide(snap([1.0] * 5, now=T0), ps.initial_state())
     assert d.desired == 5

@@ -80,11 +80,13 @@ def epoch(y: int, mo: int, d: int, h: int, mi: int = 0) -> float:
     return datetime(y, mo, d, h, mi, tzinfo=UTC).timestamp()
 
 
+# The same busy hours as before start/end windows existed (then written "0-59 9-17 * * 1-5", a
+# cron matching every minute from 09:00 to 17:59): each entry is now a window.
 SCHEDULE = SchedulePolicyConfig(
     entries=[
-        {"cron": "0-59 9-17 * * 1-5", "min": 3},
-        {"cron": "0-59 12 * * 1-5", "min": 5},
-        {"cron": "0-59 9-17 * * 1-5", "min": 2, "timezone": "America/New_York"},
+        {"start": "0 9 * * 1-5", "end": "0 18 * * 1-5", "min": 3},
+        {"start": "0 12 * * 1-5", "duration": "1h", "min": 5},
+        {"start": "0 9 * * 1-5", "end": "0 18 * * 1-5", "min": 2, "timezone": "America/New_York"},
     ]
 )
 
@@ -106,18 +108,92 @@ def test_schedule_floor(now: float, desired: int, expected: int) -> None:
     assert decision.desired == expected, decision.reason
 
 
-def test_schedule_config_errors() -> None:
+WEEKDAYS_9_TO_1730 = SchedulePolicyConfig(
+    entries=[{"start": "0 9 * * MON-FRI", "end": "30 17 * * MON-FRI", "min": 3}]
+)
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        pytest.param(epoch(2026, 11, 23, 9, 0), 3, id="opens-at-9"),
+        pytest.param(epoch(2026, 11, 23, 13, 0), 3, id="holds-all-afternoon"),
+        pytest.param(epoch(2026, 11, 23, 17, 29), 3, id="still-open-at-17-29"),
+        pytest.param(epoch(2026, 11, 23, 17, 30), 1, id="closed-at-17-30"),
+        pytest.param(epoch(2026, 11, 27, 16, 0), 3, id="friday-afternoon"),
+        pytest.param(epoch(2026, 11, 28, 10, 0), 1, id="saturday-closed"),
+    ],
+)
+def test_a_window_holds_from_start_to_end(now: float, expected: int) -> None:
+    """The bug this replaced: `0 9 * * 1-5` held its floor for the one minute the cron matched."""
+    ps = build_policy_set([WEEKDAYS_9_TO_1730], min_count=1, max_count=10)
+    decision, _ = ps.decide(snap([50.0], now=now, desired=1), ps.initial_state())
+    assert decision.desired == expected, decision.reason
+
+
+@pytest.mark.parametrize(
+    ("entry", "now", "expected"),
+    [
+        pytest.param({"start": "@daily", "duration": "1h"}, epoch(2026, 11, 24, 0, 59), 2, id="daily-open"),
+        pytest.param({"start": "@daily", "duration": "1h"}, epoch(2026, 11, 24, 1, 0), 1, id="daily-closed"),
+        pytest.param(
+            {"start": "0 22 * * *", "end": "0 6 * * *"}, epoch(2026, 11, 24, 3, 0), 2, id="across-midnight"
+        ),
+        pytest.param(
+            {"start": "0 22 * * *", "end": "0 6 * * *"}, epoch(2026, 11, 24, 7, 0), 1, id="after-the-night"
+        ),
+        pytest.param(
+            {"start": "0 * * * *", "duration": "3h"}, epoch(2026, 11, 24, 5, 10), 2, id="overlapping-windows"
+        ),
+    ],
+)
+def test_aliases_durations_and_night_windows(entry: dict[str, str], now: float, expected: int) -> None:
+    cfg = SchedulePolicyConfig(entries=[{**entry, "min": 2}])
+    ps = build_policy_set([cfg], min_count=1, max_count=10)
+    decision, _ = ps.decide(snap([50.0], now=now, desired=1), ps.initial_state())
+    assert decision.desired == expected, decision.reason
+
+
+def _schedule_problems(entry: dict[str, object]) -> str:
     with pytest.raises(ConfigError) as info:
-        parse_config({"policies": [{"kind": "schedule", "entries": [{"cron": "* 25 * * *", "min": 2}]}]})
-    assert "policies[0].entries[0]: cron hour: 25 is outside 0-23" in str(info.value)
-    with pytest.raises(ConfigError, match="unknown timezone"):
-        parse_config(
-            {
-                "policies": [
-                    {
-                        "kind": "schedule",
-                        "entries": [{"cron": "* * * * *", "min": 2, "timezone": "Mars/Olympus"}],
-                    }
-                ]
-            }
-        )
+        parse_config({"policies": [{"kind": "schedule", "entries": [entry]}]})
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        pytest.param(
+            {"start": "* 25 * * *", "end": "0 18 * * *", "min": 2},
+            "policies[0].entries[0].start: cron '* 25 * * *': the hour field '25' is not valid (0-23)",
+            id="bad-hour",
+        ),
+        pytest.param(
+            {"start": "0 9 * * *", "end": "0 18 * * *", "min": 2, "timezone": "Mars/Olympus"},
+            "policies[0].entries[0].timezone: unknown timezone",
+            id="bad-timezone",
+        ),
+        pytest.param(
+            {"start": "0 9 * * *", "min": 2},
+            "policies[0].entries[0].duration: give either `end`",
+            id="neither-end-nor-duration",
+        ),
+        pytest.param(
+            {"start": "0 9 * * *", "end": "0 18 * * *", "duration": "1h", "min": 2},
+            "give either `end` (a cron expression) or `duration`",
+            id="both-end-and-duration",
+        ),
+        pytest.param(
+            {"start": "0 9 * * *", "duration": "8 hours", "min": 2},
+            "write it like '8h30m'",
+            id="unreadable-duration",
+        ),
+        pytest.param(
+            {"cron": "0 9 * * 1-5", "min": 2},
+            "`cron` became `start` plus `end`",
+            id="old-cron-key-explains-the-change",
+        ),
+    ],
+)
+def test_schedule_config_errors(entry: dict[str, object], message: str) -> None:
+    assert message in _schedule_problems(entry)

@@ -122,20 +122,29 @@ class ServerHandle:
             self._thread.join(timeout_s)
 
 
-def serve_in_thread(app: FastAPI, host: str, port: int, *, start_timeout_s: float = 10.0) -> ServerHandle:
+def serve_in_thread(
+    app: FastAPI,
+    host: str,
+    port: int,
+    *,
+    start_timeout_s: float = 10.0,
+    sock: socket.socket | None = None,
+) -> ServerHandle:
     """Start serving ``app`` and return once it accepts connections (or raise with the reason).
 
     The socket is bound here, in the caller's thread, so "address in use" surfaces as an
-    ``OSError`` naming the address instead of a log line from a background thread.
+    ``OSError`` naming the address instead of a log line from a background thread. A caller that
+    reserved the address earlier (``vmscale.preflight.reserve``) passes its bound ``sock``.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(exc.errno, f"control API cannot listen on {host}:{port}: {exc.strerror}") from exc
+    if sock is None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"control API cannot listen on {host}:{port}: {exc.strerror}") from exc
     config = uvicorn.Config(
         app,
         log_level="warning",

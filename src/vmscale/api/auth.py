@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmscale.config.address import split_host_port
 from vmscale.errors import AuthError, ConfigError
 
 ENV_VAR = "VMSCALE_TOKENS"
@@ -137,17 +138,10 @@ class TokenStore:
 
 def split_bind(bind: str) -> tuple[str, int]:
     """``host:port`` (``[v6]:port`` for IPv6) into its parts, with a message a person can act on."""
-    host, sep, port_text = bind.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"bind {bind!r}: expected HOST:PORT, e.g. 127.0.0.1:8900")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"bind {bind!r}: port {port_text!r} is not a number") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"bind {bind!r}: port must be in 0..65535")
-    return host, port
+        return split_host_port(bind, port_zero_ok=True)
+    except ValueError as exc:
+        raise ValueError(f"bind {bind!r}: {exc}") from None
 
 
 def is_loopback(host: str) -> bool:

@@ -21,6 +21,7 @@ BENCHMARKS = {
     "metrics": "cost of one metrics sample for 10, 100 and 1,000 libvirt domains",
     "simulate": "simulator speed: a 24 h, 1 s trace for a 1,000-instance group",
     "haproxy": "runtime-API latency, time to first request, throughput, failures over scale-in cycles",
+    "store": "state store write latency per tick (SQLite vs PostgreSQL), ticks/s for 100 groups of 10",
 }
 _SCRIPT = {"metrics": "bench_libvirt_metrics.py"}
 
@@ -52,6 +53,7 @@ def bench(
     * **metrics**: one metrics sample for 10/100/1,000 libvirt domains
     * **simulate**: simulator speed on a 24 h trace for 1,000 instances
     * **haproxy**: balancer runtime API and loss-free scale-in
+    * **store**: state store writes per tick, SQLite vs PostgreSQL (starts a throw-away server)
 
     Examples:
 

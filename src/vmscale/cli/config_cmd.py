@@ -7,14 +7,21 @@ and a test keeps the two identical and the example valid.
 
 from __future__ import annotations
 
+import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from vmscale.cli.options import ENV_HELP, JsonOpt, OutputOpt, wants_json
 from vmscale.config import VmscaleConfig, load_config
+from vmscale.config.env import override_names
+from vmscale.config.policy import SchedulePolicyConfig
 from vmscale.errors import ConfigError
+from vmscale.policy import DEFAULT_POLICY
+from vmscale.policy.schedule import entry_words
 
 config_app = typer.Typer(
     name="config",
@@ -48,7 +55,10 @@ def describe(cfg: VmscaleConfig) -> str:
             f"It scales by {len(cfg.policies)} polic{'y' if len(cfg.policies) == 1 else 'ies'}: {pols}."
         )
     else:
-        policies = "No scaling policy is configured: the count changes only by hand (`vmscale scale N`)."
+        policies = (
+            "No [[policies]] are configured, so the default runs: "
+            f"{_policy_words(DEFAULT_POLICY)} (the Kubernetes HPA defaults)."
+        )
     lb = (
         f"HAProxy balances requests on {cfg.lb.haproxy.bind}"
         if cfg.lb.kind == "haproxy"
@@ -73,37 +83,70 @@ def _policy_words(p: object) -> str:
     name = getattr(p, "name", kind)
     metric = getattr(getattr(p, "metric", None), "value", getattr(p, "metric", "?"))
     if kind == "target":
-        return f"'{name}' holds {metric} near {getattr(p, 'target', '?')}"
+        return f"'{name}' holds {metric} near {getattr(p, 'target', '?'):g}"
     if kind == "threshold":
         lower = getattr(p, "lower", None)
         down = f", in below {lower}" if lower is not None else ""
         return f"'{name}' steps up when {metric} is above {getattr(p, 'upper', '?')}{down}"
+    if isinstance(p, SchedulePolicyConfig):
+        windows = ", ".join(f"{e.min} from {entry_words(e)}" for e in p.entries)
+        return f"'{name}' keeps at least {windows}"
     return f"'{name}' ({kind} on {metric})"
 
 
-@config_app.command()
+@config_app.command(epilog=ENV_HELP)
 def check(
     file: Annotated[Path, typer.Argument(help="the config file (TOML)")],
+    as_json: JsonOpt = False,
+    output: OutputOpt = None,
 ) -> None:
     """Validate a config file: print every problem with its path and exit 2, or print "ok" and
     what the config will do. Nothing is started.
+
+    Settings from `VMSCALE_SECTION__KEY` environment variables are applied on top of the file,
+    as `vmscale up` would apply them; a problem with one names the variable.
 
     **Examples**
 
     ```
     vmscale config check vmscale.toml
     vmscale config example > my.toml && vmscale config check my.toml
+    VMSCALE_GROUP__MAX=6 vmscale config check my.toml      # what `up` would run with
+    vmscale config check my.toml -o json | jq '.problems[].path'
     ```
     """
+    env = dict(os.environ)
     try:
-        cfg = load_config(file)
+        cfg = load_config(file, env=env)
     except ConfigError as exc:
-        typer.echo(f"{exc.source}: {len(exc.problems)} problem(s)", err=True)
-        for problem in exc.problems:
-            typer.echo(f"  {problem}", err=True)
+        if wants_json(as_json, output):
+            located = getattr(exc, "located", None)
+            problems = (
+                [p.to_dict() for p in located]
+                if located is not None
+                else [{"path": "", "message": p, "env_var": ""} for p in exc.problems]
+            )
+            typer.echo(json.dumps({"ok": False, "source": exc.source, "problems": problems}, indent=2))
+        else:
+            typer.echo(f"{exc.source}: {len(exc.problems)} problem(s)", err=True)
+            for problem in exc.problems:
+                typer.echo(f"  {problem}", err=True)
         raise typer.Exit(2) from None
+    overrides = override_names(env)
+    if wants_json(as_json, output):
+        body = {
+            "ok": True,
+            "source": str(file),
+            "env_overrides": overrides,
+            "description": describe(cfg),
+            "config": cfg.model_dump(mode="json"),
+        }
+        typer.echo(json.dumps(body, indent=2))
+        return
     typer.echo("ok")
     typer.echo(describe(cfg))
+    if overrides:
+        typer.echo(f"Set from the environment: {', '.join(overrides)}.")
 
 
 @config_app.command()

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from vmscale.cli.options import Output, wants_json
 from vmscale.errors import VmscaleError
 
 image_app = typer.Typer(help="Build and inspect the guest image libvirt VMs boot from.", no_args_is_help=True)
@@ -22,7 +23,17 @@ def build(
     suite: str = typer.Option("bookworm", help="Debian suite to debootstrap"),
     mirror: str = typer.Option("", help="Debian mirror; default = the host's apt mirror"),
 ) -> None:
-    """Debootstrap a minimal Debian with the backend and a lean boot path (needs root)."""
+    """Debootstrap a minimal Debian with the backend and a lean boot path (needs root).
+
+    Cached by a hash of its inputs: a second run with nothing changed returns at once.
+
+    **Examples**
+
+    ```
+    vmscale image build
+    vmscale image build --out /var/lib/vmscale/image-test --force
+    ```
+    """
     from vmscale.providers.libvirt.image import STEPS, build_image
 
     console = Console(stderr=True)
@@ -60,9 +71,19 @@ def build(
 @image_app.command("info")
 def info(
     out: Path = typer.Option(Path("/var/lib/vmscale/image"), "--out", help="image folder"),
-    as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON"),
+    as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON (= -o json)"),
+    output: Output | None = typer.Option(None, "--output", "-o", help="text or json (kubectl style)"),
 ) -> None:
-    """Show the built image's manifest: hash, inputs, kernel, size."""
+    """Show the built image's manifest: hash, inputs, kernel, size.
+
+    **Examples**
+
+    ```
+    vmscale image info
+    vmscale image info -o json | jq .hash
+    ```
+    """
+    as_json = wants_json(as_json, output)
     from dataclasses import asdict
 
     from vmscale.providers.libvirt.image import load_manifest

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from vmscale.cli import fmt
 from vmscale.cli.api_client import ApiClient, ApiError, fail, listing, read_token
+from vmscale.cli.options import OutputOpt, wants_json
 
 DEFAULT_API = "http://127.0.0.1:8900"
 
@@ -31,12 +32,15 @@ TokenFileOpt = Annotated[
     Path | None,
     typer.Option(
         "--token-file",
-        help="file holding the API token (a bare token, or 'SCOPE TOKEN' lines); default: $VMSCALE_TOKEN",
+        help="file holding the API token (a bare token, or 'SCOPE TOKEN' lines); without it the "
+        "token is read from the VMSCALE_TOKEN environment variable (never from the command line)",
         dir_okay=False,
     ),
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="seconds to wait for each API call")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's raw JSON (for scripts)")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="print the API's raw JSON (for scripts); the same as -o json")
+]
 
 
 def _client(api: str, token_file: Path | None, timeout: float) -> ApiClient:
@@ -58,6 +62,7 @@ def status(
     token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
     as_json: JsonOpt = False,
+    output: OutputOpt = None,
 ) -> None:
     """Show the group's counts, bounds, provider, balancer and last decision.
 
@@ -66,9 +71,11 @@ def status(
     ```
     vmscale status
     vmscale status --json | jq .desired
+    vmscale status -o json              # the same, as kubectl users type it
     VMSCALE_API=http://127.0.0.1:8901 vmscale status
     ```
     """
+    as_json = wants_json(as_json, output)
     g = _call(api, token_file, timeout, "GET", "/v1/group")
     if as_json:
         typer.echo(json.dumps(g, indent=2))
@@ -101,6 +108,7 @@ def instances(
     token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
     as_json: JsonOpt = False,
+    output: OutputOpt = None,
 ) -> None:
     """List the group's instances with their state, endpoint and CPU.
 
@@ -109,8 +117,10 @@ def instances(
     ```
     vmscale instances
     vmscale instances --json | jq -r '.instances[] | select(.state=="ready") | .endpoint'
+    vmscale instances -o json
     ```
     """
+    as_json = wants_json(as_json, output)
     body = _call(api, token_file, timeout, "GET", "/v1/instances")
     rows = listing(body, "instances")
     if as_json:  # always {"instances": [...]}, whether the API wraps the list or not
@@ -156,6 +166,7 @@ def scale(
     token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
     as_json: JsonOpt = False,
+    output: OutputOpt = None,
 ) -> None:
     """Set the desired instance count by hand (recorded with who asked).
 
@@ -168,6 +179,7 @@ def scale(
     VMSCALE_TOKEN=... vmscale scale 1 --api http://10.0.0.5:8900
     ```
     """
+    as_json = wants_json(as_json, output)
     g = _call(api, token_file, timeout, "POST", "/v1/group/desired", json={"desired": count})
     _print_group_change(g, as_json, f"desired count set to {count}")
     if isinstance(g, dict) and not g.get("paused"):
@@ -183,6 +195,7 @@ def pause(
     token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
     as_json: JsonOpt = False,
+    output: OutputOpt = None,
 ) -> None:
     """Pause automatic scaling decisions.
 
@@ -194,6 +207,7 @@ def pause(
     vmscale pause && vmscale scale 2     # hold the group at 2
     ```
     """
+    as_json = wants_json(as_json, output)
     g = _call(api, token_file, timeout, "POST", "/v1/group/pause")
     _print_group_change(g, as_json, "automatic scaling paused")
 
@@ -203,6 +217,7 @@ def resume(
     token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
     as_json: JsonOpt = False,
+    output: OutputOpt = None,
 ) -> None:
     """Resume automatic scaling decisions after `vmscale pause`.
 
@@ -212,6 +227,7 @@ def resume(
     vmscale resume
     ```
     """
+    as_json = wants_json(as_json, output)
     g = _call(api, token_file, timeout, "POST", "/v1/group/resume")
     _print_group_change(g, as_json, "automatic scaling resumed")
 
@@ -238,8 +254,9 @@ def logs(
     token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
     as_json: Annotated[
-        bool, typer.Option("--json", help="one JSON event per line ({seq,t,type,data})")
+        bool, typer.Option("--json", help="one JSON event per line ({seq,t,type,data}); = -o json")
     ] = False,
+    output: OutputOpt = None,
 ) -> None:
     """Show recent scaling decisions, and with --follow every event live.
 
@@ -254,6 +271,7 @@ def logs(
     vmscale logs -f --json --types tick | jq .data.actual
     ```
     """
+    as_json = wants_json(as_json, output)
     wanted = {t.strip() for t in types.split(",") if t.strip()} if types else None
     show = (lambda t: t in wanted) if wanted else (lambda t: t != "tick")
     client = _client(api, token_file, timeout)

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from vmscale.cli.options import OutputOpt, wants_json
+
 
 def report(
     out_dir: Annotated[
@@ -15,6 +17,7 @@ def report(
         typer.Argument(help="folder holding autoscaler.jsonl and client.jsonl (the demo's --out)"),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="print summary.json to stdout")] = False,
+    output: OutputOpt = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="draw the PNGs and report.html")] = True,
     synthetic: Annotated[
         bool,
@@ -47,7 +50,7 @@ def report(
     except FileNotFoundError as exc:
         typer.echo(f"error: {exc}. Point at the folder a demo wrote (`vmscale demo --out DIR`).", err=True)
         raise typer.Exit(2) from None
-    if as_json:
+    if wants_json(as_json, output):
         typer.echo(json.dumps(summary, indent=2))
         return
     typer.echo(summary["what_happened"])

@@ -2,52 +2,38 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import signal
-import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
+from vmscale import sdnotify
+from vmscale.cli.logsetup import LOG_FORMATS, setup_logging
+from vmscale.cli.options import ENV_HELP
 from vmscale.config import load_config
-from vmscale.errors import ConfigError, VmscaleError
+from vmscale.errors import ConfigError, ProviderUnavailableError, StartupError, StoreError, VmscaleError
 
 err = Console(stderr=True)
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "t": round(record.created, 3),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "msg": record.getMessage(),
-            }
-        )
-
-
-def setup_logging(fmt: str, verbose: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
-
-
 def _load(path: Path) -> Any:
     try:
-        return load_config(path)
+        return load_config(path, env=os.environ)
     except ConfigError as exc:
-        err.print(f"[red]invalid config[/] {exc}")
+        typer.echo(f"invalid config {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """One line on stderr (a person reads it; systemd's journal too), then exit."""
+    sdnotify.notify(f"STATUS=failed: {message}")
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
 
 
 def up(
@@ -56,7 +42,7 @@ def up(
         bool, typer.Option(help="on stop, leave instances running (they keep serving)")
     ] = False,
     log_format: Annotated[
-        str, typer.Option(help="text or json (one object per line, for log shippers)")
+        str, typer.Option(help="text or json (one object per line, tracebacks included, for log shippers)")
     ] = "text",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -66,36 +52,47 @@ def up(
     then reconciles every `group.interval_s`. On stop it terminates what it launched, unless
     `--keep-instances`; a later `vmscale up` adopts instances that were kept.
 
-    Examples:
+    Start-up checks first what would make it fail (a port in use, a missing library, libvirtd not
+    running, an open bind without tokens) and then exits 2 with one line saying what to change;
+    if anything fails later in start-up, whatever it had started is stopped again. Under systemd
+    (`Type=notify`) it reports READY=1 once the API answers and restart recovery is done, and
+    STOPPING=1 when it stops.
 
-        vmscale up -c vmscale.toml
+    **Examples**
 
-        vmscale up -c vmscale.toml --log-format json --keep-instances
+    ```
+    vmscale up -c vmscale.toml
+    vmscale up -c vmscale.toml --log-format json --keep-instances
+    VMSCALE_GROUP__MAX=6 vmscale up -c vmscale.toml          # the environment wins over the file
+    VMSCALE_API__BIND=0.0.0.0:8900 VMSCALE_TOKENS=write:$(cat token) vmscale up -c vmscale.toml
+    ```
     """
-    if log_format not in ("text", "json"):
-        err.print("[red]--log-format must be text or json[/]")
-        raise typer.Exit(2)
+    if log_format not in LOG_FORMATS:
+        _fail("--log-format must be text or json", 2)
     setup_logging(log_format, verbose)
     cfg = _load(config)
     from vmscale.service import Service
 
     try:
         svc = Service(cfg)
-    except ConfigError as exc:
-        err.print(f"[red]invalid settings[/] {exc}")
-        raise typer.Exit(2) from None
+    except (ConfigError, StartupError) as exc:
+        _fail(f"{exc}", 2)
+    except StoreError as exc:  # the state store cannot be opened (unreachable, newer schema...)
+        _fail(str(exc), 1)
     stop_signals = {signal.SIGINT, signal.SIGTERM}
     for sig in stop_signals:
         signal.signal(sig, lambda *_: svc.request_stop())
     try:
         svc.start()
-        logging.getLogger("vmscale").info("control API on %s; group %s", svc.api_url, cfg.group.name)
-        while not svc.wait(0.5):
-            pass
+    except StartupError as exc:
+        _fail(str(exc), 2)
     except VmscaleError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        svc.stop(terminate=not keep_instances)
-        raise typer.Exit(1) from None
+        _fail(str(exc), 1)
+    logging.getLogger("vmscale").info("control API on %s; group %s", svc.api_url, cfg.group.name)
+    sdnotify.notify("READY=1", f"STATUS=group {cfg.group.name}: control API on {svc.api_url}")
+    while not svc.wait(0.5):
+        pass
+    sdnotify.notify("STOPPING=1", f"STATUS=group {cfg.group.name}: stopping")
     svc.stop(terminate=not keep_instances)
 
 
@@ -113,11 +110,18 @@ def down(
     """
     cfg = _load(config)
     from vmscale.service import build_lb, build_provider, state_dir_of
-    from vmscale.store import InstanceRow, Store
+    from vmscale.store import InstanceRow, open_state_store
 
     state = state_dir_of(cfg)
-    provider = build_provider(cfg, state)
-    store = Store(Path(cfg.state.db) if cfg.state.db else state / "state.db")
+    try:
+        provider = build_provider(cfg, state)
+    except StartupError as exc:
+        _fail(str(exc), 2)
+    try:
+        store = open_state_store(cfg.state, state)
+    except VmscaleError as exc:
+        provider.close()
+        _fail(str(exc), 1)
     try:
         names = {i.name for i in provider.list(cfg.group.name)} | {
             r.name for r in store.instances(cfg.group.name)
@@ -128,12 +132,11 @@ def down(
                 InstanceRow(name, cfg.group.name, 0, "gone"), time.time(), src="?", reason="vmscale down"
             )
             typer.echo(f"terminated {name}")
-        lb = build_lb(cfg, state)
-        if lb is not None:
-            lb.stop()
+        build_lb(cfg, state).stop()
+    except ProviderUnavailableError as exc:
+        _fail(str(exc), 2)  # e.g. libvirtd not running: the message says how to start it
     except VmscaleError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        _fail(str(exc), 1)
     finally:
         provider.close()
         store.close()
@@ -210,6 +213,6 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel="Run")(up)
-    app.command(rich_help_panel="Run")(down)
+    app.command(rich_help_panel="Run", epilog=ENV_HELP)(up)
+    app.command(rich_help_panel="Run", epilog=ENV_HELP)(down)
     app.command(rich_help_panel="Run")(demo)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from vmscale.cli.options import OutputOpt, wants_json
 from vmscale.config import parse_config
 from vmscale.config.policy import SimulateConfig
 from vmscale.config.schema import VmscaleConfig
@@ -45,7 +47,7 @@ def load_simulation_config(path: Path | None) -> tuple[VmscaleConfig, SimulateCo
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"not valid TOML: {exc}"], str(path)) from None
     raw_sim = None if "simulate" in VmscaleConfig.model_fields else data.pop("simulate", None)
-    cfg = parse_config(data, str(path))
+    cfg = parse_config(data, str(path), env=os.environ)
     sim = getattr(cfg, "simulate", None)
     if not isinstance(sim, SimulateConfig):
         try:
@@ -110,6 +112,7 @@ def simulate_cmd(
         Path | None, typer.Option("--config", "-c", help="config file (TOML); default settings if omitted")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object keyed by policy")] = False,
+    output: OutputOpt = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="write simulate.png and simulate.json here")
     ] = None,
@@ -176,7 +179,7 @@ def simulate_cmd(
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "simulate.json").write_text(json.dumps(doc), encoding="utf-8")
         plot_runs(runs, out_dir / "simulate.png", title=trace.name)
-    if as_json:
+    if wants_json(as_json, output):
         typer.echo(json.dumps(doc))
     else:
         _print_text(runs)

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import typer
 
+from vmscale.cli.api_client import read_token
+from vmscale.cli.options import Output, wants_json
+
 LOAD_HELP = """Send load to fib backends and summarise the response times.
 
 **Modes** (`--mode`, or several back to back with `--phases low:10,high:30,idle:20`):
@@ -34,7 +37,9 @@ planned request that would exceed `--max-outstanding` in flight is logged as err
 ```
 vmscale load --mode low --url http://127.0.0.1:8000 --duration 10
 vmscale load --mode high --url http://127.0.0.1:8000 --calibrate --duration 20 --log client.jsonl
-vmscale load --api http://127.0.0.1:8900 --phases low:10,high:60,idle:30 --pick p2c --json
+vmscale load --api http://127.0.0.1:8900 --phases low:10,high:60,idle:30 --pick p2c -o json
+VMSCALE_TOKEN=$(cat read.token) vmscale load --api http://10.0.0.5:8900 --mode low
+vmscale load --api http://10.0.0.5:8900 --token-file /etc/vmscale/read.token --mode high --calibrate
 vmscale load --mode step --rate 40 --url http://127.0.0.1:8000 --url http://127.0.0.1:8001
 vmscale load --mode trace --trace rates.csv --duration 300 --api http://127.0.0.1:8900
 ```
@@ -58,7 +63,12 @@ def backend(
 ) -> None:
     """Run the fib backend: GET / · /{n} · /fib/{n} · /healthz (JSON). Stops cleanly on SIGTERM.
 
-    Example: `vmscale backend --port 8000 --name web-1` then `curl localhost:8000/30`.
+    **Examples**
+
+    ```
+    vmscale backend --port 8000 --name web-1      # then: curl localhost:8000/30
+    vmscale backend --port 8001 --workers 2 --fib-max-n 32
+    ```
     """
     from vmscale.workload.backend import serve, validate
 
@@ -73,7 +83,13 @@ def load(
     mode: str = typer.Option("low", help="low | high | step | ramp | trace | idle (see above)."),
     url: list[str] = typer.Option([], "--url", help="Backend base URL (repeat for several)."),
     api: str | None = typer.Option(None, help="Control API URL: follow its endpoint list (SSE)."),
-    token: str | None = typer.Option(None, envvar="VMSCALE_TOKEN", help="Bearer token for --api."),
+    token_file: Path | None = typer.Option(
+        None,
+        "--token-file",
+        dir_okay=False,
+        help="File holding the token for --api; without it the token is read from $VMSCALE_TOKEN "
+        "(never from the command line, where `ps` shows it).",
+    ),
     duration: float = typer.Option(20.0, help="Seconds per phase."),
     phases: str | None = typer.Option(
         None, help="Phases back to back: mode:seconds[@rate],... e.g. low:10,high:30."
@@ -98,7 +114,8 @@ def load(
     ),
     seed: int | None = typer.Option(None, help="Random seed (endpoint choice, n, arrivals)."),
     log: Path | None = typer.Option(None, "--log", help="Write every request to this JSONL file."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (= -o json)."),
+    output: Output | None = typer.Option(None, "--output", "-o", help="text or json (kubectl style)."),
 ) -> None:
     from vmscale.workload.discovery import (
         DiscoveryError,
@@ -132,6 +149,7 @@ def load(
     except LoadParameterError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    token = read_token(token_file) if api else None
     source: EndpointSource = EventStreamEndpoints(api, token) if api else StaticEndpoints(url)
 
     async def main() -> Summary:
@@ -149,7 +167,7 @@ def load(
     except DiscoveryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(3) from None
-    if as_json:
+    if wants_json(as_json, output):
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         print_summary(summary)

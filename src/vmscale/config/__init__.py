@@ -1,8 +1,12 @@
 """Load and validate the config file, once, reporting every problem with its path.
 
-    cfg = load_config(Path("vmscale.toml"))     # raises ConfigError with all problems
+    cfg = load_config(Path("vmscale.toml"), env=os.environ)   # raises ConfigError with all problems
 
-The rest of the code receives the frozen ``VmscaleConfig`` and never re-validates.
+Three layers, each reporting everything it finds: the file (TOML), ``VMSCALE_SECTION__KEY``
+environment variables on top of it (``config.env``), then validation in two passes — pydantic
+for each setting and the rules inside a section, and ``config.checks`` for rules across sections,
+run over every section that is valid on its own. The rest of the code receives the frozen
+``VmscaleConfig`` and never re-validates.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from vmscale.config.checks import Validated, cross_checks, validated_parts
+from vmscale.config.env import apply_env
+from vmscale.config.problems import ConfigProblems, Problem
 from vmscale.config.schema import VmscaleConfig
 from vmscale.errors import ConfigError
 
-__all__ = ["VmscaleConfig", "format_loc", "load_config", "parse_config"]
+__all__ = ["ConfigProblems", "Problem", "VmscaleConfig", "format_loc", "load_config", "parse_config"]
 
 
 def format_loc(loc: tuple[int | str, ...]) -> str:
@@ -31,7 +38,7 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def _problems(exc: ValidationError) -> list[str]:
+def _problems(exc: ValidationError) -> list[tuple[tuple[int | str, ...], str]]:
     problems = []
     for err in exc.errors():
         # Discriminated unions add the tag ('target') to the location; it says nothing to a user.
@@ -42,21 +49,39 @@ def _problems(exc: ValidationError) -> list[str]:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown setting (check the spelling; `vmscale config example` lists them all)"
-        problems.append(f"{format_loc(loc)}: {msg}")
+        problems.append((loc, msg))
     return problems
 
 
 _UNION_TAGS = {"threshold", "target", "step", "schedule"}
 
 
-def parse_config(data: Mapping[str, Any], source: str = "config") -> VmscaleConfig:
+def _env_var_of(loc: tuple[int | str, ...], origin: Mapping[tuple[str | int, ...], str]) -> str:
+    """The variable that supplied the value at ``loc`` (or a table around it), if one did."""
+    for k in range(len(loc), 0, -1):
+        if loc[:k] in origin:
+            return origin[loc[:k]]
+    return ""
+
+
+def parse_config(
+    data: Mapping[str, Any], source: str = "config", *, env: Mapping[str, str] | None = None
+) -> VmscaleConfig:
+    """Validate ``data`` (with ``env``'s ``VMSCALE_*__*`` settings on top); every problem at once."""
+    merged, origin, problems = apply_env(data, env) if env else (dict(data), {}, [])
     try:
-        return VmscaleConfig.model_validate(dict(data))
+        cfg: VmscaleConfig | None = VmscaleConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_problems(exc), source) from None
+        cfg = None
+        problems += [Problem(format_loc(loc), msg, _env_var_of(loc, origin)) for loc, msg in _problems(exc)]
+    parts = Validated.of(cfg) if cfg is not None else validated_parts(merged)
+    problems += cross_checks(parts)
+    if problems or cfg is None:
+        raise ConfigProblems(problems, source)
+    return cfg
 
 
-def load_config(path: Path) -> VmscaleConfig:
+def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> VmscaleConfig:
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -65,4 +90,4 @@ def load_config(path: Path) -> VmscaleConfig:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError([f"not valid TOML: {exc}"], str(path)) from None
-    return parse_config(data, str(path))
+    return parse_config(data, str(path), env=env)

@@ -1,6 +1,7 @@
 """Schemas of the scaling policies and of the what-if simulator. Owned by the policy layer (issue 3).
 
-Every duration is seconds and says so (``_s``); percentages are 0..100. The arithmetic that uses
+Every duration is seconds and says so (``_s``), except a schedule entry's ``duration``, written
+the way people say it ("8h30m"); percentages are 0..100. The arithmetic that uses
 these values lives in ``vmscale.policy``; here is only what a user may write in the config file::
 
     [[policies]]
@@ -12,11 +13,12 @@ these values lives in ``vmscale.policy``; here is only what a user may write in 
 from __future__ import annotations
 
 import itertools
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from vmscale.config.base import Section
+from vmscale.cron import check_cron, parse_duration
 from vmscale.model import Metric
 
 
@@ -41,11 +43,13 @@ class ThresholdPolicyConfig(Section):
     cooldown_up_s: float = Field(0.0, ge=0, description="after a scale-up, wait before another scale-up")
     cooldown_down_s: float = Field(0.0, ge=0, description="after any scale event, wait before scaling in")
 
-    @model_validator(mode="after")
-    def _bounds(self) -> ThresholdPolicyConfig:
-        if self.lower is not None and self.lower >= self.upper:
-            raise ValueError(f"lower ({self.lower}) must be below upper ({self.upper})")
-        return self
+    @field_validator("lower")
+    @classmethod
+    def _bounds(cls, lower: float | None, info: ValidationInfo) -> float | None:
+        upper = info.data.get("upper")
+        if lower is not None and upper is not None and lower >= upper:
+            raise ValueError(f"lower ({lower}) must be below upper ({upper})")
+        return lower
 
 
 class RateLimit(Section):
@@ -67,7 +71,9 @@ class TargetPolicyConfig(Section):
     name: str = "target"
     metric: Metric = Metric.CPU
     target: float = Field(60.0, gt=0)
-    tolerance: float = Field(0.1, ge=0, lt=1, description="dead band around the target, as a fraction")
+    tolerance: float = Field(
+        0.1, ge=0, lt=1, validate_default=True, description="dead band around the target, as a fraction"
+    )
     up_stabilization_s: float = Field(0.0, ge=0, description="take the lowest recommendation of this window")
     down_stabilization_s: float = Field(
         300.0, ge=0, description="take the highest recommendation of this window"
@@ -77,15 +83,17 @@ class TargetPolicyConfig(Section):
     cooldown_up_s: float = Field(0.0, ge=0, description="after a scale-up, wait before another scale-up")
     cooldown_down_s: float = Field(0.0, ge=0, description="after any scale event, wait before scaling in")
 
-    @model_validator(mode="after")
-    def _reachable(self) -> TargetPolicyConfig:
+    @field_validator("tolerance")
+    @classmethod
+    def _reachable(cls, tolerance: float, info: ValidationInfo) -> float:
         # CPU cannot read above 100%: a saturated group must look *outside* the dead band, or it never grows.
-        if self.metric is Metric.CPU and self.target * (1 + self.tolerance) >= 100:
+        metric, target = info.data.get("metric"), info.data.get("target")
+        if metric is Metric.CPU and target is not None and target * (1 + tolerance) >= 100:
             raise ValueError(
-                f"cpu target {self.target:g}% with tolerance {self.tolerance:g} puts 100% inside the dead "
+                f"cpu target {target:g}% with tolerance {tolerance:g} puts 100% inside the dead "
                 "band, so a saturated group would never scale up; lower the target or the tolerance"
             )
-        return self
+        return tolerance
 
 
 class StepAdjustment(Section):
@@ -95,13 +103,13 @@ class StepAdjustment(Section):
     upper_bound: float | None = Field(None, gt=0, description="none = no upper end")
     adjustment: int = Field(ge=1, description="instances added (or removed, on the down side)")
 
-    @model_validator(mode="after")
-    def _order(self) -> StepAdjustment:
-        if self.upper_bound is not None and self.upper_bound <= self.lower_bound:
-            raise ValueError(
-                f"upper_bound ({self.upper_bound}) must be above lower_bound ({self.lower_bound})"
-            )
-        return self
+    @field_validator("upper_bound")
+    @classmethod
+    def _order(cls, upper_bound: float | None, info: ValidationInfo) -> float | None:
+        lower_bound = info.data.get("lower_bound")
+        if upper_bound is not None and lower_bound is not None and upper_bound <= lower_bound:
+            raise ValueError(f"upper_bound ({upper_bound}) must be above lower_bound ({lower_bound})")
+        return upper_bound
 
 
 def _check_steps(steps: list[StepAdjustment], side: str) -> None:
@@ -122,7 +130,7 @@ class StepPolicyConfig(Section):
     name: str = "step"
     metric: Metric = Metric.CPU
     upper: float | None = Field(70.0, gt=0)
-    lower: float | None = Field(None, ge=0)
+    lower: float | None = Field(None, ge=0, validate_default=True)
     steps_up: list[StepAdjustment] = Field(
         default_factory=lambda: [
             StepAdjustment(lower_bound=0, upper_bound=20, adjustment=1),
@@ -135,42 +143,82 @@ class StepPolicyConfig(Section):
     cooldown_up_s: float = Field(0.0, ge=0)
     cooldown_down_s: float = Field(60.0, ge=0)
 
-    @model_validator(mode="after")
-    def _steps(self) -> StepPolicyConfig:
-        if self.upper is None and self.lower is None:
+    @field_validator("lower")
+    @classmethod
+    def _bounds(cls, lower: float | None, info: ValidationInfo) -> float | None:
+        if "upper" not in info.data:
+            return lower  # upper itself is wrong: reported there
+        upper = info.data["upper"]
+        if upper is None and lower is None:
             raise ValueError("set upper, lower or both")
-        if self.upper is not None and self.lower is not None and self.lower >= self.upper:
-            raise ValueError(f"lower ({self.lower}) must be below upper ({self.upper})")
-        if self.upper is not None and not self.steps_up:
-            raise ValueError("steps_up must not be empty when upper is set")
-        if self.lower is not None and not self.steps_down:
-            raise ValueError("steps_down must not be empty when lower is set")
-        _check_steps(self.steps_up, "steps_up")
-        _check_steps(self.steps_down, "steps_down")
-        return self
+        if upper is not None and lower is not None and lower >= upper:
+            raise ValueError(f"lower ({lower}) must be below upper ({upper})")
+        return lower
+
+    @field_validator("steps_up", "steps_down")
+    @classmethod
+    def _steps(cls, steps: list[StepAdjustment], info: ValidationInfo) -> list[StepAdjustment]:
+        side = info.field_name or "steps"
+        bound = "upper" if side == "steps_up" else "lower"
+        if info.data.get(bound) is not None and not steps:
+            raise ValueError(f"{side} must not be empty when {bound} is set")
+        _check_steps(steps, side)
+        return steps
 
 
 class ScheduleEntry(Section):
-    """While ``cron`` matches the current minute (in ``timezone``), keep at least ``min`` instances."""
+    """From each ``start`` until the next ``end`` (or for ``duration``), in ``timezone``, keep at least
+    ``min`` instances: "from 09:00 to 17:30 on weekdays keep at least 3" is
+    ``start = "0 9 * * MON-FRI"``, ``end = "30 17 * * MON-FRI"``, ``min = 3``."""
 
-    cron: str = Field(description="minute hour day-of-month month day-of-week, e.g. '0-59 9-17 * * 1-5'")
+    start: str = Field(
+        description="cron expression that opens the window, e.g. '0 9 * * MON-FRI' or '@daily'"
+    )
+    end: str = Field("", description="cron expression that closes it (its first match after the start)")
+    duration: str = Field(
+        "", validate_default=True, description="or how long it stays open, e.g. '8h30m', '90m', '1d'"
+    )
     min: int = Field(ge=0)
     timezone: str = "UTC"
 
-    @model_validator(mode="after")
-    def _valid(self) -> ScheduleEntry:
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "cron" in data:
+            raise ValueError(
+                "`cron` became `start` plus `end` (or `duration`), so an entry holds for a window, not "
+                "one minute: e.g. start = '0 9 * * MON-FRI', end = '30 17 * * MON-FRI'"
+            )
+        return data
+
+    @field_validator("start", "end")
+    @classmethod
+    def _cron(cls, value: str, info: ValidationInfo) -> str:
+        return check_cron(value) if value or info.field_name == "start" else value
+
+    @field_validator("duration", mode="after")
+    @classmethod
+    def _end_or_duration(cls, duration: str, info: ValidationInfo) -> str:
+        if duration:
+            parse_duration(duration)
+        if "end" in info.data and bool(info.data["end"]) == bool(duration):
+            raise ValueError("give either `end` (a cron expression) or `duration` (e.g. '8h30m'), not both")
+        return duration
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-        from vmscale.cron import parse_cron
-
-        parse_cron(self.cron)  # raises ValueError naming the bad field
         try:
-            ZoneInfo(self.timezone)
+            ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown timezone {self.timezone!r} (use an IANA name like 'Europe/Paris')"
-            ) from None
-        return self
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name like 'Europe/Paris')") from None
+        return value
+
+    @property
+    def duration_s(self) -> float | None:
+        return parse_duration(self.duration) if self.duration else None
 
 
 class SchedulePolicyConfig(Section):

@@ -1,6 +1,8 @@
 """The config file's schema: one group, its provider, template, policies, health, balancer and API.
 
 Durations are seconds and carry ``_s`` in their names; sizes carry their unit (``memory_mb``).
+Rules within one section are field validators here; rules across sections (a warm-pool kind the
+provider cannot do, a policy metric without a balancer...) live in ``vmscale.config.checks``.
 """
 
 from __future__ import annotations
@@ -8,35 +10,56 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
+from vmscale.config.address import split_host_port
 from vmscale.config.base import Section
+from vmscale.config.event_log import EventLogConfig
 from vmscale.config.haproxy import HaproxyConfig
 from vmscale.config.health import HealthConfig
 from vmscale.config.libvirt import LibvirtProviderConfig
 from vmscale.config.policy import PolicyConfig, SimulateConfig
 from vmscale.config.process import ProcessProviderConfig
+from vmscale.config.state import StateConfig
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 
 class GroupConfig(Section):
+    # Each rule is a field validator, so it is reported at its own path (``group.name``) and runs
+    # even when a sibling field is wrong; a rule between fields reads the earlier ones from
+    # ``info.data``, where a field that failed is absent (and the rule is then skipped).
     name: str = Field("web", description="group name; instances are named GROUP-N")
     min: int = Field(1, ge=0)
-    max: int = Field(4, ge=1, le=1000)
+    max: int = Field(4, ge=1, le=1000, validate_default=True)
     initial: int | None = Field(None, ge=0, description="count at start; default = min")
     interval_s: float = Field(1.0, gt=0, le=60, description="reconcile/sampling interval")
     history_s: float = Field(600.0, gt=0, description="how much sample history policies can see")
 
-    @model_validator(mode="after")
-    def _bounds(self) -> GroupConfig:
-        if not NAME_RE.match(self.name):
-            raise ValueError("name must be lowercase letters, digits and '-', starting with a letter")
-        if self.min > self.max:
-            raise ValueError(f"min ({self.min}) must be <= max ({self.max})")
-        if self.initial is not None and not (self.min <= self.initial <= self.max):
-            raise ValueError(f"initial ({self.initial}) must be within [min, max] = [{self.min}, {self.max}]")
-        return self
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError(
+                f"{value!r}: use lowercase letters, digits and '-', starting with a letter (at most 31)"
+            )
+        return value
+
+    @field_validator("max")
+    @classmethod
+    def _max(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min")
+        if low is not None and low > value:
+            raise ValueError(f"max ({value}) must be >= min ({low})")
+        return value
+
+    @field_validator("initial")
+    @classmethod
+    def _initial(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low, high = info.data.get("min"), info.data.get("max")
+        if value is not None and low is not None and high is not None and not low <= value <= high:
+            raise ValueError(f"initial ({value}) must be within [min, max] = [{low}, {high}]")
+        return value
 
     @property
     def initial_count(self) -> int:
@@ -77,15 +100,16 @@ class LbConfig(Section):
 
 
 class ApiConfig(Section):
-    bind: str = Field("127.0.0.1:8900", description="control API address (host:port)")
+    bind: str = Field("127.0.0.1:8900", description="control API address (host:port; port 0 = any free)")
     token_file: str = Field("", description="file of tokens ('SCOPE TOKEN' per line); or VMSCALE_TOKENS")
     max_body_bytes: int = Field(16_384, ge=256)
     rate_limit_per_s: float = Field(50.0, gt=0, description="requests per second per client address")
 
-
-class StateConfig(Section):
-    dir: str = Field(".vmscale", description="state folder: database, logs, overlays")
-    db: str = Field("", description="SQLite path; empty = <dir>/state.db")
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, value: str) -> str:
+        split_host_port(value, port_zero_ok=True)
+        return value
 
 
 class VmscaleConfig(Section):
@@ -100,14 +124,5 @@ class VmscaleConfig(Section):
     lb: LbConfig = LbConfig()
     api: ApiConfig = ApiConfig()
     state: StateConfig = StateConfig()
+    event_log: EventLogConfig = EventLogConfig()
     simulate: SimulateConfig = SimulateConfig()
-
-    @model_validator(mode="after")
-    def _cross(self) -> VmscaleConfig:
-        names = [p.name for p in self.policies]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"policies: names must be unique, repeated: {', '.join(dupes)}")
-        if self.warm_pool.size and self.warm_pool.kind == "saved" and self.provider.kind == "process":
-            raise ValueError("warm_pool.kind = 'saved' needs the libvirt provider (processes can only pause)")
-        return self

@@ -7,9 +7,10 @@ On start the controller trusts the provider over its own database, Kubernetes-st
                                             drains on; terminating is terminated again)
 * recorded but absent at the provider    -> the launch never completed or the instance died: gone
                                             (the group's desired count brings a replacement)
-* present at the provider but not recorded -> an orphan: terminated on the first tick
+* present at the provider but not recorded -> an orphan: found and removed by the first tick
 * a recorded ``pending`` that does exist -> the launch completed but the crash came before it was
                                             recorded: adopted as booting
+* a recorded ``resuming``                -> running: booting; still parked: the resume is issued again
 
 Desired count, pause flag and policy state come back from the database, clamped to [min, max].
 Names stay deterministic, so nothing is launched twice and the count never exceeds max.
@@ -17,76 +18,82 @@ Names stay deterministic, so nothing is launched twice and the count never excee
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from vmscale.controller import act
-from vmscale.controller.managed import Managed
+from vmscale.controller.actions import Actions
+from vmscale.controller.autoscaler import Autoscaler
+from vmscale.controller.fleet import Facts, Fleet, Instance, Purpose
+from vmscale.controller.records import StoreRecorder
+from vmscale.controller.reporting import ErrorReporter
 from vmscale.errors import ProviderError
 from vmscale.model import InstanceState
-from vmscale.policy import PolicySetState
-from vmscale.providers.base import ProviderStatus
-
-if TYPE_CHECKING:
-    from vmscale.controller.core import Controller
+from vmscale.providers.base import Lifecycle, ProviderInstance, ProviderStatus
+from vmscale.store import InstanceRow
 
 S = InstanceState
 
 
-def recover(c: Controller) -> None:
-    now = c.clock.now()
-    row = c.store.load_group(c.group_name)
-    if row is not None:
-        c.desired = max(c.cfg.group.min, min(c.cfg.group.max, row.desired))
-        c.paused = row.paused
-        try:
-            c.policy_state = PolicySetState.from_dict(row.policy_state)
-        except (KeyError, TypeError, ValueError):
-            c.policy_state = c.policies.initial_state()  # a policy change since the last run: start afresh
+def recover(
+    group: str,
+    recorder: StoreRecorder,
+    lifecycle: Lifecycle,
+    fleet: Fleet,
+    actions: Actions,
+    autoscaler: Autoscaler,
+    report: ErrorReporter,
+    now: float,
+) -> None:
+    autoscaler.restore(recorder.load_group())
     try:
-        listed = {p.name: p for p in c.provider.list(c.group_name)}
+        listed: dict[str, ProviderInstance] | None = {p.name: p for p in lifecycle.list(group)}
     except ProviderError as exc:
         # Without the provider's view nothing can be adopted safely; the first tick retries with back-off.
-        c._provider_error("list", exc, None)
+        report.provider_error("list", exc, None)
         listed = None
-    for r in c.store.instances(c.group_name):
-        state = S(r.state)
-        m = Managed(
-            name=r.name,
-            index=r.index,
-            state=state,
-            vcpus=r.vcpus,
-            endpoint=r.endpoint,
-            warm=r.warm,
-            launched_at=r.launched_at,
-            ready_at=r.ready_at,
-            state_since=now,
-            details=dict(r.details),
-        )
-        c.table[m.name] = m
-        if listed is None:
-            continue
-        p = listed.get(r.name)
-        alive = p is not None and p.status is not ProviderStatus.STOPPED
-        if not alive:
-            if state in (S.PENDING, S.TERMINATING, S.FAILED) and p is None:
-                c._set_state(m, S.GONE, now, "recovery: not at the provider")
-            elif p is not None:
-                act.terminate(c, m, now, "recovery: stopped at the provider")
-                continue
-            else:
-                c._fail(m, now, "recovery: vanished while the controller was down")
-                c._set_state(m, S.TERMINATING, now, "recovery: cleaning up")
-                c._set_state(m, S.GONE, now, "recovery: not at the provider")
-            del c.table[m.name]
-            continue
-        assert p is not None
-        m.endpoint = m.endpoint or p.endpoint
+    for row in recorder.instances():
+        inst = _record(row, actions, now)
+        fleet.adopt(inst, "recovery: found in the state database")
+        if listed is not None:
+            _reconcile(inst, listed.get(row.name), fleet, actions)
+    autoscaler.save()
+
+
+def _record(row: InstanceRow, actions: Actions, now: float) -> Instance:
+    state = S(row.state)
+    purpose = Purpose.POOL if row.warm else Purpose.GROUP
+    if state is S.WARM and purpose is Purpose.GROUP:
+        state = S.RESUMING  # how a database written before the explicit state recorded a resume
+    return Instance(
+        row.name,
+        row.index,
+        state,
+        actions.new_timers(now),
+        purpose=purpose,
+        facts=Facts(row.endpoint, row.vcpus, dict(row.details)),
+        launched_at=row.launched_at,
+        ready_at=row.ready_at,
+    )
+
+
+def _reconcile(inst: Instance, p: ProviderInstance | None, fleet: Fleet, actions: Actions) -> None:
+    state = inst.state
+    if p is not None and p.status is ProviderStatus.STOPPED:
+        actions.terminate(inst, "recovery: stopped at the provider")
+        return
+    if p is None:
         if state is S.PENDING:
-            c._set_state(m, S.BOOTING, now, "recovery: the launch had completed")
-        elif state is S.WARM and p.status is ProviderStatus.RUNNING:
-            c._set_state(m, S.BOOTING, now, "recovery: a warm instance was running; checking it")
-            m.warm = True
-        elif state in (S.FAILED, S.TERMINATING):
-            act.terminate(c, m, now, "recovery: finishing a terminate")
-        c._emit_instance(m, m.state.value, "recovery: adopted")
-    c._save_group(now)
+            fleet.move(inst, S.FAILED, "recovery: the launch never completed")
+        elif state not in (S.TERMINATING, S.FAILED):
+            fleet.move(inst, S.FAILED, "recovery: vanished while the controller was down")
+        fleet.move(inst, S.GONE, "recovery: not at the provider")
+        return
+    if not inst.facts.endpoint:
+        inst.facts = Facts(p.endpoint, inst.facts.vcpus, inst.facts.details)
+    if state is S.PENDING:
+        fleet.move(inst, S.BOOTING, "recovery: the launch had completed")
+    elif state is S.WARM and p.status is ProviderStatus.RUNNING:
+        fleet.move(inst, S.BOOTING, "recovery: a parked instance was running; checking it")
+    elif state is S.RESUMING and p.status is ProviderStatus.RUNNING:
+        fleet.move(inst, S.BOOTING, "recovery: the resume had completed")
+    elif state is S.RESUMING:
+        actions.resume(inst, wanted_at=None)
+    elif state in (S.FAILED, S.TERMINATING):
+        actions.terminate(inst, "recovery: finishing a terminate")

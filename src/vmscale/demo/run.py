@@ -100,7 +100,7 @@ def run_demo(
     console = console or Console()
     plan = plan_for(provider, quick)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("client.jsonl", "autoscaler.jsonl", "summary.json", "report.html"):
+    for name in ("client.jsonl", "autoscaler.jsonl", "decisions.jsonl", "summary.json", "report.html"):
         (out / name).unlink(missing_ok=True)
     state_dir = (out / "state").resolve()
     cfg = demo_config(
@@ -154,7 +154,7 @@ def run_demo(
                 f"≈ {capacity:.1f} req/s; high phase sends {plan.overload * capacity:.1f} req/s"
             )
             source: EndpointSource
-            if lb == "haproxy" and svc.lb is not None and svc.lb.frontend_url():
+            if lb == "haproxy" and svc.lb.frontend_url():
                 source = StaticEndpoints([str(svc.lb.frontend_url())])
             else:
                 assert svc.api_url is not None

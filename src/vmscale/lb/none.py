@@ -1,5 +1,10 @@
 """No load balancer: clients balance themselves over the control API's event stream
-(``endpoints`` events), as in the original system. Every membership call is a no-op."""
+(``endpoints`` events), as in the original system. Every membership call is a no-op.
+
+The controller always has a balancer; this null object stands in when the config has none, so no
+code path asks "is there a balancer?" (a drain then waits on the workload's own in-flight count,
+because ``stats`` knows no sessions).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections.abc import Mapping
 from vmscale.lb.base import Server, ServerStats
 
 
-class NoLoadBalancer:
+class NullBalancer:
     kind = "none"
 
     def start(self) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from vmscale.model import InstanceState, Metric, Snapshot
+from vmscale.model import UNREADY_STATES, InstanceState, Metric, Snapshot
 
 ScaleEvent = tuple[float, int]
 """(t, change in desired count) of a change the policy set decided; positive = scale-up."""
@@ -51,7 +51,7 @@ class Observation:
     min_count: int
     max_count: int
     ready: int  # instances in rotation
-    unready: int  # launched but not ready yet (pending, booting)
+    unready: int  # launched or resumed but not ready yet (pending, resuming, booting)
     metrics: Mapping[Metric, MetricView] = field(default_factory=dict)
 
     def metric(self, metric: Metric) -> MetricView:
@@ -75,7 +75,7 @@ def observe(snapshot: Snapshot) -> Observation:
             ready += 1
             for metric, acc in accs.items():
                 acc.add(*_latest(inst.samples, metric))
-        elif inst.state in (InstanceState.PENDING, InstanceState.BOOTING):
+        elif inst.state in UNREADY_STATES:
             unready += 1
     views = {m: MetricView(a.total, a.count, a.missing, a.t) for m, a in accs.items()}
     for s in reversed(snapshot.group_samples):

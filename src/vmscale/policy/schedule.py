@@ -1,19 +1,28 @@
 """Schedule: known busy hours as a floor under the count.
 
-While an entry's cron expression matches the current minute (in the entry's timezone), the group
-keeps at least that entry's ``min``; several matching entries take the largest. The schedule never
-votes on scaling itself (it abstains), so outside its hours it neither blocks nor forces anything,
-and inside them other policies may still scale above the floor or back down to it.
+Each entry is a window, open from a ``start`` cron match until the first ``end`` match after it
+(or for a ``duration``), in the entry's timezone: "from 09:00 to 17:30 on weekdays keep at least
+3". While windows are open the group keeps at least the largest of their ``min``; the schedule
+never votes on scaling itself (it abstains), so outside its windows it neither blocks nor forces
+anything, and inside them other policies may still scale above the floor or back down to it.
+
+Cheap to ask often: each window remembers the interval over which its answer holds and
+recomputes only at its edges (the simulator asks once per simulated second).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from vmscale.config.policy import SchedulePolicyConfig
-from vmscale.cron import CronSpec, parse_cron
+from vmscale.config.policy import ScheduleEntry, SchedulePolicyConfig
+from vmscale.cron import Window
 from vmscale.policy.base import Observation, PolicyState, Proposal, ScaleEvent
+
+
+def entry_words(entry: ScheduleEntry) -> str:
+    """'0 9 * * MON-FRI to 30 17 * * MON-FRI (UTC)' — how decisions and `config check` name it."""
+    until = f"to {entry.end}" if entry.end else f"for {entry.duration}"
+    return f"{entry.start} {until} ({entry.timezone})"
 
 
 class SchedulePolicy:
@@ -23,21 +32,17 @@ class SchedulePolicy:
     def __init__(self, cfg: SchedulePolicyConfig) -> None:
         self.cfg = cfg
         self.name = cfg.name
-        self._entries: list[tuple[CronSpec, int, ZoneInfo, str]] = [
-            (parse_cron(e.cron), e.min, ZoneInfo(e.timezone), e.cron) for e in cfg.entries
+        self._entries: list[tuple[Window, int, str]] = [
+            (Window(e.start, e.end, e.duration_s, ZoneInfo(e.timezone)), e.min, entry_words(e))
+            for e in cfg.entries
         ]
-        self._memo: tuple[float, int, str] = (float("nan"), 0, "")
 
     def floor_at(self, now: float) -> tuple[int, str]:
         """The scheduled minimum at epoch second ``now`` and the entry that sets it ("" if none)."""
-        minute = now // 60  # cron works in whole minutes; the simulator asks 60 times per minute
-        if self._memo[0] == minute:
-            return self._memo[1], self._memo[2]
         best, which = 0, ""
-        for spec, min_count, tz, text in self._entries:
-            if min_count > best and spec.matches(datetime.fromtimestamp(now, tz)):
-                best, which = min_count, f"{text} ({tz.key})"
-        self._memo = (minute, best, which)
+        for window, min_count, words in self._entries:
+            if min_count > best and window.at(now).open:
+                best, which = min_count, words
         return best, which
 
     def decide(

@@ -1,7 +1,11 @@
 """The provider contract.
 
-A provider is the only thing that knows how to make an instance exist. The controller
-talks to it through ``Provider`` and nothing else, and assumes only what is written here:
+A provider is the only thing that knows how to make an instance exist. It plays small roles,
+each a Protocol of its own: ``Lifecycle`` (launch, terminate, list, close) and ``CpuSampler``
+(sample) every provider has; ``WarmPool`` (pause, resume, and the parking kinds it supports) is
+optional. ``ProviderRoles.of`` sorts a provider object into its roles once, at start-up, and each
+part of the controller receives only the roles it uses. The controller assumes only what is
+written here:
 
 * **Launches are slow, asynchronous and may fail halfway.** ``launch`` returns once the
   instance has been *started* (a process spawned, a domain defined and started); it does not
@@ -32,7 +36,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
+from vmscale.provider_catalog import capabilities
+
 WarmKind = Literal["paused", "saved"]
+
+
+def warm_kinds_of(kind: str) -> frozenset[WarmKind]:
+    """A provider class's warm kinds, as the provider catalog declares them (one declaration)."""
+    return frozenset(k for k in capabilities(kind).warm_kinds if k in ("paused", "saved"))  # type: ignore[misc]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +80,7 @@ class ProviderInstance:
 
 
 @runtime_checkable
-class Provider(Protocol):
+class Lifecycle(Protocol):
     kind: str
 
     def launch(self, spec: InstanceSpec) -> ProviderInstance:
@@ -84,9 +95,21 @@ class Provider(Protocol):
         """Everything of this group that exists right now, from the provider's own records."""
         ...
 
+    def close(self) -> None:
+        """Release connections; does NOT terminate instances."""
+        ...
+
+
+@runtime_checkable
+class CpuSampler(Protocol):
     def sample(self, names: Sequence[str]) -> dict[str, float]:
         """CPU utilisation in percent of each instance's own vCPUs, for those it can measure."""
         ...
+
+
+@runtime_checkable
+class WarmPool(Protocol):
+    warm_kinds: frozenset[WarmKind]  # which ways of parking this provider can do
 
     def pause(self, name: str, kind: WarmKind = "paused") -> None:
         """Park an instance for the warm pool (SIGSTOP / suspend / managed save)."""
@@ -96,6 +119,24 @@ class Provider(Protocol):
         """Bring a parked instance back to running."""
         ...
 
-    def close(self) -> None:
-        """Release connections; does NOT terminate instances."""
-        ...
+
+@runtime_checkable
+class Provider(Lifecycle, CpuSampler, Protocol):
+    """What every provider is: a lifecycle and a CPU sampler. Further roles are optional."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRoles:
+    """A provider sorted into the roles it plays (``None`` where it plays none)."""
+
+    lifecycle: Lifecycle
+    sampler: CpuSampler
+    warm_pool: WarmPool | None = None
+
+    @classmethod
+    def of(cls, provider: Provider) -> ProviderRoles:
+        return cls(
+            lifecycle=provider,
+            sampler=provider,
+            warm_pool=provider if isinstance(provider, WarmPool) else None,
+        )

@@ -10,13 +10,22 @@ differ: pure v2 (``/sys/fs/cgroup`` is cgroup2), hybrid (v1 controllers plus a v
 ``/sys/fs/cgroup/unified`` that often has no ``cpu`` controller), or none (some containers).
 The mount table path is a parameter so the unit tests can point it at a fake sysfs tree.
 
-Layout created: ``<mount>/vmscale/<group>/<name>``; the instance's processes are written into
-the leaf's ``cgroup.procs`` (children forked later inherit it).
+Layout created: ``<mount><own cgroup>/vmscale/<group>/<name>``, where *own cgroup* is vmscale's
+own (read from ``/proc/self/cgroup``: the ``0::`` line on v2, the line naming ``cpu`` on v1). Under
+a systemd unit with ``Delegate=yes`` the backends are therefore inside the unit's cgroup: systemd
+owns them (``systemctl status`` lists them, stopping the unit kills what is left), and the unit may
+write their quotas. On v2 a cgroup that holds processes cannot hand controllers down ("no internal
+processes"), so when enabling ``cpu`` under its own cgroup is refused with EBUSY, vmscale moves
+itself into a ``supervisor`` child first, as systemd's delegation guide describes. When the own
+cgroup is not visible under the mount (a container that bind-mounts its subtree), the hierarchy's
+root is used, as before. The instance's processes are written into the leaf's ``cgroup.procs``
+(children forked later inherit it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 from dataclasses import dataclass
@@ -24,7 +33,9 @@ from pathlib import Path
 from typing import Literal
 
 DEFAULT_MOUNTS = Path("/proc/self/mounts")
+DEFAULT_SELF_CGROUP = Path("/proc/self/cgroup")
 ROOT_DIR = "vmscale"
+SUPERVISOR = "supervisor"  # where vmscale moves itself on v2 so its own cgroup can delegate
 
 
 class CgroupError(Exception):
@@ -60,26 +71,29 @@ class CgroupCpu:
     version: Literal["v1", "v2"]
     mount: Path
     period_us: int = 100_000
+    own: str = "/"  # vmscale's own cgroup, relative to the mount ("/" = the hierarchy's root)
 
     @property
     def mechanism(self) -> str:
         return "cgroup v2 cpu.max" if self.version == "v2" else "cgroup v1 cpu.cfs_quota_us"
 
+    @property
+    def base(self) -> Path:
+        """vmscale's own cgroup: the instances' cgroups are created below it."""
+        return self.mount / self.own.strip("/") if self.own.strip("/") else self.mount
+
     def path_for(self, group: str, name: str) -> Path:
-        return self.mount / ROOT_DIR / group / name
+        return self.base / ROOT_DIR / group / name
 
     def create(self, group: str, name: str, vcpus: int) -> Path:
         """Make (or reuse) the instance's cgroup and set its quota to ``vcpus`` CPUs."""
         leaf = self.path_for(group, name)
         quota_us = max(1, vcpus) * self.period_us
         if self.version == "v2":
-            # A child can only use the cpu controller if every ancestor delegates it.
-            parents = [self.mount, self.mount / ROOT_DIR, self.mount / ROOT_DIR / group]
-            for parent in parents:
+            # A child can only use the cpu controller if every ancestor (from ours down) delegates it.
+            for parent in (self.base, self.base / ROOT_DIR, self.base / ROOT_DIR / group):
                 self._mkdir(parent)
-                control = parent / "cgroup.subtree_control"
-                if "cpu" not in _read(control).split():
-                    _write(control, "+cpu")
+                self._delegate_cpu(parent)
             self._mkdir(leaf)
             _write(leaf / "cpu.max", f"{quota_us} {self.period_us}")
         else:
@@ -87,6 +101,29 @@ class CgroupCpu:
             _write(leaf / "cpu.cfs_period_us", str(self.period_us))
             _write(leaf / "cpu.cfs_quota_us", str(quota_us))
         return leaf
+
+    def _delegate_cpu(self, parent: Path) -> None:
+        control = parent / "cgroup.subtree_control"
+        if "cpu" in _read(control).split():
+            return
+        try:
+            _write(control, "+cpu")
+            return
+        except CgroupError as exc:
+            cause = exc.__cause__
+            if parent != self.base or not isinstance(cause, OSError) or cause.errno != errno.EBUSY:
+                raise
+        # "No internal processes": our own cgroup holds vmscale itself. Step into a child of it.
+        supervisor = parent / SUPERVISOR
+        self._mkdir(supervisor)
+        _write(supervisor / "cgroup.procs", str(os.getpid()))
+        try:
+            _write(control, "+cpu")
+        except CgroupError as exc:
+            raise CgroupError(
+                f"cannot hand the cpu controller down from {parent}: other processes share vmscale's "
+                "cgroup; run vmscale in a cgroup of its own (as the systemd unit with Delegate=yes does)"
+            ) from exc
 
     @staticmethod
     def _mkdir(path: Path) -> None:
@@ -147,10 +184,23 @@ def _mount_table(mounts_file: Path) -> list[tuple[Path, str, set[str]]]:
     return rows
 
 
+def own_cgroup(version: Literal["v1", "v2"], mount: Path, self_cgroup: Path = DEFAULT_SELF_CGROUP) -> str:
+    """This process's cgroup in the hierarchy at ``mount`` ("/" when it is not visible there)."""
+    for line in _read(self_cgroup).splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        v2_line = hierarchy == "0" and not controllers
+        if (version == "v2" and v2_line) or (version == "v1" and "cpu" in controllers.split(",")):
+            path = path.removesuffix(f"/{SUPERVISOR}")  # moved there earlier: the base is its parent
+            return path if (mount / path.strip("/")).is_dir() else "/"
+    return "/"
+
+
 def detect_cgroup_cpu(
-    mounts_file: Path = DEFAULT_MOUNTS, period_us: int = 100_000
+    mounts_file: Path = DEFAULT_MOUNTS, period_us: int = 100_000, self_cgroup: Path = DEFAULT_SELF_CGROUP
 ) -> tuple[CgroupCpu | None, str]:
-    """Find a writable cgroup hierarchy with the CPU controller: v2 preferred, then v1.
+    """Find a writable cgroup hierarchy with the CPU controller: v2 preferred, then v1; instances
+    go under this process's own cgroup in it.
 
     Returns the controller (or None) and a sentence saying what was found, for the log.
     """
@@ -158,22 +208,24 @@ def detect_cgroup_cpu(
     v1: CgroupCpu | None = None
     for mount, fstype, options in _mount_table(mounts_file):
         if fstype == "cgroup2":
+            found = CgroupCpu("v2", mount, period_us, own_cgroup("v2", mount, self_cgroup))
             controllers = _read(mount / "cgroup.controllers").split()
             if "cpu" not in controllers:
                 notes.append(f"cgroup v2 at {mount} has no cpu controller")
-            elif not os.access(mount, os.W_OK):
-                notes.append(f"cgroup v2 at {mount} is not writable")
+            elif not os.access(found.base, os.W_OK):
+                notes.append(f"cgroup v2 at {found.base} is not writable")
             else:
-                return CgroupCpu("v2", mount, period_us), f"cgroup v2 cpu controller at {mount}"
+                return found, f"cgroup v2 cpu controller, instances under {found.base}"
         elif fstype == "cgroup" and "cpu" in options and v1 is None:
+            found = CgroupCpu("v1", mount, period_us, own_cgroup("v1", mount, self_cgroup))
             if not (mount / "cpu.cfs_quota_us").exists():
                 notes.append(f"cgroup v1 cpu at {mount} has no cpu.cfs_quota_us (CFS bandwidth off)")
-            elif not os.access(mount, os.W_OK):
-                notes.append(f"cgroup v1 cpu at {mount} is not writable")
+            elif not os.access(found.base, os.W_OK):
+                notes.append(f"cgroup v1 cpu at {found.base} is not writable")
             else:
-                v1 = CgroupCpu("v1", mount, period_us)
+                v1 = found
     if v1 is not None:
-        return v1, f"cgroup v1 cpu controller at {v1.mount}"
+        return v1, f"cgroup v1 cpu controller, instances under {v1.base}"
     if not notes:
         notes.append("no cgroup hierarchy is mounted")
     return None, "; ".join(notes)

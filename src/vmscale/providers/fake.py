@@ -14,11 +14,18 @@ from dataclasses import replace
 
 from vmscale.clock import Clock, FakeClock
 from vmscale.errors import InstanceNotFoundError, ProviderError, TemporaryProviderError
-from vmscale.providers.base import InstanceSpec, ProviderInstance, ProviderStatus, WarmKind
+from vmscale.providers.base import (
+    InstanceSpec,
+    ProviderInstance,
+    ProviderStatus,
+    WarmKind,
+    warm_kinds_of,
+)
 
 
 class FakeProvider:
     kind = "fake"
+    warm_kinds: frozenset[WarmKind] = warm_kinds_of("fake")
 
     def __init__(self, clock: Clock | None = None, base_port: int = 20000) -> None:
         self.clock = clock or FakeClock()

@@ -43,9 +43,16 @@ import psutil
 from vmscale.config.process import ProcessProviderConfig
 from vmscale.errors import InstanceNotFoundError, PermanentProviderError, TemporaryProviderError
 from vmscale.providers import proctree
-from vmscale.providers.base import InstanceSpec, ProviderInstance, ProviderStatus, WarmKind
+from vmscale.providers.base import (
+    InstanceSpec,
+    ProviderInstance,
+    ProviderStatus,
+    WarmKind,
+    warm_kinds_of,
+)
 from vmscale.providers.cgroups import (
     DEFAULT_MOUNTS,
+    DEFAULT_SELF_CGROUP,
     CgroupCpu,
     CgroupError,
     detect_cgroup_cpu,
@@ -66,6 +73,7 @@ class ProcessProvider:
     """Runs instances as local backend processes; see the module docstring for the design."""
 
     kind = "process"
+    warm_kinds: frozenset[WarmKind] = warm_kinds_of("process")
 
     def __init__(
         self,
@@ -75,6 +83,7 @@ class ProcessProvider:
         fib_max_n: int = 35,
         log: logging.Logger | None = None,
         mounts_file: Path = DEFAULT_MOUNTS,
+        self_cgroup: Path = DEFAULT_SELF_CGROUP,
     ) -> None:
         self.config = config
         self.dir = Path(state_dir) / "process"
@@ -90,7 +99,9 @@ class ProcessProvider:
         self.cgroup: CgroupCpu | None = None
         self._cgroup_note = ""
         if config.cpu_limit != "workers":
-            self.cgroup, self._cgroup_note = detect_cgroup_cpu(mounts_file, config.cgroup_period_us)
+            self.cgroup, self._cgroup_note = detect_cgroup_cpu(
+                mounts_file, config.cgroup_period_us, self_cgroup
+            )
             if self.cgroup is None and config.cpu_limit == "cgroup":
                 raise PermanentProviderError(
                     f"provider.process.cpu_limit = 'cgroup' but {self._cgroup_note}; "

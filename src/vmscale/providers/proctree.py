@@ -102,12 +102,18 @@ def status_of(proc: psutil.Process) -> ProviderStatus:
     return ProviderStatus.RUNNING
 
 
-def port_holder(port: int) -> str:
-    """' (pid N, name)' of the program listening on ``port``, or '' when it cannot be told."""
+def listener_of(port: int) -> tuple[int, str] | None:
+    """(pid, program name) of the process listening on TCP ``port``, or None when it cannot be told."""
     try:
         for conn in psutil.net_connections(kind="tcp"):
             if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
-                return f" (pid {conn.pid}, {psutil.Process(conn.pid).name()})"
+                return conn.pid, psutil.Process(conn.pid).name()
     except (psutil.Error, OSError):
         pass
-    return ""
+    return None
+
+
+def port_holder(port: int) -> str:
+    """' (pid N, name)' of the program listening on ``port``, or '' when it cannot be told."""
+    found = listener_of(port)
+    return f" (pid {found[0]}, {found[1]})" if found else ""

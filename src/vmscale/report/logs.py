@@ -3,6 +3,10 @@
 A demo that was interrupted leaves a half-written last line, and a log written by a newer
 version may carry lines this one does not know. Neither should stop a report from being
 built, so unreadable lines are counted (and shown in the report) rather than raised.
+
+The autoscaler's log rotates by size (``vmscale.events.JsonlWriter``): the events are read from
+the rotated files, oldest first, then the current one; decisions, instance changes and errors
+older than the oldest kept line come from ``decisions.jsonl``, which rotates rarely.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-AUTOSCALER_LOG = "autoscaler.jsonl"
+from vmscale.events import AUTOSCALER_LOG, DECISIONS_LOG
+
 CLIENT_LOG = "client.jsonl"
+__all__ = ["AUTOSCALER_LOG", "CLIENT_LOG", "DECISIONS_LOG", "Logs", "read_jsonl", "read_logs", "write_jsonl"]
 
 
 @dataclass
@@ -51,10 +57,35 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
     return rows, skipped
 
 
+def rotated(path: Path) -> list[Path]:
+    """``path`` and its rotated copies (``path.1`` newest), oldest first."""
+    backups = [p for p in path.parent.glob(f"{path.name}.*") if p.suffix[1:].isdigit()]
+    return [*sorted(backups, key=lambda p: -int(p.suffix[1:])), path]
+
+
+def read_rotated(path: Path) -> tuple[list[dict[str, Any]], int]:
+    rows: list[dict[str, Any]] = []
+    skipped = 0
+    for part in rotated(path):
+        more, bad = read_jsonl(part)
+        rows += more
+        skipped += bad
+    return rows, skipped
+
+
+def _time(row: dict[str, Any]) -> float:
+    t = row.get("t")
+    return float(t) if isinstance(t, int | float) else float("-inf")
+
+
 def read_logs(out_dir: Path) -> Logs:
-    events, skipped_a = read_jsonl(out_dir / AUTOSCALER_LOG)
+    events, skipped_a = read_rotated(out_dir / AUTOSCALER_LOG)
+    older, skipped_d = read_rotated(out_dir / DECISIONS_LOG)
+    if older:  # only what rotation pushed out of the full log
+        first = min((_time(e) for e in events), default=float("inf"))
+        events = [e for e in older if _time(e) < first] + events
     records, skipped_c = read_jsonl(out_dir / CLIENT_LOG)
-    return Logs(events, records, skipped_a + skipped_c)
+    return Logs(events, records, skipped_a + skipped_d + skipped_c)
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:

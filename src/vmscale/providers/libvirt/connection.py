@@ -32,6 +32,7 @@ from vmscale.errors import (
     InstanceNotFoundError,
     PermanentProviderError,
     ProviderError,
+    ProviderUnavailableError,
     TemporaryProviderError,
 )
 
@@ -155,9 +156,10 @@ class LibvirtConnection:
             if error.get_error_code() in _CONNECTION_LOST:
                 self._drop()
             if error.get_error_code() == libvirt.VIR_ERR_NO_CONNECT or "Failed to connect" in str(error):
-                raise TemporaryProviderError(
-                    f"libvirt: cannot connect to {self.uri}: {error.get_error_message()} "
-                    "(is libvirtd running? scripts/daemons.sh starts it)",
+                raise ProviderUnavailableError(
+                    f"libvirt: cannot connect to {self.uri}: {error.get_error_message()}. Is libvirtd "
+                    "running? Start it with `systemctl start libvirtd` (with systemd) or "
+                    "`virtlogd -d && libvirtd -d` (without)",
                     instance=instance,
                 ) from error
             raise translate(error, what, instance) from error

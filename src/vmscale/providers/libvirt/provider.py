@@ -31,7 +31,13 @@ import psutil
 from vmscale.clock import Clock, SystemClock
 from vmscale.config.libvirt import LibvirtProviderConfig
 from vmscale.errors import InstanceNotFoundError, PermanentProviderError, TemporaryProviderError
-from vmscale.providers.base import InstanceSpec, ProviderInstance, ProviderStatus, WarmKind
+from vmscale.providers.base import (
+    InstanceSpec,
+    ProviderInstance,
+    ProviderStatus,
+    WarmKind,
+    warm_kinds_of,
+)
 from vmscale.providers.libvirt import xml
 from vmscale.providers.libvirt.accel import AccelChoice, choose_accel
 from vmscale.providers.libvirt.connection import LibvirtConnection
@@ -86,6 +92,7 @@ class LibvirtProvider:
     """The ``Provider`` protocol over libvirt (see ``vmscale.providers.base`` for the contract)."""
 
     kind = "libvirt"
+    warm_kinds: frozenset[WarmKind] = warm_kinds_of("libvirt")
 
     def __init__(
         self,

@@ -1,0 +1,43 @@
+"""Logging for long-running commands: text for a terminal, or one JSON object per line for the
+journal and log shippers (``--log-format json``).
+
+JSON uses python-json-logger rather than a home-made formatter: it keeps what a hand-rolled one
+dropped (the traceback of ``log.exception``, ``stack_info``, fields passed with ``extra=``) and
+escapes everything correctly. The field names stay those vmscale always wrote: ``t`` (epoch
+seconds), ``level`` (lower case), ``logger``, ``msg``; a traceback is in ``exc_info``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+LOG_FORMATS = ("text", "json")
+
+
+class VmscaleJsonFormatter(JsonFormatter):
+    def __init__(self) -> None:
+        super().__init__(
+            "{created}{levelname}{name}{message}",
+            style="{",
+            rename_fields={"created": "t", "levelname": "level", "name": "logger", "message": "msg"},
+        )
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        log_data["t"] = round(float(log_data["t"]), 3)
+        log_data["level"] = str(log_data["level"]).lower()
+        return super().process_log_record(log_data)
+
+
+def setup_logging(fmt: str, verbose: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(VmscaleJsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)

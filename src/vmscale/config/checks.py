@@ -1,0 +1,128 @@
+"""The second pass of config validation: rules that read more than one section.
+
+Pydantic checks each setting and, with field validators, the rules inside one section (they read
+the fields before them from ``info.data``, so they run even when a sibling is wrong). A rule across
+sections cannot live there: a model validator of the whole file runs only when *every* field is
+valid, so a file with three mistakes took three runs. Here each rule runs over the parts of the
+file that are valid on their own (:func:`validated_parts`) and is skipped only when a part it
+reads is itself wrong (that part's own problem is reported instead).
+
+Capabilities come from the provider catalog, not from a table here: the check asks the provider.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from vmscale.config.policy import PolicyConfig
+from vmscale.config.problems import Problem
+from vmscale.config.schema import VmscaleConfig
+from vmscale.provider_catalog import CATALOG, capabilities
+
+# Policy metrics that only a load balancer measures (HAProxy's response times). ``rps`` comes from it
+# too today, but other sources for it are being added (issue 14), so it is not refused here.
+BALANCER_METRICS = ("latency_p95",)
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    """The sections that validated, by name, and the policies that did, with their index."""
+
+    sections: Mapping[str, Any]
+    policies: Sequence[tuple[int, PolicyConfig]]
+
+    def has(self, *names: str) -> bool:
+        return all(name in self.sections for name in names)
+
+    @classmethod
+    def of(cls, cfg: VmscaleConfig) -> Validated:
+        sections = {name: getattr(cfg, name) for name in VmscaleConfig.model_fields}
+        return cls(sections, list(enumerate(cfg.policies)))
+
+
+def validated_parts(data: Mapping[str, Any]) -> Validated:
+    """Validate each top-level section (and each policy) on its own; keep the ones that pass."""
+    defaults = VmscaleConfig()
+    sections: dict[str, Any] = {}
+    for name in VmscaleConfig.model_fields:
+        if name not in data:
+            sections[name] = getattr(defaults, name)
+            continue
+        with contextlib.suppress(ValidationError):
+            sections[name] = getattr(VmscaleConfig.model_validate({name: data[name]}), name)
+    policies: list[tuple[int, PolicyConfig]] = []
+    raw = data.get("policies")
+    if isinstance(raw, list):
+        for i, item in enumerate(raw):
+            with contextlib.suppress(ValidationError):
+                policies.append((i, VmscaleConfig.model_validate({"policies": [item]}).policies[0]))
+    return Validated(sections, policies)
+
+
+def unique_policy_names(v: Validated) -> Iterable[Problem]:
+    first: dict[str, int] = {}
+    for i, policy in v.policies:
+        if policy.name in first:
+            yield Problem(
+                f"policies[{i}].name",
+                f"{policy.name!r} is already the name of policies[{first[policy.name]}]; "
+                "give each policy its own name (decisions and metrics are labelled with it)",
+            )
+        first.setdefault(policy.name, i)
+
+
+def warm_pool_kind(v: Validated) -> Iterable[Problem]:
+    if not v.has("provider", "warm_pool"):
+        return
+    pool, kind = v.sections["warm_pool"], v.sections["provider"].kind
+    caps = capabilities(kind)
+    if pool.size and pool.kind not in caps.warm_kinds:
+        able = sorted(k for k, c in CATALOG.items() if pool.kind in c.warm_kinds and k != "fake")
+        yield Problem(
+            "warm_pool.kind",
+            f"the {kind} provider cannot keep warm instances {pool.kind!r} ({caps.warm_note}); "
+            f"use kind = {caps.warm_kinds[0]!r}, or provider.kind = {' or '.join(map(repr, able))}",
+        )
+
+
+def balancer_metrics(v: Validated) -> Iterable[Problem]:
+    if not v.has("lb") or v.sections["lb"].kind != "none":
+        return
+    for i, policy in v.policies:
+        metric = getattr(policy, "metric", None)
+        if metric in BALANCER_METRICS:
+            yield Problem(
+                f"policies[{i}].metric",
+                f"{metric} is measured by the load balancer and lb.kind = 'none', so this policy "
+                "would never get a value; set lb.kind = 'haproxy', or use metric = 'cpu'",
+            )
+
+
+def disk_boot_image(v: Validated) -> Iterable[Problem]:
+    if not v.has("provider"):
+        return
+    provider = v.sections["provider"]
+    if provider.kind == "libvirt" and provider.libvirt.boot == "disk" and not provider.libvirt.cloud_image:
+        yield Problem(
+            "provider.libvirt.cloud_image",
+            "boot = 'disk' boots a cloud image and none is set: set cloud_image to a qcow2 cloud "
+            "image file (e.g. Debian's genericcloud image), or use boot = 'kernel' with the image "
+            "`vmscale image build` makes",
+        )
+
+
+RULES: tuple[Callable[[Validated], Iterable[Problem]], ...] = (
+    unique_policy_names,
+    warm_pool_kind,
+    balancer_metrics,
+    disk_boot_image,
+)
+
+
+def cross_checks(v: Validated) -> list[Problem]:
+    return [problem for rule in RULES for problem in rule(v)]

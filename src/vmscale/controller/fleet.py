@@ -1,0 +1,235 @@
+"""The instance table, and the only place an instance's lifecycle state changes.
+
+``Fleet`` owns every ``Instance`` record of one group. A state change goes through ``Fleet.move``
+(checked against ``vmscale.model.TRANSITIONS``: an illegal move is a bug, so it raises) and every
+change is handed, as one ``InstanceTransition``, to the listeners wired at start-up: the store
+records it, the event bus publishes it, the metrics forget a gone instance's series. Nothing else
+writes those, so a state seen in the API, the database and the log is always the same state.
+
+The other fields of a record (what the provider said, health counters, samples, timers) are
+written by the reconcile step that measures them; they never change what the instance *is*.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+from vmscale.controller.backoff import Backoff
+from vmscale.event_kinds import NO_STATE, InstanceTransition
+from vmscale.model import LIVE_STATES, InstanceSnapshot, InstanceState, Sample, can_transition
+from vmscale.store import InstanceRow
+
+S = InstanceState
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+class Purpose(StrEnum):
+    GROUP = "group"  # serves (or will serve) the group
+    POOL = "pool"  # launched for, or parked in, the warm pool
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the provider reported when it made (or found) the instance."""
+
+    endpoint: str = ""
+    vcpus: int = 1
+    details: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def host_port(self) -> tuple[str, int] | None:
+        if not self.endpoint:
+            return None
+        parts = urlsplit(self.endpoint)
+        if parts.hostname is None or parts.port is None:
+            return None
+        return parts.hostname, parts.port
+
+
+@dataclass(slots=True)
+class Timers:
+    """Deadlines and durations, all on the monotonic clock."""
+
+    terminate: Backoff  # retries of a failing terminate call
+    launched: float = 0.0  # when the launch (or adoption) started: the boot timeout counts from it
+    wanted_at: float | None = None  # the scale-up this instance answers (decision-to-ready histogram)
+    drain_started: float | None = None
+
+
+@dataclass(slots=True)
+class Health:
+    failures: int = 0  # consecutive failed probes while ready
+    inflight: int | None = None  # requests in progress, from the workload's own health answer
+
+
+class Instance:
+    """One instance's record. Its ``state`` is read-only outside this module: see ``Fleet.move``."""
+
+    __slots__ = (
+        "_state",
+        "facts",
+        "health",
+        "index",
+        "launched_at",
+        "name",
+        "purpose",
+        "ready_at",
+        "samples",
+        "timers",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        index: int,
+        state: InstanceState,
+        timers: Timers,
+        *,
+        purpose: Purpose = Purpose.GROUP,
+        facts: Facts | None = None,
+        launched_at: float | None = None,
+        ready_at: float | None = None,
+    ) -> None:
+        self.name = name
+        self.index = index
+        self._state = state
+        self.purpose = purpose
+        self.facts = facts or Facts()
+        self.timers = timers
+        self.health = Health()
+        self.launched_at = launched_at  # epoch seconds, for people
+        self.ready_at = ready_at
+        self.samples: collections.deque[Sample] = collections.deque(maxlen=4096)
+
+    @property
+    def state(self) -> InstanceState:
+        return self._state
+
+    @property
+    def in_group(self) -> bool:
+        """Counts toward the group's size (``actual``): live, including on its way from the pool."""
+        return self.purpose is Purpose.GROUP and self._state in LIVE_STATES
+
+    def latest_cpu(self) -> float | None:
+        for s in reversed(self.samples):
+            if s.cpu is not None:
+                return s.cpu
+        return None
+
+    def snapshot(self, since: float) -> InstanceSnapshot:
+        return InstanceSnapshot(
+            name=self.name,
+            state=self._state,
+            vcpus=self.facts.vcpus,
+            samples=tuple(s for s in self.samples if s.t >= since),
+            launched_at=self.launched_at,
+            ready_at=self.ready_at,
+        )
+
+    def row(self, group: str) -> InstanceRow:
+        return InstanceRow(
+            name=self.name,
+            group=group,
+            index=self.index,
+            state=self._state.value,
+            endpoint=self.facts.endpoint,
+            vcpus=self.facts.vcpus,
+            warm=self.purpose is Purpose.POOL,
+            launched_at=self.launched_at,
+            ready_at=self.ready_at,
+            details=dict(self.facts.details),
+        )
+
+
+Listener = Callable[[Instance, InstanceTransition], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """How many instances are in each state, and the three figures everyone asks for."""
+
+    by_state: Mapping[str, int]
+    actual: int  # counting toward the group (see ``Instance.in_group``)
+    ready: int
+    warm: int
+
+
+class Fleet:
+    def __init__(self, listeners: tuple[Listener, ...] = ()) -> None:
+        self._table: dict[str, Instance] = {}
+        self._listeners = list(listeners)
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def __iter__(self) -> Iterator[Instance]:
+        return iter(list(self._table.values()))
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._table
+
+    def get(self, name: str) -> Instance | None:
+        return self._table.get(name)
+
+    def by_index(self) -> list[Instance]:
+        return sorted(self._table.values(), key=lambda i: i.index)
+
+    def free_index(self) -> int:
+        used = {i.index for i in self._table.values()}
+        n = 1
+        while n in used:
+            n += 1
+        return n
+
+    def add(self, inst: Instance, reason: str, *, src: str = NO_STATE) -> None:
+        """A record that did not exist: a launch requested, or an orphan found (``src`` says which)."""
+        if inst.name in self._table:
+            raise IllegalTransition(f"{inst.name} is already in the table")
+        self._table[inst.name] = inst
+        self._notify(inst, InstanceTransition(inst.name, src, inst.state.value, reason, inst.facts.endpoint))
+
+    def adopt(self, inst: Instance, reason: str) -> None:
+        """A record that exists already (restart recovery): announced, not re-recorded."""
+        self._table[inst.name] = inst
+        self._notify(
+            inst,
+            InstanceTransition(inst.name, inst.state.value, inst.state.value, reason, inst.facts.endpoint),
+        )
+
+    def move(self, inst: Instance, dst: InstanceState, reason: str) -> None:
+        src = inst.state
+        if src is dst:
+            return
+        if not can_transition(src, dst):
+            raise IllegalTransition(f"{inst.name}: {src.value} -> {dst.value} is not an allowed transition")
+        inst._state = dst
+        if dst is S.GONE:
+            self._table.pop(inst.name, None)
+        self._notify(inst, InstanceTransition(inst.name, src.value, dst.value, reason, inst.facts.endpoint))
+
+    def take_from_pool(self, inst: Instance, reason: str) -> None:
+        """A parked instance joins the group: its purpose and its state change in one record."""
+        inst.purpose = Purpose.GROUP
+        self.move(inst, S.RESUMING, reason)
+
+    def counts(self) -> Counts:
+        by_state = {s.value: 0 for s in S if s is not S.GONE}
+        actual = 0
+        for inst in self._table.values():
+            by_state[inst.state.value] += 1
+            actual += inst.in_group
+        return Counts(by_state, actual, by_state[S.READY.value], by_state[S.WARM.value])
+
+    def _notify(self, inst: Instance, change: InstanceTransition) -> None:
+        for listener in self._listeners:
+            listener(inst, change)

@@ -1,0 +1,82 @@
+"""The balancer as the reconcile steps use it: membership calls whose failures are reported, not
+raised (a balancer that is down must not stop the loop; the next ``sync`` repairs it).
+
+The controller always has a balancer: ``vmscale.lb.none.NullBalancer`` stands in when the config
+has none, so no step asks whether there is one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from vmscale.controller.fleet import Instance
+from vmscale.controller.reporting import ErrorReporter
+from vmscale.errors import LoadBalancerError
+from vmscale.lb.base import LoadBalancer, Server, ServerStats
+from vmscale.model import InstanceState
+
+S = InstanceState
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """Group-level figures from the balancer, as of the last full tick."""
+
+    latency_p95_s: float | None = None
+    rps: float | None = None
+
+
+def _server(inst: Instance) -> Server | None:
+    hp = inst.facts.host_port
+    return Server(inst.name, *hp) if hp is not None else None
+
+
+class Membership:
+    def __init__(self, lb: LoadBalancer, report: ErrorReporter) -> None:
+        self.lb = lb
+        self._report = report
+
+    def add(self, inst: Instance) -> None:
+        server = _server(inst)
+        if server is None:
+            return
+        try:
+            self.lb.add(server)
+        except LoadBalancerError as exc:
+            self._report.error("lb.add", str(exc), inst.name)
+
+    def drain(self, inst: Instance) -> None:
+        try:
+            self.lb.drain(inst.name)
+        except LoadBalancerError as exc:
+            self._report.error("lb.drain", str(exc), inst.name)
+
+    def remove(self, inst: Instance) -> None:
+        try:
+            self.lb.remove(inst.name)
+        except LoadBalancerError as exc:
+            self._report.error("lb.remove", str(exc), inst.name)
+
+    def stats(self) -> dict[str, ServerStats]:
+        """The balancer's per-server figures, fresh each call (a drain needs current sessions)."""
+        try:
+            return self.lb.stats()
+        except LoadBalancerError as exc:
+            self._report.error("lb.stats", str(exc))
+            return {}
+
+    def sync(self, instances: Iterable[Instance]) -> None:
+        """Tell the balancer the whole server set (ready and draining): level-triggered, so a
+        restarted balancer is repaired within one tick."""
+        servers: dict[str, Server] = {}
+        draining: set[str] = set()
+        for inst in instances:
+            if inst.state in (S.READY, S.DRAINING) and (server := _server(inst)) is not None:
+                servers[inst.name] = server
+                if inst.state is S.DRAINING:
+                    draining.add(inst.name)
+        try:
+            self.lb.sync(servers, frozenset(draining))
+        except LoadBalancerError as exc:
+            self._report.error("lb.sync", str(exc))

@@ -1,0 +1,199 @@
+"""The kinds of event the controller publishes, one frozen dataclass each.
+
+Producers build these values; the event bus turns them into the wire form (``Event.data``, the SSE
+stream, the JSONL log) with ``to_dict``; consumers that read a log back (the report, the CLI, test
+fakes) get the same values again with ``parse``. The dictionary keys are therefore spelled once, here.
+
+=============  =====================  =================================================================
+``type``       class                  when
+=============  =====================  =================================================================
+``instance``   ``InstanceTransition``  an instance changed lifecycle state (or appeared as an orphan)
+``decision``   ``DecisionApplied``     the desired count changed, or automatic scaling was paused/resumed
+``tick``       ``TickSummary``         once per full reconcile tick: counts, per-instance CPU, traffic
+``endpoints``  ``EndpointsChanged``    the set of ready endpoints changed (clients that balance follow it)
+``error``      ``ErrorReported``       a provider, balancer or store call failed (reported, not fatal)
+=============  =====================  =================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+NO_STATE = "(none)"  # the "from" of an instance record that did not exist before
+UNKNOWN_STATE = "(unknown)"  # the "from" of an orphan found at the provider
+
+
+class EventKind(Protocol):
+    TYPE: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceTransition:
+    TYPE: ClassVar[str] = "instance"
+    name: str
+    src: str
+    dst: str
+    reason: str
+    endpoint: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "from": self.src,
+            "to": self.dst,
+            "reason": self.reason,
+            "endpoint": self.endpoint,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> InstanceTransition:
+        return cls(
+            str(d["name"]), str(d["from"]), str(d["to"]), str(d.get("reason", "")), str(d.get("endpoint", ""))
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionApplied:
+    """A change a person or the autoscaler made. ``action`` is ``scale``, ``paused`` or ``resumed``;
+    ``code`` is a machine-readable reason (see ``vmscale.model.ReasonCode``) beside the prose."""
+
+    TYPE: ClassVar[str] = "decision"
+    desired: int
+    previous: int
+    direction: str
+    reason: str
+    policy: str
+    actor: str
+    code: str = ""
+    action: str = "scale"
+    figures: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "desired": self.desired,
+            "previous": self.previous,
+            "current": self.previous,
+            "direction": self.direction,
+            "reason": self.reason,
+            "code": self.code,
+            "policy": self.policy,
+            "actor": self.actor,
+            "applied": True,
+            "figures": dict(self.figures),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DecisionApplied:
+        previous = d.get("previous", d.get("current", 0))
+        return cls(
+            desired=int(d.get("desired", 0)),
+            previous=int(previous if previous is not None else 0),
+            direction=str(d.get("direction", "none")),
+            reason=str(d.get("reason", "")),
+            policy=str(d.get("policy", "")),
+            actor=str(d.get("actor", "")),
+            code=str(d.get("code", "")),
+            action=str(d.get("action", "scale")),
+            figures=dict(d.get("figures") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceBrief:
+    state: str
+    cpu: float | None = None  # percent of its own vCPUs
+
+
+@dataclass(frozen=True, slots=True)
+class TickSummary:
+    TYPE: ClassVar[str] = "tick"
+    desired: int
+    actual: int
+    ready: int
+    warm: int
+    instances: Mapping[str, InstanceBrief] = field(default_factory=dict)
+    latency_p95_s: float | None = None
+    rps: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "desired": self.desired,
+            "actual": self.actual,
+            "ready": self.ready,
+            "warm": self.warm,
+            "instances": {n: {"state": b.state, "cpu": b.cpu} for n, b in self.instances.items()},
+            "latency_p95_s": self.latency_p95_s,
+            "rps": self.rps,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TickSummary:
+        insts = d.get("instances") or {}
+        return cls(
+            desired=int(d.get("desired", 0)),
+            actual=int(d.get("actual", 0)),
+            ready=int(d.get("ready", 0)),
+            warm=int(d.get("warm", 0)),
+            instances={
+                str(n): InstanceBrief(str(b.get("state", "")), b.get("cpu")) for n, b in insts.items()
+            },
+            latency_p95_s=d.get("latency_p95_s"),
+            rps=d.get("rps"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    name: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointsChanged:
+    TYPE: ClassVar[str] = "endpoints"
+    endpoints: tuple[Endpoint, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"endpoints": [{"name": e.name, "url": e.url} for e in self.endpoints]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EndpointsChanged:
+        return cls(tuple(Endpoint(str(e["name"]), str(e["url"])) for e in d.get("endpoints") or ()))
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReported:
+    TYPE: ClassVar[str] = "error"
+    where: str
+    message: str
+    instance: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"where": self.where, "message": self.message, "instance": self.instance}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ErrorReported:
+        inst = d.get("instance")
+        return cls(str(d.get("where", "")), str(d.get("message", "")), None if inst is None else str(inst))
+
+
+KINDS: Mapping[str, Any] = {
+    k.TYPE: k for k in (InstanceTransition, DecisionApplied, TickSummary, EndpointsChanged, ErrorReported)
+}
+
+
+def parse(type_: str, data: Mapping[str, Any]) -> EventKind | None:
+    """The typed value of one logged event, or None for a type this version does not know (or a
+    record too damaged to read: logs are read tolerantly)."""
+    kind = KINDS.get(type_)
+    if kind is None:
+        return None
+    try:
+        return kind.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None

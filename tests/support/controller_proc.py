@@ -1,0 +1,84 @@
+"""A real `vmscale up` process under test: started, killed, frozen, restarted and asked over its API.
+
+The fault-injection suites (processes, libvirt guests, two controllers sharing a store) all drive the
+controller this way, from outside, the way an operator's kill -9 or a crashed host would.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.wait import wait_until
+
+
+class ControllerProcess:
+    def __init__(self, config: Path, api: str, log_path: Path, *, cwd: Path | None = None) -> None:
+        self.config = config
+        self.api = api
+        self.log_path = log_path
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, *extra: str) -> float:
+        """Start `vmscale up -c CONFIG`; returns the monotonic start time."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "vmscale", "up", "-c", str(self.config), *extra],
+                stdout=log,
+                stderr=log,
+                cwd=self.cwd,
+            )
+        return time.monotonic()
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        """kill -9, and reap it."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout_s: float = 60) -> None:
+        """SIGTERM (a clean stop), then SIGKILL if it does not end in time."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGCONT)  # a frozen process cannot handle SIGTERM
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def wait_api(self, deadline_s: float = 60) -> None:
+        """Until the API answers (it does only after restart reconciliation has finished)."""
+
+        def up() -> bool:
+            assert self.running, (
+                f"`vmscale up` exited ({self.proc and self.proc.returncode}); see {self.log_path}"
+            )
+            return httpx.get(self.api + "/healthz", timeout=1).status_code == 200
+
+        wait_until(up, "the control API answering", deadline_s)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> None:
+        httpx.post(self.api + path, json=body, timeout=5).raise_for_status()
+
+    def get(self, path: str) -> Any:
+        return httpx.get(self.api + path, timeout=5).json()
+
+    def group(self) -> dict[str, Any]:
+        return dict(self.get("/v1/group"))
