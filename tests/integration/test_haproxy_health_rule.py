@@ -29,7 +29,7 @@ def haproxy_verdicts(lb: HaproxyLoadBalancer, names: set[str]) -> dict[str, bool
             st in ("UP", "DOWN") and chk not in ("", "INI") for st, chk in seen.values()
         )
 
-    wait_until(settled, 20, f"HAProxy to judge {sorted(names)} (last seen {seen})", interval_s=0.1)
+    wait_until(settled, f"HAProxy to judge {sorted(names)}", 20, poll_s=0.1, state=lambda: seen)
     return {n: st == "UP" for n, (st, _) in seen.items()}
 
 

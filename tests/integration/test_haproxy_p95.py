@@ -31,7 +31,7 @@ def send(url: str, delays_ms: list[int], workers: int = 4) -> list[float]:
 
 def logged(lb: HaproxyLoadBalancer, count: int) -> None:
     """Wait for HAProxy's log lines of ``count`` requests to reach the receiver (they are datagrams)."""
-    wait_until(lambda: lb.latency.recorded >= count, 20, f"{count} request log lines")
+    wait_until(lambda: lb.latency.recorded >= count, f"{count} request log lines", 20)
 
 
 def test_p95_of_a_known_distribution() -> None:

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.live_support import (
+    READY_TIMEOUT_S,
     controller_state,
     free_port,
     live_config_data,
@@ -91,6 +92,7 @@ def test_every_metric_the_dashboard_queries_has_samples(live: Service) -> None:
         wait_until(
             lambda: svc.controller.group().ready == 2,
             "two ready instances",
+            READY_TIMEOUT_S,
             state=lambda: controller_state(svc),
         )
         last: dict[str, set[str]] = {}
