@@ -25,6 +25,7 @@ from vmscale.config.schema import VmscaleConfig
 from vmscale.controller import Controller
 from vmscale.errors import AuthError, ProviderError, ProviderUnavailableError, StartupError
 from vmscale.events import DECISIONS_LOG, EventBus, JsonlWriter
+from vmscale.health import build_health_checker
 from vmscale.integrations import Integrations
 from vmscale.lb.base import LoadBalancer
 from vmscale.lb.none import NullBalancer
@@ -62,7 +63,7 @@ def build_lb(cfg: VmscaleConfig, state_dir: Path) -> LoadBalancer:
     if cfg.lb.kind == "haproxy":
         from vmscale.lb.haproxy import HaproxyLoadBalancer
 
-        return HaproxyLoadBalancer(cfg.lb.haproxy, cfg.group.name, state_dir / "haproxy")
+        return HaproxyLoadBalancer(cfg.lb.haproxy, cfg.group.name, state_dir / "haproxy", cfg.health)
     return NullBalancer()
 
 
@@ -119,7 +120,13 @@ class Service:
             undo.callback(self.integrations.close, group_removed=False)
             self.events.add_listener(self.integrations.on_event)
             self.controller = Controller(
-                cfg, self.provider, self.store, lb=self.lb, events=self.events, integrations=self.integrations
+                cfg,
+                self.provider,
+                self.store,
+                lb=self.lb,
+                events=self.events,
+                health=build_health_checker(cfg.health),
+                integrations=self.integrations,
             )
             self.tokens = tokens if tokens is not None else TokenStore.load(cfg.api.token_file)
             undo.pop_all()
@@ -207,6 +214,8 @@ class Service:
             self.api.stop()
         if terminate:
             self.lb.stop()
+        else:
+            self.lb.close()  # kept instances keep their balancer; only vmscale's receiver stops
         self._release()
 
     def _release(self) -> None:

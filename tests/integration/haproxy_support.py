@@ -24,6 +24,7 @@ import httpx
 
 from tests.support.wait import wait_until
 from vmscale.config.haproxy import HaproxyConfig
+from vmscale.config.health import HealthConfig
 from vmscale.lb.base import Server
 from vmscale.lb.haproxy import HaproxyLoadBalancer
 
@@ -109,12 +110,14 @@ def fast_config(**overrides: object) -> HaproxyConfig:
 
 
 @contextlib.contextmanager
-def running_haproxy(config: HaproxyConfig | None = None, group: str = "web") -> Iterator[HaproxyLoadBalancer]:
+def running_haproxy(
+    config: HaproxyConfig | None = None, group: str = "web", health: HealthConfig | None = None
+) -> Iterator[HaproxyLoadBalancer]:
     """A started HAProxy in a short temporary folder (Unix socket paths are limited to 107 bytes)."""
     if shutil.which("haproxy") is None:
         raise AssertionError("haproxy is not installed: apt-get install haproxy")
     state = Path(tempfile.mkdtemp(prefix="vmscale-hap-"))
-    lb = HaproxyLoadBalancer(config or fast_config(), group, state)
+    lb = HaproxyLoadBalancer(config or fast_config(), group, state, health)
     try:
         lb.start()
         yield lb

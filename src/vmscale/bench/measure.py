@@ -1,21 +1,14 @@
-"""Pure figures over one run's logs: latency percentiles, seconds over an SLO, cost, flapping."""
+"""Pure figures over one run's logs: latency percentiles (``vmscale.percentile``), seconds over an
+SLO, cost, flapping."""
 
 from __future__ import annotations
 
 import itertools
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100) of ``values``; None when empty."""
-    if not values:
-        return None
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))
-    return s[k]
+from vmscale.percentile import percentile
 
 
 def seconds_over_slo(records: Sequence[dict[str, Any]], slo_s: float, start: float) -> int:

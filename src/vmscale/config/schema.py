@@ -16,6 +16,7 @@ from vmscale.config.address import split_host_port
 from vmscale.config.base import Section
 from vmscale.config.event_log import EventLogConfig
 from vmscale.config.haproxy import HaproxyConfig
+from vmscale.config.health import HealthConfig
 from vmscale.config.hooks import HooksConfig
 from vmscale.config.libvirt import LibvirtProviderConfig
 from vmscale.config.metrics import MetricsConfig
@@ -78,13 +79,6 @@ class ProviderConfig(Section):
     kind: Literal["process", "libvirt", "fake"] = "process"
     process: ProcessProviderConfig = ProcessProviderConfig()
     libvirt: LibvirtProviderConfig = LibvirtProviderConfig()
-
-
-class HealthConfig(Section):
-    path: str = "/healthz"
-    timeout_s: float = Field(1.0, gt=0, le=30)
-    unhealthy_threshold: int = Field(3, ge=1, description="consecutive failed probes before replacement")
-    boot_timeout_s: float = Field(60.0, gt=0, description="a booting instance not ready by then is failed")
 
 
 class DrainConfig(Section):

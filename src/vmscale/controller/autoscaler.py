@@ -21,7 +21,7 @@ from vmscale.controller.records import DecisionLog, StoreRecorder
 from vmscale.event_kinds import DecisionApplied
 from vmscale.metrics import ControllerMetrics
 from vmscale.metrics_sources import ExternalMetrics
-from vmscale.model import Decision, Direction, InstanceState, Sample, Snapshot, direction_of
+from vmscale.model import Decision, Direction, InstanceState, Metric, Sample, Snapshot, direction_of
 from vmscale.policy import PolicySet, PolicySetState, decision_record, observe
 from vmscale.store import GroupRow
 
@@ -115,8 +115,8 @@ class Autoscaler:
         """One automatic decision (loop thread). Applied only when the count changes."""
         decision, policy_state = self.policies.decide(snap, self._state.policy_state)
         for metric, view in observe(snap).metrics.items():
-            if view.mean is not None:
-                self._metrics.metric_value.labels(self._group.name, metric.value).set(view.mean)
+            if isinstance(metric, Metric):  # external metrics are the user's own series already
+                self._metrics.observe_policy_metric(metric, view.mean)  # None clears a stale figure
         with self._lock:
             self._state = replace(self._state, policy_state=policy_state)
         if decision.desired != snap.desired:

@@ -18,7 +18,6 @@ and the autoscaler's state (swapped whole under a small lock); it never waits fo
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from concurrent.futures import Executor
 from typing import Any
@@ -42,7 +41,7 @@ from vmscale.controller.reporting import ErrorReporter
 from vmscale.controller.telemetry import Telemetry
 from vmscale.event_kinds import InstanceTransition
 from vmscale.events import EventBus
-from vmscale.health import HealthChecker, HttpHealthChecker
+from vmscale.health import HealthChecker, build_health_checker
 from vmscale.integrations import Integrations
 from vmscale.lb.base import LoadBalancer
 from vmscale.lb.none import NullBalancer
@@ -97,7 +96,7 @@ class Controller:
             retry=Backoff(cfg.launch.backoff_initial_s, cfg.launch.backoff_max_s),
             hooks=integrations.hooks if integrations is not None else None,
         )
-        checker = health or HttpHealthChecker(cfg.health.path, cfg.health.timeout_s)
+        checker = health or build_health_checker(cfg.health)
         prober = Prober(checker, executor, cfg.health.timeout_s)
         self.reconciler = Reconciler(
             cfg, fleet, ops, actions, membership, roles, prober, report, self.metrics
@@ -137,8 +136,7 @@ class Controller:
         loop.log.info("%s %s -> %s: %s", change.name, change.src, change.dst, change.reason)
         self.events.publish(change)
         if change.dst == S.GONE.value:
-            with contextlib.suppress(KeyError):
-                self.metrics.instance_cpu.remove(self.cfg.group.name, change.name)
+            self.metrics.forget_instance(change.name)
 
     # ------------------------------------------------------------------ the loop
 

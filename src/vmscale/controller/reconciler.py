@@ -234,7 +234,10 @@ class Reconciler:
                 self.backoffs.sampling = self.backoffs.sampling.failed(now)
                 self.report.provider_error("sample", exc, None, self.backoffs.sampling)
         stats = self.membership.stats()
-        lat = [v for s in stats.values() if (v := s.latency_p95_s or s.response_time_s) is not None]
+        # A p95 is a p95: a balancer's mean response time is never passed off as one.
+        backend = self.membership.backend_stats()
+        lat = [s.latency_p95_s for s in stats.values() if s.latency_p95_s is not None]
+        group_p95 = backend.latency_p95_s if backend is not None else (max(lat) if lat else None)
         for name in names:
             inst = self.fleet.get(name)
             if inst is None:
@@ -246,14 +249,14 @@ class Reconciler:
                     t=now_wall,
                     cpu=cpu.get(name),
                     rps=st.rate_rps if st else None,
-                    latency_p95=(st.latency_p95_s or st.response_time_s) if st else None,
+                    latency_p95=st.latency_p95_s if st else None,
                     inflight=inflight / max(1, inst.facts.vcpus) if inflight is not None else None,
                     extra=external.instance_extra(name) if external is not None else {},
                 )
             )
             if name in cpu:
-                self._metrics.instance_cpu.labels(self._group, name).set(cpu[name])
-        return Traffic(max(lat) if lat else None, sum(s.rate_rps for s in stats.values()) if stats else None)
+                self._metrics.set_instance_cpu(name, cpu[name])
+        return Traffic(group_p95, sum(s.rate_rps for s in stats.values()) if stats else None)
 
     # ------------------------------------------------------------------ execute, drains, sync
 
