@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from vmscale.config.base import Section
 from vmscale.config.haproxy import HaproxyConfig
+from vmscale.config.hosts import ClusterConfig
 from vmscale.config.libvirt import LibvirtProviderConfig
 from vmscale.config.policy import PolicyConfig, SimulateConfig
 from vmscale.config.process import ProcessProviderConfig
@@ -107,6 +108,7 @@ class VmscaleConfig(Section):
     api: ApiConfig = ApiConfig()
     state: StateConfig = StateConfig()
     simulate: SimulateConfig = SimulateConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
     def _cross(self) -> VmscaleConfig:
