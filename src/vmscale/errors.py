@@ -8,6 +8,7 @@ only needs to know whether to retry.
     ├── ConfigError                  the config file is wrong; carries every problem with its path
     ├── ProviderError                something went wrong launching/terminating/observing instances
     │   ├── TemporaryProviderError   retry with back-off (daemon down, timeout, host busy, no capacity)
+    │   │   └── HostUnreachableError the host's libvirtd does not answer (its instances are unknown)
     │   ├── PermanentProviderError   retrying will not help until a person acts (image missing, bad XML)
     │   └── InstanceNotFoundError    the instance does not exist (terminate treats this as success)
     ├── LoadBalancerError            the balancer refused or is unreachable (temporary by nature)
@@ -41,6 +42,14 @@ class ProviderError(VmscaleError):
 
 class TemporaryProviderError(ProviderError):
     pass
+
+
+class HostUnreachableError(TemporaryProviderError):
+    """A libvirt host does not answer (no connection, a lost one, or a call that timed out)."""
+
+    def __init__(self, message: str, *, instance: str | None = None, host: str | None = None) -> None:
+        self.host = host
+        super().__init__(message, instance=instance)
 
 
 class PermanentProviderError(ProviderError):

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import libvirt
 
 from vmscale.errors import (
+    HostUnreachableError,
     InstanceNotFoundError,
     PermanentProviderError,
     ProviderError,
@@ -144,7 +145,7 @@ class LibvirtConnection:
         threading.Thread(target=work, name=f"libvirt:{what}", daemon=True).start()
         if not done.wait(limit):
             self._drop()
-            raise TemporaryProviderError(
+            raise HostUnreachableError(
                 f"libvirt: {what} did not answer within {limit:.0f} s ({self.uri}); is libvirtd stuck?",
                 instance=instance,
             )
@@ -152,16 +153,35 @@ class LibvirtConnection:
         if error is None:
             return box["value"]
         if isinstance(error, libvirt.libvirtError):
+            # A dead transport is the host not answering; other errors of these codes (a file that
+            # cannot be opened is also a "system error") are about the call, not the host.
+            lost = error.get_error_code() in _CONNECTION_LOST and not self._alive()
             if error.get_error_code() in _CONNECTION_LOST:
                 self._drop()
             if error.get_error_code() == libvirt.VIR_ERR_NO_CONNECT or "Failed to connect" in str(error):
-                raise TemporaryProviderError(
+                raise HostUnreachableError(
                     f"libvirt: cannot connect to {self.uri}: {error.get_error_message()} "
                     "(is libvirtd running? scripts/daemons.sh starts it)",
                     instance=instance,
                 ) from error
+            if lost:
+                raise HostUnreachableError(
+                    f"libvirt: lost the connection to {self.uri} during {what}: {error.get_error_message()}",
+                    instance=instance,
+                ) from error
             raise translate(error, what, instance) from error
         raise error
+
+    def _alive(self) -> bool:
+        """Whether the open connection still stands (a local check: no round trip to the daemon)."""
+        with self._lock:
+            conn = self._conn
+        if conn is None:
+            return False
+        try:
+            return bool(conn.isAlive())
+        except libvirt.libvirtError:
+            return False
 
     def close(self) -> None:
         with self._lock:
