@@ -23,7 +23,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import libvirt
@@ -83,6 +83,28 @@ def translate(exc: libvirt.libvirtError, what: str, instance: str | None = None)
     if code in _PERMANENT:
         return PermanentProviderError(message, instance=instance)
     return TemporaryProviderError(message, instance=instance)
+
+
+class BoundedCalls(Protocol):
+    """What the libvirt provider needs of a connection: ``LibvirtConnection``, or a host's
+    ``vmscale.hosts.connection.HostConnection`` (the same calls plus reachability and back-off)."""
+
+    @property
+    def uri(self) -> str: ...
+
+    @property
+    def timeout_s(self) -> float: ...
+
+    def call(
+        self,
+        what: str,
+        fn: Callable[[libvirt.virConnect], T],
+        *,
+        instance: str | None = None,
+        timeout_s: float | None = None,
+    ) -> T: ...
+
+    def close(self) -> None: ...
 
 
 class LibvirtConnection:

@@ -1,0 +1,1 @@
+"""Shared test fixtures that bring up real infrastructure (one module per kind)."""
