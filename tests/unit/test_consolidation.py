@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmscale.plan.consolidation import Move, Placed, plan_consolidation
+from vmscale.plan.consolidation import Move, Placed, plan_consolidation, plan_drain
 from vmscale.plan.fencing import Copy, choose_copy
 from vmscale.plan.placement import HostLimits, HostView, Request, why_not
 
@@ -155,3 +155,19 @@ def test_fencing_explains_the_choice() -> None:
 def test_replace_keeps_a_view_usable_for_the_next_decision() -> None:
     hv = replace(host("h1", 1), cordoned=True)
     assert why_not(Request("x"), hv) == "cordoned"
+
+
+# ------------------------------------------------------------------------------------- drain
+def test_drain_spreads_the_hosts_instances_over_the_others_within_headroom() -> None:
+    hosts = [host("h1", 3), host("h2", 1), host("h3", 0), host("h4", 3, cordoned=True)]
+    plan = plan_drain("h1", hosts, instances(hosts))
+    assert [(m.name, m.dst) for m in plan.moves] == [("web-1", "h3"), ("web-2", "h2"), ("web-3", "h3")]
+    assert plan.stuck == ()
+    assert plan.reasons[0].startswith("web-1 on h3: spread") and "h1 is draining" in plan.reasons[0]
+
+
+def test_drain_leaves_what_fits_nowhere_and_says_so() -> None:
+    hosts = [host("h1", 3), host("h2", 3)]  # h2 has room for one more
+    plan = plan_drain("h1", hosts, instances(hosts), strategy="binpack")
+    assert [m.name for m in plan.moves] == ["web-1"] and plan.stuck == ("web-2", "web-3")
+    assert "no host can take it" in plan.reasons[1]

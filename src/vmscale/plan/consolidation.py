@@ -1,4 +1,11 @@
-"""After a scale-in: which instances to live-migrate so the group leaves whole hosts empty. Pure.
+"""Where a host's instances go when it is drained, and, after a scale-in, which instances to move so
+the group leaves whole hosts empty. Pure.
+
+``plan_drain``: every instance of the draining host, largest first, goes where placement (the
+group's strategy) puts it among the other hosts, each move seeing the hosts as the previous ones
+left them; an instance that fits nowhere stays (and is named), it is never forced past headroom.
+
+``plan_consolidation``:
 
 A host can be left empty only if everything on it is this group's (``domains == group_instances``);
 a host that also runs other domains stays powered whatever the group does, so moving the group off
@@ -15,9 +22,9 @@ migrated), nor a draining one (the drain already moves its guests); a cordoned o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from vmscale.plan.placement import HostView, Request, binpack_key, why_not
+from vmscale.plan.placement import HostView, Request, Strategy, binpack_key, place, why_not
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +121,42 @@ def plan_consolidation(
     if skipped:
         reason += "; kept " + ", ".join(skipped)
     return ConsolidationPlan(tuple(moves), emptied, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class DrainPlan:
+    moves: tuple[Move, ...]
+    stuck: tuple[str, ...]  # instances no other host can take now (they stay, serving)
+    reasons: tuple[str, ...]  # one placement explanation per instance
+
+
+def plan_drain(
+    host: str,
+    hosts: Sequence[HostView],
+    instances: Sequence[Placed],
+    *,
+    strategy: Strategy = "spread",
+    spread_label: str = "zone",
+) -> DrainPlan:
+    """Destinations for every instance on ``host`` (the draining host itself takes nothing)."""
+    views = {h.name: h for h in hosts}
+    if host in views:
+        views[host] = replace(views[host], draining=True, cordoned=True)
+    moves: list[Move] = []
+    stuck: list[str] = []
+    reasons: list[str] = []
+    leaving = sorted((i for i in instances if i.host == host), key=lambda i: (-i.memory_mb, -i.vcpus, i.name))
+    for inst in leaving:
+        p = place(
+            Request(inst.name, inst.vcpus, inst.memory_mb),
+            list(views.values()),
+            strategy=strategy,
+            spread_label=spread_label,
+        )
+        reasons.append(p.reason)
+        if p.host is None:
+            stuck.append(inst.name)
+            continue
+        views[p.host] = views[p.host].with_instance(inst.vcpus, inst.memory_mb)
+        moves.append(Move(inst.name, host, p.host))
+    return DrainPlan(tuple(moves), tuple(stuck), tuple(reasons))

@@ -28,6 +28,7 @@ from dataclasses import replace
 from vmscale.clock import Clock
 from vmscale.config.hosts import PlacementConfig
 from vmscale.config.libvirt import LibvirtProviderConfig
+from vmscale.config.schema import VmscaleConfig
 from vmscale.errors import HostUnreachableError, InstanceNotFoundError, ProviderError, TemporaryProviderError
 from vmscale.hosts.inventory import HostInventory
 from vmscale.plan.fencing import Copy
@@ -300,3 +301,9 @@ class MultiHostProvider:
 
     def close(self) -> None:
         self.inventory.close()
+
+
+def build_multihost(cfg: VmscaleConfig) -> MultiHostProvider:
+    """The provider for a config with ``[[cluster.hosts]]`` (``service.build_provider`` calls it)."""
+    inventory = HostInventory.from_config(cfg)
+    return MultiHostProvider(cfg.provider.libvirt, inventory, placement=cfg.cluster.placement)
