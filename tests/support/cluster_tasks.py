@@ -17,6 +17,7 @@ from vmscale.config.haproxy import HaproxyConfig
 from vmscale.hosts.inventory import HostInventory
 from vmscale.lb.base import Server
 from vmscale.lb.haproxy import HaproxyLoadBalancer
+from vmscale.plan.consolidation import Placed, plan_drain
 from vmscale.providers.base import InstanceSpec, ProviderInstance
 from vmscale.providers.libvirt.migrate import MigrationProgress
 from vmscale.providers.libvirt.multihost import MultiHostProvider
@@ -127,6 +128,26 @@ def migrate(name: str, host: str) -> dict[str, Any]:
     seen: list[MigrationProgress] = []
     inst = _provider().migrate(name, host, progress=seen.append)
     return {**_row(inst), "progress_reports": len(seen), "progress_last": seen[-1].fraction if seen else None}
+
+
+def drain(host: str) -> dict[str, Any]:
+    """Move every instance off ``host`` one after the other (what `vmscale hosts drain` will do)."""
+    provider = _provider()
+    group = _state["cfg"].group.name
+    inventory = _state["inventory"]
+    inventory.drain(host)
+    listed = provider.list(group)
+    inventory.refresh()
+    placed = [Placed(i.name, i.details["host"], i.vcpus, _state["cfg"].template.memory_mb) for i in listed]
+    plan = plan_drain(host, inventory.views(group), placed, strategy=_state["cfg"].cluster.placement.strategy)
+    t0 = time.monotonic()
+    moves = []
+    for move in plan.moves:
+        t = time.monotonic()
+        inst = provider.migrate(move.name, move.dst)
+        moves.append({"name": move.name, "to": move.dst, "wall_s": time.monotonic() - t, **inst.details})
+    inventory.uncordon(host)
+    return {"total_s": time.monotonic() - t0, "moves": moves, "stuck": list(plan.stuck)}
 
 
 def terminate(name: str) -> None:

@@ -21,6 +21,8 @@ BENCHMARKS = {
     "metrics": "cost of one metrics sample for 10, 100 and 1,000 libvirt domains",
     "simulate": "simulator speed: a 24 h, 1 s trace for a 1,000-instance group",
     "haproxy": "runtime-API latency, time to first request, throughput, failures over scale-in cycles",
+    "placement": "placement cost over 100 hosts x 1,000 instances; host facts and listing over libvirt",
+    "migration": "live migration of a serving guest between namespaced hosts; drain time for 1, 2, 4 guests",
 }
 _SCRIPT = {"metrics": "bench_libvirt_metrics.py"}
 
@@ -52,6 +54,8 @@ def bench(
     * **metrics**: one metrics sample for 10/100/1,000 libvirt domains
     * **simulate**: simulator speed on a 24 h trace for 1,000 instances
     * **haproxy**: balancer runtime API and loss-free scale-in
+    * **placement**: one placement decision over 100 hosts, 1,000 placed, drain and consolidation
+    * **migration**: live migration of a serving guest (root: network namespaces), drain time
 
     Examples:
 

@@ -74,6 +74,7 @@ class MigrationResult:
     downtime_ms: int | None = None  # how long the guest was paused for the switch-over
     memory_bytes: int | None = None
     disk_bytes: int | None = None
+    overlay_bytes: int | None = None  # what the source overlay held: the disk data to copy
     stats: Mapping[str, Any] = field(default_factory=dict)
 
     def details(self) -> dict[str, str]:
@@ -84,6 +85,7 @@ class MigrationResult:
             ("migration_downtime_ms", self.downtime_ms),
             ("migration_memory_bytes", self.memory_bytes),
             ("migration_disk_bytes", self.disk_bytes),
+            ("migration_overlay_bytes", self.overlay_bytes),
         ):
             if value is not None:
                 out[key] = str(value)

@@ -20,6 +20,7 @@ import logging
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import PurePosixPath
 
 from vmscale.errors import PermanentProviderError, ProviderError, TemporaryProviderError
@@ -78,6 +79,7 @@ def move_domain(
 
     overlay, seed = f"{name}.qcow2", f"{name}.iso"
     backing, capacity = src.storage.backing_of(overlay)
+    overlay_bytes = src.storage.allocation(overlay)
     if src.config.boot == "kernel":
         dst.storage.image_capacity([PurePosixPath(backing).name, *boot_files])
     made_overlay = not dst.storage.exists(overlay)
@@ -117,7 +119,10 @@ def move_domain(
             src.storage.delete(volume)
         except ProviderError as exc:  # the move itself succeeded: a left-over volume is only logged
             log.warning("moved %s but could not delete %s on %s: %s", name, volume, src.host, exc)
-    result = result_from(completed_stats(dst.conn, name), name, src.host, dst.host, wall, last)
+    result = replace(
+        result_from(completed_stats(dst.conn, name), name, src.host, dst.host, wall, last),
+        overlay_bytes=overlay_bytes,
+    )
     log.info(
         "migrated %s from %s to %s in %.2f s (libvirt: %s ms total, %s ms downtime)",
         name,

@@ -171,6 +171,16 @@ class PoolStorage:
 
         self.conn.call("delete volume", drop, instance=volume)
 
+    def allocation(self, volume: str) -> int:
+        """Bytes the volume really holds (for an overlay: what a migration copies of it)."""
+
+        def info(conn: libvirt.virConnect) -> int:
+            pool = self._pool(conn)
+            pool.refresh(0)
+            return int(pool.storageVolLookupByName(volume).info()[2])
+
+        return self.conn.call("volume info", info, instance=volume)
+
     def backing_of(self, volume: str) -> tuple[str, int]:
         """(backing file, capacity) of an overlay, read from its volume XML."""
 
