@@ -4,8 +4,6 @@ reports and the test driver does not. Real daemons and guests: tests/e2e/test_mu
 
 from __future__ import annotations
 
-import json
-import subprocess
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -56,19 +54,6 @@ class FakeHostConnection(LibvirtConnection):
 
 
 @pytest.fixture
-def image_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "image"
-    d.mkdir()
-    subprocess.run(
-        ["qemu-img", "create", "-q", "-f", "qcow2", str(d / "base.qcow2"), "64M"], check=True, timeout=30
-    )
-    (d / "vmlinuz").write_bytes(b"")
-    (d / "initrd.img").write_bytes(b"")
-    (d / "manifest.json").write_text(json.dumps({"hash": "test", "inputs": {}}))
-    return d
-
-
-@pytest.fixture
 def cluster(tmp_path: Path, image_dir: Path) -> dict[str, Any]:
     hosts = []
     for name in ("h1", "h2"):
@@ -95,10 +80,10 @@ def cluster(tmp_path: Path, image_dir: Path) -> dict[str, Any]:
 def open_provider(config: dict[str, Any], *, with_image: tuple[str, ...] = ("h1", "h2")) -> MultiHostProvider:
     cfg = parse_config(config)
     inventory = HostInventory.from_config(cfg, connect=lambda h, t: FakeHostConnection(h.uri, t))
-    image_dir = cfg.provider.libvirt.image_dir
+    folder = cfg.provider.libvirt.image_dir
 
     def put(conn: libvirt.virConnect) -> None:  # the image "copied" to a host: its image pool's volumes
-        pool = _find_or_make_pool(conn, image_pool_name(image_dir), image_dir)
+        pool = _find_or_make_pool(conn, image_pool_name(folder), folder)
         for f in ("base.qcow2", "vmlinuz", "initrd.img"):
             pool.createXML(f"<volume><name>{f}</name><capacity unit='bytes'>67108864</capacity></volume>", 0)
 
