@@ -104,6 +104,10 @@ def test_spread_over_two_hosts_and_a_lost_libvirtd_is_reported_then_found_again(
     assert ctl.run(tasks.host_states)["h1"] == "up"
     # the data path does not depend on the daemon: the guest on h2 still answers
     ctl.run(tasks.wait_healthy, second["endpoint"], 10.0, timeout_s=20)
+    # nothing new goes to a host that does not answer, and the explanation says why
+    third = ctl.run(tasks.launch, 3, timeout_s=180)
+    assert third["host"] == "h1" and topo.domains("h1", f"{group}-") == {f"{group}-1", f"{group}-3"}
+    assert ctl.run(tasks.placements)[-1].endswith("h2 is unreachable")
 
     topo.start_libvirtd("h2")
     wait_until("h2 up again", lambda: ctl.run(tasks.host_states)["h2"] == "up", 60)
@@ -116,9 +120,13 @@ def test_spread_over_two_hosts_and_a_lost_libvirtd_is_reported_then_found_again(
         ),
         30,
     )
-    assert {n: r["host"] for n, r in rows.items()} == {f"{group}-1": "h1", f"{group}-2": "h2"}
+    assert {n: r["host"] for n, r in rows.items()} == {
+        f"{group}-1": "h1",
+        f"{group}-2": "h2",
+        f"{group}-3": "h1",
+    }
     assert topo.domains("h2", f"{group}-", running_only=True) == {f"{group}-2"}  # adopted, not duplicated
-    for n in (1, 2):
+    for n in (1, 2, 3):
         ctl.run(tasks.terminate, f"{group}-{n}", timeout_s=60)
     assert topo.domains("h1", f"{group}-") == set() and topo.domains("h2", f"{group}-") == set()
 

@@ -203,22 +203,26 @@ class MultiHostProvider:
         with ThreadPoolExecutor(max_workers=min(16, len(hosts)), thread_name_prefix="list-hosts") as pool:
             results = list(pool.map(lambda h: self._list_host(h, group), hosts))
         by_name: dict[str, list[ProviderInstance]] = {}
-        for host, listed in results:
-            if listed is None:
-                reach = self.inventory.reach(host).value
-                stale = [i for i in self._seen.get(host, []) if i.group == group]
-                listed = [
-                    replace(i, details={**i.details, "host_state": reach, UNKNOWN: "true"}) for i in stale
-                ]
-            else:
-                self._seen[host] = [i for i in self._seen.get(host, []) if i.group != group] + listed
-            for inst in listed:
-                by_name.setdefault(inst.name, []).append(inst)
-        out = []
-        for name, found in by_name.items():
-            chosen = self._one_copy(name, found)
-            self._where.setdefault(name, chosen.details["host"])
-            out.append(chosen)
+        with self._guard:
+            for host, listed in results:
+                if listed is None:
+                    reach = self.inventory.reach(host).value
+                    stale = [i for i in self._seen.get(host, []) if i.group == group]
+                    listed = [
+                        replace(i, details={**i.details, "host_state": reach, UNKNOWN: "true"}) for i in stale
+                    ]
+                else:
+                    self._seen[host] = [i for i in self._seen.get(host, []) if i.group != group] + listed
+                for inst in listed:
+                    by_name.setdefault(inst.name, []).append(inst)
+            out = []
+            for name, found in by_name.items():
+                chosen = self._one_copy(name, found)
+                if len(found) == 1 and UNKNOWN not in chosen.details:
+                    self._where[name] = chosen.details["host"]  # seen there, and only there
+                else:
+                    self._where.setdefault(name, chosen.details["host"])
+                out.append(chosen)
         return sorted(out, key=lambda i: (i.details.get("host", ""), i.name))
 
     def _one_copy(self, name: str, found: Sequence[ProviderInstance]) -> ProviderInstance:
