@@ -142,9 +142,12 @@ def main() -> None:
     build_image(IMAGE_DIR)
     group = "bm" + uuid.uuid4().hex[:6]
     with netns_hosts(2) as topo, CtlWorker(topo.ctl_netns) as ctl, tempfile.TemporaryDirectory() as tmp:
-        hosts = [{"name": h.name, "uri": h.uri} for h in topo.hosts]
         config = tasks.cluster_config(
-            group, hosts, image_dir=str(IMAGE_DIR), guest_pool=topo.guest_pool, network=topo.network
+            group,
+            topo.cluster_hosts(),
+            image_dir=str(IMAGE_DIR),
+            guest_pool=topo.guest_pool,
+            network=topo.network,
         )
         ctl.run(tasks.open_cluster, config)
         print("migration of a serving guest (TCG, 256 MiB, under 8 req/s through HAProxy)")

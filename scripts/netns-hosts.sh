@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Several independent libvirt "hosts" on this one machine, for tests, benchmarks and debugging.
 #
-#   scripts/netns-hosts.sh up N [--prefix P] [--owner PID]   bring up a fabric, a ctl namespace and N hosts;
+#   scripts/netns-hosts.sh up N [--prefix P] [--owner PID] [--tls]
+#                                                            bring up a fabric, a ctl namespace and N hosts;
 #                                                            prints the topology as JSON
 #   scripts/netns-hosts.sh down [--prefix P]                 tear it all down (by pid and namespace name)
 #   scripts/netns-hosts.sh stop-daemon  P HOST [SIGNAL]      stop one host's libvirtd by its pid (default TERM)
@@ -19,8 +20,12 @@
 #                 guest shares one L2 segment with every host and with ctl (like hypervisors on one VLAN)
 #                 plus a private mount namespace: /etc/libvirt, /run/libvirt, /var/lib/libvirt,
 #                 /var/cache/libvirt and /var/log/libvirt are bind mounts of STATE/hN/*, so the host's
-#                 virtlogd + libvirtd (listening on qemu+tcp://198.18.0.(10+N)/system, auth none)
-#                 have their own domains, storage pools and QEMU state.
+#                 virtlogd + libvirtd have their own domains, storage pools and QEMU state. They listen
+#                 on qemu+tcp://198.18.0.(10+N)/system (auth none), or with --tls on qemu+tls:// with
+#                 certificates made here by certtool (a CA, a server certificate per host for its
+#                 address, one client certificate for vmscale and for the hosts as clients of each
+#                 other in peer-to-peer migration). The topology gives two URIs per host: "uri" for
+#                 vmscale in ctl, and "peer_uri" for the other hosts (its pkipath is inside them).
 #
 # 198.18.0.0/15 is the range reserved for network benchmarks (RFC 2544): it cannot collide with a
 # real network of the machine, and it exists only inside these namespaces. The root namespace sends
@@ -49,18 +54,74 @@ check_prefix() { [[ "$1" =~ $PREFIX_RE ]] || die "prefix must match $PREFIX_RE, 
 
 host_addr() { echo "$NET.0.$((10 + $1))"; }
 
+certificate() {  # name, template lines..., into $pki: NAME-key.pem and NAME-cert.pem signed by the CA
+  local name=$1; shift
+  printf '%s\n' "$@" "expiration_days = 7" >"$pki/$name.info"
+  certtool --generate-privkey --outfile "$pki/$name-key.pem" 2>/dev/null
+  certtool --generate-certificate --load-privkey "$pki/$name-key.pem" --load-ca-certificate "$pki/cacert.pem" \
+    --load-ca-privkey "$pki/ca-key.pem" --template "$pki/$name.info" --outfile "$pki/$name-cert.pem" 2>/dev/null
+}
+
+make_pki() {  # topology dir, host count
+  command -v certtool >/dev/null || die "--tls needs certtool: apt-get install gnutls-bin"
+  pki="$1/pki"
+  mkdir -p "$pki" "$1/pki-client"
+  certtool --generate-privkey --outfile "$pki/ca-key.pem" 2>/dev/null
+  printf '%s\n' "cn = vmscale test CA $(basename "$1")" ca cert_signing_key "expiration_days = 7" >"$pki/ca.info"
+  certtool --generate-self-signed --load-privkey "$pki/ca-key.pem" --template "$pki/ca.info" \
+    --outfile "$pki/cacert.pem" 2>/dev/null
+  certificate client "organization = vmscale" "cn = vmscale-client" tls_www_client encryption_key signing_key
+  cp "$pki/cacert.pem" "$1/pki-client/cacert.pem"
+  cp "$pki/client-cert.pem" "$1/pki-client/clientcert.pem"
+  cp "$pki/client-key.pem" "$1/pki-client/clientkey.pem"
+  for i in $(seq 1 "$2"); do
+    local a
+    a=$(host_addr "$i")
+    certificate "h$i" "organization = vmscale" "cn = h$i" "ip_address = $a" tls_www_server encryption_key signing_key
+    mkdir -p "$1/h$i/etc/pki"
+    cp "$pki/cacert.pem" "$1/h$i/etc/pki/cacert.pem"
+    cp "$pki/h$i-cert.pem" "$1/h$i/etc/pki/servercert.pem"
+    cp "$pki/h$i-key.pem" "$1/h$i/etc/pki/serverkey.pem"
+    cp "$pki/client-cert.pem" "$1/h$i/etc/pki/clientcert.pem"
+    cp "$pki/client-key.pem" "$1/h$i/etc/pki/clientkey.pem"
+  done
+  chmod -R go-rwx "$pki" "$1/pki-client" "$1"/h*/etc/pki
+}
+
+host_uri() {  # prefix, host name: how vmscale in ctl reaches the host
+  local d="$ROOT_STATE/$1" addr
+  addr=$(cat "$d/$2/address")
+  if [ "$(cat "$d/mode" 2>/dev/null)" = tls ]; then echo "qemu+tls://$addr/system?pkipath=$d/pki-client"
+  else echo "qemu+tcp://$addr/system"; fi
+}
+
+peer_uri() {  # prefix, host name: how the other hosts' libvirtd reach it (pkipath inside them)
+  local d="$ROOT_STATE/$1" addr
+  addr=$(cat "$d/$2/address")
+  if [ "$(cat "$d/mode" 2>/dev/null)" = tls ]; then echo "qemu+tls://$addr/system?pkipath=/etc/libvirt/pki"
+  else echo "qemu+tcp://$addr/system"; fi
+}
+
 write_host_config() {
-  local d=$1 addr=$2 uuid
+  local d=$1 addr=$2 mode=$3 uuid
   uuid=$(cat /proc/sys/kernel/random/uuid)
   mkdir -p "$d"/etc/qemu/networks "$d"/etc/storage "$d"/etc/nwfilter "$d"/run "$d"/lib/images \
     "$d"/cache "$d"/log/qemu
-  # listen_tcp with auth none is for this isolated test fabric only; a real deployment uses TLS
-  # (listen_tls, certificates from certtool) or qemu+ssh (README, "many hosts").
-  cat >"$d/etc/libvirtd.conf" <<EOF
-listen_tls = 0
-listen_tcp = 1
+  if [ "$mode" = tls ]; then
+    cat >"$d/etc/libvirtd.conf" <<EOF
+listen_tls = 1
+listen_tcp = 0
+auth_tls = "none"
+key_file = "/etc/libvirt/pki/serverkey.pem"
+cert_file = "/etc/libvirt/pki/servercert.pem"
+ca_file = "/etc/libvirt/pki/cacert.pem"
+EOF
+  else
+    # listen_tcp with auth none is for this isolated test fabric only (README, "many hosts").
+    printf 'listen_tls = 0\nlisten_tcp = 1\nauth_tcp = "none"\n' >"$d/etc/libvirtd.conf"
+  fi
+  cat >>"$d/etc/libvirtd.conf" <<EOF
 listen_addr = "$addr"
-auth_tcp = "none"
 host_uuid = "$uuid"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 keepalive_interval = 5
@@ -107,9 +168,8 @@ start_daemons() {
     for _ in \$(seq 1 50); do [ -S /run/libvirt/virtlogd-sock ] && break; sleep 0.1; done
     libvirtd -d --listen -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid
   "
-  local addr uri
-  addr=$(cat "$d/address")
-  uri="qemu+tcp://$addr/system"
+  local uri
+  uri=$(host_uri "$p" "$h")
   for _ in $(seq 1 150); do
     ip netns exec "$p-ctl" timeout 5 virsh -c "$uri" version >/dev/null 2>&1 && break
     sleep 0.2
@@ -138,15 +198,16 @@ member_link() {  # member namespace, name of its port on the fabric
 
 json_topology() {
   local p=$1 n=$2 d="$ROOT_STATE/$1" sep=""
-  printf '{"prefix": "%s", "state_dir": "%s", "network": "%s.0.0/16", "guest_pool": "%s.1.0/24",\n' \
+  printf '{"prefix": "%s", "state_dir": "%s", "network": "%s.0.0/16", "guest_pool": "%s.1.0/24",' \
     "$p" "$d" "$NET" "$NET"
+  printf ' "mode": "%s",\n' "$(cat "$d/mode" 2>/dev/null || echo tcp)"
   printf ' "ctl": {"netns": "%s-ctl", "address": "%s.0.2"},\n "fabric": "%s-fab",\n "hosts": [' \
     "$p" "$NET" "$p"
   for i in $(seq 1 "$n"); do
     local a
     a=$(host_addr "$i")
-    printf '%s\n  {"name": "h%d", "netns": "%s-h%d", "address": "%s", "uri": "qemu+tcp://%s/system",' \
-      "$sep" "$i" "$p" "$i" "$a" "$a"
+    printf '%s\n  {"name": "h%d", "netns": "%s-h%d", "address": "%s", "uri": "%s", "peer_uri": "%s",' \
+      "$sep" "$i" "$p" "$i" "$a" "$(host_uri "$p" "h$i")" "$(peer_uri "$p" "h$i")"
     printf ' "state_dir": "%s/h%d", "host_uuid": "%s"}' "$d" "$i" "$(cat "$d/h$i/host_uuid")"
     sep=","
   done
@@ -154,13 +215,14 @@ json_topology() {
 }
 
 up() {
-  local n=$1 p=$2 owner=$3 d
+  local n=$1 p=$2 owner=$3 mode=$4 d
   [[ "$n" =~ ^[1-9][0-9]?$ ]] && [ "$n" -le 40 ] || die "N must be 1..40, got '$n'"
   d="$ROOT_STATE/$p"
   [ -e "/run/netns/$p-fab" ] && die "topology $p exists already: scripts/netns-hosts.sh down --prefix $p"
   mkdir -p "$d"
   echo "$owner" >"$d/owner"
   echo "$n" >"$d/count"
+  echo "$mode" >"$d/mode"
   trap 'log "bring-up failed: tearing down $p"; down "$p"; exit 1' ERR
   ip netns add "$p-fab"
   ip -n "$p-fab" link set lo up
@@ -179,9 +241,10 @@ up() {
     ip -n "$ns" link set eth0 master br0 up
     ip -n "$ns" addr add "$addr/16" dev br0
     ip -n "$ns" link set br0 up
-    write_host_config "$d/h$i" "$addr"
+    write_host_config "$d/h$i" "$addr" "$mode"
     echo "$addr" >"$d/h$i/address"
   done
+  if [ "$mode" = tls ]; then make_pki "$d" "$n"; fi
   for i in $(seq 1 "$n"); do start_daemons "$p" "h$i"; done
   trap - ERR
   json_topology "$p" "$n" | tee "$d/topology.json"
@@ -267,6 +330,7 @@ cmd=${1:-}
 shift || true
 prefix=vmsh-dev
 owner=manual
+mode=tcp
 case "$cmd" in
   up)
     count=${1:-}; shift || true
@@ -274,12 +338,13 @@ case "$cmd" in
       case "$1" in
         --prefix) prefix=$2; shift 2 ;;
         --owner) owner=$2; shift 2 ;;
+        --tls) mode=tls; shift ;;
         *) die "unknown option $1" ;;
       esac
     done
     check_prefix "$prefix"
     clean_stale
-    up "$count" "$prefix" "$owner"
+    up "$count" "$prefix" "$owner" "$mode"
     ;;
   down | status)
     [ "${1:-}" = "--prefix" ] && prefix=$2
@@ -295,9 +360,8 @@ case "$cmd" in
     ;;
   virsh)
     check_prefix "$1"; p=$1; h=$2; shift 2
-    addr=$(cat "$ROOT_STATE/$p/$h/address")
-    exec ip netns exec "$p-ctl" timeout 30 virsh -c "qemu+tcp://$addr/system" "$@"
+    exec ip netns exec "$p-ctl" timeout 30 virsh -c "$(host_uri "$p" "$h")" "$@"
     ;;
   clean-stale) clean_stale ;;
-  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

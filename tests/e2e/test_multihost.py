@@ -1,5 +1,6 @@
-"""Many hosts for real: two namespaced libvirtd hosts, TCG guests bridged on one fabric, vmscale and
-HAProxy and the load client in the topology's ctl namespace (tests/support/netns_hosts.py).
+"""Many hosts for real: two namespaced libvirtd hosts speaking qemu+tls (to vmscale and to each other
+for peer-to-peer migration), TCG guests bridged on one fabric, vmscale and HAProxy and the load
+client in the topology's ctl namespace (tests/support/netns_hosts.py).
 
 Each test checks libvirt itself (``virsh -c qemu+tcp://HOST/system list --all`` on each host, from
 the ctl namespace), not only what vmscale reports.
@@ -48,9 +49,13 @@ def group(ctl: CtlWorker, topo: Topology) -> Iterator[str]:
 
 
 def open_group(ctl: CtlWorker, topo: Topology, group: str, image: Path, **kw: Any) -> None:
-    hosts = [{"name": h.name, "uri": h.uri} for h in topo.hosts]
     config = tasks.cluster_config(
-        group, hosts, image_dir=str(image), guest_pool=topo.guest_pool, network=topo.network, **kw
+        group,
+        topo.cluster_hosts(),
+        image_dir=str(image),
+        guest_pool=topo.guest_pool,
+        network=topo.network,
+        **kw,
     )
     assert ctl.run(tasks.open_cluster, config) == ["up", "up"]
 

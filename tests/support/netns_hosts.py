@@ -1,6 +1,6 @@
 """N libvirt "hosts" on this machine, each in its own network and mount namespace, for tests.
 
-The work is done by ``scripts/netns-hosts.sh`` (runnable alone for debugging: ``up 2``, ``down``,
+The work is done by ``scripts/netns-hosts.sh`` (runnable alone for debugging: ``up 2 --tls``, ``down``,
 ``virsh PREFIX h1 list --all``); this module wraps it for pytest:
 
     with netns_hosts(2) as topo:          # fabric + ctl namespace + h1, h2 (libvirtd each)
@@ -36,7 +36,8 @@ class NetnsHost:
     name: str
     netns: str
     address: str
-    uri: str
+    uri: str  # how vmscale (in ctl) reaches the host
+    peer_uri: str  # how the other hosts' libvirtd reach it (peer-to-peer migration)
     state_dir: Path
 
     @property
@@ -53,6 +54,11 @@ class Topology:
     ctl_netns: str
     ctl_address: str
     hosts: tuple[NetnsHost, ...]
+    tls: bool
+
+    def cluster_hosts(self) -> list[dict[str, str]]:
+        """The hosts as ``[[cluster.hosts]]`` tables."""
+        return [{"name": h.name, "uri": h.uri, "migration_uri": h.peer_uri} for h in self.hosts]
 
     def host(self, name: str) -> NetnsHost:
         return next(h for h in self.hosts if h.name == name)
@@ -99,7 +105,8 @@ class Topology:
 def _parse(text: str) -> Topology:
     data = json.loads(text[text.index("{") :])
     hosts = tuple(
-        NetnsHost(h["name"], h["netns"], h["address"], h["uri"], Path(h["state_dir"])) for h in data["hosts"]
+        NetnsHost(h["name"], h["netns"], h["address"], h["uri"], h["peer_uri"], Path(h["state_dir"]))
+        for h in data["hosts"]
     )
     return Topology(
         prefix=data["prefix"],
@@ -109,14 +116,19 @@ def _parse(text: str) -> Topology:
         ctl_netns=data["ctl"]["netns"],
         ctl_address=data["ctl"]["address"],
         hosts=hosts,
+        tls=data["mode"] == "tls",
     )
 
 
 @contextlib.contextmanager
-def netns_hosts(count: int, *, prefix: str | None = None) -> Iterator[Topology]:
-    """Bring up ``count`` hosts (plus fabric and ctl) and tear all of it down afterwards."""
+def netns_hosts(count: int, *, prefix: str | None = None, tls: bool = True) -> Iterator[Topology]:
+    """Bring up ``count`` hosts (plus fabric and ctl) and tear all of it down afterwards. With ``tls``
+    (the default: what a real deployment uses) the hosts speak qemu+tls with certificates made for
+    the topology, to vmscale and to each other."""
     prefix = prefix or "vmsh" + uuid.uuid4().hex[:6]
     argv = ["bash", str(SCRIPT), "up", str(count), "--prefix", prefix, "--owner", str(os.getpid())]
+    if tls:
+        argv.append("--tls")
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120 + 20 * count, check=False)
         if done.returncode != 0:

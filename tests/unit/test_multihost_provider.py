@@ -191,3 +191,21 @@ def test_each_host_keeps_to_its_own_limits(cluster: dict[str, Any]) -> None:
     hosts = [provider.launch(spec(group, i)).details["host"] for i in (1, 2, 3, 4)]
     assert hosts == ["h1", "h2", "h1", "h1"]  # spread would alternate; h2 is full after one
     provider.close()
+
+
+def test_pause_resume_and_samples_go_to_the_instances_host(cluster: dict[str, Any]) -> None:
+    group = cluster["group"]["name"]
+    provider = open_provider(cluster)
+    provider.launch(spec(group, 1), "h1")
+    provider.launch(spec(group, 2), "h2")
+    provider.pause(f"{group}-2")
+    assert {i.name: i.status for i in provider.list(group)} == {
+        f"{group}-1": ProviderStatus.RUNNING,
+        f"{group}-2": ProviderStatus.PAUSED,
+    }
+    provider.resume(f"{group}-2")
+    assert {i.status for i in provider.list(group)} == {ProviderStatus.RUNNING}
+    names = [f"{group}-1", f"{group}-2"]
+    assert provider.sample(names) == {}  # the first call of each host is a baseline
+    assert set(provider.sample(names)) == set(names)  # both hosts asked, each for its own
+    provider.close()
