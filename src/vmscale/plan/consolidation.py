@@ -11,7 +11,8 @@ A host can be left empty only if everything on it is this group's (``domains == 
 a host that also runs other domains stays powered whatever the group does, so moving the group off
 it would only cost migrations. The planner tries to empty such hosts one at a time, the cheapest
 first (fewest instances, then least used), moving each of their instances with the bin-pack rule to
-the fullest other host that still passes every placement filter. A host is emptied only when all of
+the fullest other host that still passes every placement filter and already runs something (moving
+onto an empty host would only swap which host is powered). A host is emptied only when all of
 its instances fit elsewhere; otherwise nothing of it moves. Destinations never go past their
 headroom (the same filters as placement), never onto a host being emptied, and never onto an
 unreachable, cordoned or draining host. An unreachable host is never a source (its guests cannot be
@@ -73,7 +74,10 @@ def _fit(
     moves: list[Move] = []
     for inst in sorted(instances, key=lambda i: (-i.memory_mb, -i.vcpus, i.name)):
         req = Request(inst.name, inst.vcpus, inst.memory_mb)
-        open_hosts = [h for n, h in trial.items() if n not in closed and why_not(req, h) is None]
+        # only onto hosts that run something already: filling an empty host empties none
+        open_hosts = [
+            h for n, h in trial.items() if n not in closed and h.domains and why_not(req, h) is None
+        ]
         if not open_hosts:
             return None
         dst = min(open_hosts, key=lambda h: binpack_key(h, req))

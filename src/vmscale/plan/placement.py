@@ -68,12 +68,13 @@ class HostView:
     def vcpu_limit(self) -> float:
         return self.cpus * self.limits.max_vcpu_overcommit
 
-    def utilisation(self) -> float:
-        """The fuller of CPU (against the overcommit limit) and memory (against the total), 0..1+."""
-        cpu = self.running_vcpus / self.vcpu_limit if self.vcpu_limit > 0 else 1.0
+    def utilisation(self, vcpus: int = 0, memory_mb: int = 0) -> float:
+        """The fuller of CPU (against the overcommit limit) and memory (against the total), 0..1+,
+        with ``vcpus``/``memory_mb`` more placed on it."""
+        cpu = (self.running_vcpus + vcpus) / self.vcpu_limit if self.vcpu_limit > 0 else 1.0
         if self.memory_total_mb <= 0:
             return cpu
-        return max(cpu, 1.0 - self.memory_free_mb / self.memory_total_mb)
+        return max(cpu, 1.0 - (self.memory_free_mb - memory_mb) / self.memory_total_mb)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +176,7 @@ def spread_key(host: HostView, zones: Counter[str], label: str) -> tuple[int, in
 
 
 def binpack_key(host: HostView, req: Request) -> tuple[bool, float, str]:
-    after = host.with_instance(req.vcpus, req.memory_mb)
-    return (host.domains == 0, -after.utilisation(), host.name)
+    return (host.domains == 0, -host.utilisation(req.vcpus, req.memory_mb), host.name)
 
 
 # ------------------------------------------------------------------------------------- placing
