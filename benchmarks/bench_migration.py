@@ -74,6 +74,7 @@ def one_migration(
     summary = json.loads(out)
     records = [json.loads(x) for x in log.read_text().splitlines() if '"t_send"' in x]
     during = [r for r in records if t0 <= r["t_send"] <= t1]
+    before = [r for r in records if t0 - 10 <= r["t_send"] < t0]
     return {
         "to": dst,
         "wall_s": round(t1 - t0, 3),
@@ -85,6 +86,7 @@ def one_migration(
         "requests": summary["count"],
         "failed": summary["errors"],
         "max_latency_during_s": round(max((r["latency_s"] or 0) for r in during), 3) if during else None,
+        "max_latency_before_s": round(max((r["latency_s"] or 0) for r in before), 3) if before else None,
         "longest_answer_gap_during_s": round(gaps(records, t0, t1), 3),
         "longest_answer_gap_before_s": round(gaps(records, t0 - 10, t0), 3),
     }
@@ -158,7 +160,7 @@ def main() -> None:
     summary = {
         key: statistics.median(m[key] for m in moved)
         for key in ("wall_s", "libvirt_total_ms", "libvirt_downtime_ms", "longest_answer_gap_during_s",
-                    "longest_answer_gap_before_s", "max_latency_during_s")
+                    "longest_answer_gap_before_s", "max_latency_during_s", "max_latency_before_s")
     }  # fmt: skip
     summary["failed_requests"] = sum(m["failed"] for m in moved)
     print("medians:", summary)

@@ -63,9 +63,8 @@ class MultiHostProvider:
         self._where: dict[str, str] = {}  # instance -> host it was last seen on (or launched/moved to)
         self._seen: dict[str, list[ProviderInstance]] = {}  # host -> its last listing
         self._copies: dict[str, list[Copy]] = {}  # instance -> copies on several hosts, from the last list
-        self._pending: dict[
-            str, tuple[str, Request]
-        ] = {}  # placed, launch not finished: name -> (host, size)
+        # placed, launch not finished yet: name -> (host, size), counted in the next placements
+        self._pending: dict[str, tuple[str, Request]] = {}
         self.migrations: dict[str, MigrationResult] = {}  # instance -> its last migration's figures
         self._guard = threading.Lock()
         self._place_lock = threading.Lock()
@@ -107,9 +106,14 @@ class MultiHostProvider:
             if self._exists_on(last, name):
                 return last
         for host in self.inventory.names():
-            if host != last and self.inventory.answering(host) and self._exists_on(host, name):
-                self._where[name] = host
-                return host
+            if host == last or not self.inventory.answering(host):
+                continue
+            try:
+                if self._exists_on(host, name):
+                    self._where[name] = host
+                    return host
+            except HostUnreachableError:
+                continue  # silent now: it is reported as such; what it holds is fenced when it returns
         return None
 
     def _remember(self, host: str, inst: ProviderInstance) -> None:
