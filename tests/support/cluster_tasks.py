@@ -156,8 +156,16 @@ def terminate(name: str) -> None:
 
 def start_haproxy(state_dir: str, port: int, servers: dict[str, str]) -> str:
     """HAProxy in this namespace on 127.0.0.1:port with ``servers`` (name -> endpoint URL)."""
+    # Health checks patient enough for a TCG guest (as config.libvirt.TCG_HEALTH for vmscale's own):
+    # one that is mid-migration, paused for the switch-over and slowed by the copy, is not dead.
     lb = HaproxyLoadBalancer(
-        HaproxyConfig(bind=f"127.0.0.1:{port}", stats_bind=f"127.0.0.1:{port + 1}"),
+        HaproxyConfig(
+            bind=f"127.0.0.1:{port}",
+            stats_bind=f"127.0.0.1:{port + 1}",
+            check_inter_s=1.0,
+            check_timeout_s=3.0,
+            check_fall=3,
+        ),
         _state["cfg"].group.name,
         Path(state_dir),
     )
