@@ -14,7 +14,7 @@ SYSTEM_PACKAGES=(
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
   debootstrap linux-image-cloud-amd64 xorriso cpio e2fsprogs
   haproxy wrk prometheus chromium chromium-driver
-  libxml2-utils iproute2 procps curl
+  libxml2-utils iproute2 procps curl gnutls-bin
   postgresql
 )
 

@@ -48,6 +48,10 @@ def build_provider(cfg: VmscaleConfig, state_dir: Path) -> Provider:
             from vmscale.providers.process import ProcessProvider
 
             return ProcessProvider(cfg.provider.process, state_dir, fib_max_n=cfg.template.fib_max_n)
+        if kind == "libvirt" and cfg.cluster.hosts:
+            from vmscale.hosts.multihost import build_multihost
+
+            return build_multihost(cfg)
         if kind == "libvirt":
             from vmscale.providers.libvirt.provider import LibvirtProvider
 

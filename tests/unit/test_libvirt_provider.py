@@ -23,19 +23,6 @@ from vmscale.providers.libvirt.connection import LibvirtConnection
 from vmscale.providers.libvirt.provider import LibvirtProvider
 
 
-@pytest.fixture
-def image_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "image"
-    d.mkdir()
-    subprocess.run(
-        ["qemu-img", "create", "-q", "-f", "qcow2", str(d / "base.qcow2"), "64M"], check=True, timeout=30
-    )
-    (d / "vmlinuz").write_bytes(b"")
-    (d / "initrd.img").write_bytes(b"")
-    (d / "manifest.json").write_text(json.dumps({"hash": "test", "inputs": {}}))
-    return d
-
-
 def make_provider(tmp_path: Path, image_dir: Path, **overrides: object) -> LibvirtProvider:
     config = LibvirtProviderConfig(
         uri="test:///default",

@@ -34,6 +34,17 @@ SPEC = DomainSpec(
     host_port=18202,
 )
 
+# Bridged, with an address vmscale assigned (provider.libvirt.addresses)
+STATIC = replace(
+    SPEC,
+    meta=replace(META, address="198.51.100.7"),
+    network="bridge",
+    host_port=0,
+    mac="52:54:c6:33:64:07",
+    address="198.51.100.7/16",
+    gateway="198.51.0.1",
+)
+
 
 def validate(tmp_path: Path, document: str) -> None:
     tool = shutil.which("virt-xml-validate")
@@ -52,6 +63,7 @@ def validate(tmp_path: Path, document: str) -> None:
         pytest.param(replace(SPEC, domain_type="kvm"), id="kvm-kernel-user"),
         pytest.param(replace(SPEC, network="network", host_port=0), id="libvirt-network"),
         pytest.param(replace(SPEC, network="bridge", bridge="br7", host_port=0), id="bridge"),
+        pytest.param(STATIC, id="bridge-static-address"),
         pytest.param(
             replace(SPEC, boot="disk", kernel="", initrd="", seed_iso="/var/lib/vmscale/x/seeds/web-2.iso"),
             id="cloud-image-with-seed",
@@ -145,3 +157,23 @@ def test_kernel_options_cannot_inject_kernel_parameters(extra: dict[str, str]) -
 def test_user_networking_without_a_port_is_refused() -> None:
     with pytest.raises(ValueError, match="host port"):
         build_domain_xml(replace(SPEC, host_port=0))
+
+
+def test_static_address_goes_to_the_guest_the_nic_and_the_metadata() -> None:
+    """A vmscale-assigned address: the guest sets it itself, the NIC's MAC is fixed, and the
+    metadata carries it so a migrated domain is found at the same address on its new host."""
+    document = build_domain_xml(STATIC)
+    root = ET.fromstring(document)
+    cmdline = root.findtext("os/cmdline", "").split()
+    for opt in ("vmscale.net=static", "vmscale.ip=198.51.100.7/16", "vmscale.gw=198.51.0.1"):
+        assert opt in cmdline
+    assert root.find("devices/interface/mac").get("address") == "52:54:c6:33:64:07"  # type: ignore[union-attr]
+    meta = parse_metadata(document)
+    assert meta is not None and meta.address == "198.51.100.7"
+
+
+def test_without_an_address_bridged_guests_ask_dhcp_and_metadata_has_none() -> None:
+    document = build_domain_xml(replace(SPEC, network="bridge", host_port=0))
+    assert "vmscale.net=dhcp" in ET.fromstring(document).findtext("os/cmdline", "")
+    assert "address=" not in document
+    assert parse_metadata(document) == META

@@ -15,9 +15,10 @@ endpoint is then the guest's own address, which vmscale learns from libvirt (DHC
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vmscale.config.base import Section
 
@@ -25,6 +26,36 @@ from vmscale.config.base import Section
 # emulation is ~14x slower than the host: its probes get more time (and more misses in a row)
 # before it is called dead, and its boot far more than a process needs.
 TCG_HEALTH: dict[str, Any] = {"timeout_s": 3.0, "unhealthy_threshold": 5, "boot_timeout_s": 120}
+
+
+class AddressesConfig(Section):
+    """Addresses vmscale assigns to guests on a bridged network (see providers/libvirt/addresses.py)."""
+
+    pool: str = Field("", description="CIDR of the guest addresses (instance N gets the Nth); empty = DHCP")
+    network: str = Field("", description="the guests' on-link subnet (CIDR) they configure; empty = the pool")
+    gateway: str = Field("", description="default route the guests set; empty = none (same subnet only)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AddressesConfig:
+        if not self.pool:
+            if self.network or self.gateway:
+                raise ValueError('network and gateway need a pool (pool = "198.51.100.0/24" e.g.)')
+            return self
+        try:
+            pool = ipaddress.IPv4Network(self.pool, strict=False)
+            net = ipaddress.IPv4Network(self.network, strict=False) if self.network else pool
+        except ValueError as exc:
+            raise ValueError(f"pool and network must be IPv4 CIDRs like 198.51.100.0/24: {exc}") from None
+        if not pool.subnet_of(net):
+            raise ValueError(f"pool {pool} must lie inside network {net}")
+        if self.gateway:
+            try:
+                gw = ipaddress.IPv4Address(self.gateway)
+            except ValueError:
+                raise ValueError(f"gateway {self.gateway!r} is not an IPv4 address") from None
+            if gw not in net:
+                raise ValueError(f"gateway {gw} is not inside network {net}")
+        return self
 
 
 class LibvirtProviderConfig(Section):
@@ -48,6 +79,16 @@ class LibvirtProviderConfig(Section):
     )
     network_name: str = Field("default", description="libvirt network for network='network'")
     bridge: str = Field("br0", description="host bridge for network='bridge'")
+    addresses: AddressesConfig = AddressesConfig()
+    storage_pool: str = Field(
+        "vmscale", description="libvirt storage pool (a folder) for overlays on hosts reached over a URI"
+    )
+    storage_path: str = Field(
+        "/var/lib/libvirt/images/vmscale", description="that pool's folder: the same path on every host"
+    )
+    migrate_timeout_s: float = Field(
+        300.0, gt=0, le=3600, description="a live migration still running after this is aborted"
+    )
     call_timeout_s: float = Field(15.0, gt=0, le=600, description="bound on every libvirt call")
     overlay_timeout_s: float = Field(30.0, gt=0, le=600, description="bound on qemu-img overlay creation")
     min_free_memory_mb: int = Field(
@@ -56,3 +97,12 @@ class LibvirtProviderConfig(Section):
     max_vcpu_overcommit: float = Field(
         4.0, gt=0, description="refuse a launch when running vCPUs would exceed host CPUs x this"
     )
+
+    @model_validator(mode="after")
+    def _addresses_need_a_bridge(self) -> LibvirtProviderConfig:
+        if self.addresses.pool and self.network == "user":
+            raise ValueError(
+                "addresses.pool needs network = 'bridge' (or 'network'): user-mode guests are reached "
+                "through a loopback port forward, not an address of their own"
+            )
+        return self

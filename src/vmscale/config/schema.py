@@ -18,6 +18,7 @@ from vmscale.config.event_log import EventLogConfig
 from vmscale.config.haproxy import HaproxyConfig
 from vmscale.config.health import HealthConfig
 from vmscale.config.hooks import HooksConfig
+from vmscale.config.hosts import ClusterConfig
 from vmscale.config.libvirt import LibvirtProviderConfig
 from vmscale.config.metrics import MetricsConfig
 from vmscale.config.notify import NotifyConfig
@@ -132,3 +133,4 @@ class VmscaleConfig(Section):
     metrics: MetricsConfig = MetricsConfig()  # external metrics policies can name (Prometheus queries)
     hooks: HooksConfig = HooksConfig()  # lifecycle hooks on launch and terminate
     notify: NotifyConfig = NotifyConfig()  # decision webhooks, file_sd, the original client's sockets
+    cluster: ClusterConfig = ClusterConfig()  # libvirt hosts, placement, host failure

@@ -6,7 +6,8 @@ The boot path is built for a fast TCG boot:
 2. A ~3 MB uncompressed initrd (static busybox + the few virtio modules the cloud kernel lacks
    built in) loads the modules, mounts ``/dev/vda`` and ``switch_root``\\ s into it.
 3. busybox ``init`` (no systemd, nothing waiting on the network) sets a static address on eth0
-   (10.0.2.15/24, QEMU's user-mode network; DHCP with ``vmscale.net=dhcp`` on real networks), starts
+   (10.0.2.15/24, QEMU's user-mode network; DHCP with ``vmscale.net=dhcp``, or the address vmscale
+   assigned with ``vmscale.net=static vmscale.ip=A.B.C.D/LEN [vmscale.gw=...]`` on bridged networks), starts
    busybox ``acpid`` so an ACPI power-button press powers off cleanly, and ``respawn``\\ s the backend
    so it restarts if it dies.
 
@@ -75,8 +76,14 @@ name=$(opt name)
 $bb hostname "${name:-vmscale}"
 $bb ip link set lo up
 $bb ip link set eth0 up
-if [ "$(opt net)" = dhcp ]; then
+net=$(opt net)
+if [ "$net" = dhcp ]; then
   $bb udhcpc -b -q -i eth0 -s /etc/vmscale/udhcpc.sh
+elif [ "$net" = static ]; then
+  # An address vmscale assigned (provider.libvirt.addresses): it stays with the guest across hosts.
+  $bb ip addr add "$(opt ip)" dev eth0
+  gw=$(opt gw)
+  [ -n "$gw" ] && $bb ip route add default via "$gw"
 else
   $bb ip addr add 10.0.2.15/24 dev eth0
   $bb ip route add default via 10.0.2.2

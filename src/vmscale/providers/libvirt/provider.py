@@ -8,6 +8,9 @@ folder is not reachable by the ``libvirt-qemu`` user, e.g. under a 0700 home or 
     console/NAME.log      serial console; kept after terminate so a failed boot can be read
                           (the previous one is rotated to NAME.log.1 at the next launch)
 
+On a host reached over a URI (``[cluster]`` hosts) the same files live on that host, in a libvirt
+storage pool: ``remote.HostProvider`` overrides the few methods marked "per host" below.
+
 Idempotence: the domain name is the instance name. ``launch`` looks it up first and finishes what
 it finds (defined but not started, saved, paused); the overlay is created under a temporary name
 and renamed, so a crash never leaves a half-written overlay that looks complete.
@@ -40,7 +43,8 @@ from vmscale.providers.base import (
 )
 from vmscale.providers.libvirt import xml
 from vmscale.providers.libvirt.accel import AccelChoice, choose_accel
-from vmscale.providers.libvirt.connection import LibvirtConnection
+from vmscale.providers.libvirt.addresses import StaticAddressing, mac_for
+from vmscale.providers.libvirt.connection import BoundedCalls, LibvirtConnection
 from vmscale.providers.libvirt.host import HostLoad, headroom_problem
 from vmscale.providers.libvirt.image import DEFAULT_IMAGE_DIR, load_manifest
 from vmscale.providers.libvirt.seed import make_seed_iso
@@ -67,7 +71,7 @@ def _reachable_by_others(path: Path) -> bool:
     return all(not (p.exists() and not p.stat().st_mode & stat.S_IXOTH) for p in [path, *path.parents])
 
 
-def _status(dom: libvirt.virDomain) -> ProviderStatus:
+def domain_status(dom: libvirt.virDomain) -> ProviderStatus:
     state, _reason = dom.state()
     status = _STATE.get(state, ProviderStatus.STOPPED)
     if status is ProviderStatus.STOPPED and dom.hasManagedSaveImage():
@@ -100,32 +104,37 @@ class LibvirtProvider:
         state_dir: Path,
         *,
         clock: Clock | None = None,
-        connection: LibvirtConnection | None = None,
+        connection: BoundedCalls | None = None,
         accel: AccelChoice | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.conn = connection or LibvirtConnection(config.uri, config.call_timeout_s)
+        self.conn: BoundedCalls = connection or LibvirtConnection(config.uri, config.call_timeout_s)
         self.accel = accel or choose_accel(config.accel)
         self.image_dir = Path(config.image_dir) if config.image_dir else DEFAULT_IMAGE_DIR
+        pool = config.addresses
+        self.addressing = StaticAddressing.parse(pool.pool, pool.network, pool.gateway) if pool.pool else None
+        self.files_dir = self._prepare_files_dir(state_dir)
+        self._tracker = CpuTracker()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # ---------------------------------------------------------------- paths and helpers (per host)
+    def _prepare_files_dir(self, state_dir: Path) -> Path:
         base = Path(state_dir).resolve() / "libvirt"
-        if config.instance_dir:
-            base = Path(config.instance_dir)
+        if self.config.instance_dir:
+            base = Path(self.config.instance_dir)
         elif not _reachable_by_others(base.parent):
             digest = hashlib.sha256(str(base).encode()).hexdigest()[:10]
             fallback = Path("/var/lib/vmscale/instances") / digest
             log.info("%s is not reachable by the QEMU user; instance files go to %s", base, fallback)
             base = fallback
-        self.files_dir = base
         for sub in ("overlays", "seeds", "console"):
             (base / sub).mkdir(parents=True, exist_ok=True)
             (base / sub).chmod(0o755)
         base.chmod(0o755)
-        self._tracker = CpuTracker()
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        return base
 
-    # ---------------------------------------------------------------- paths and helpers
     def overlay_path(self, name: str) -> Path:
         return self.files_dir / "overlays" / f"{name}.qcow2"
 
@@ -142,8 +151,12 @@ class LibvirtProvider:
     def _port(self, spec: InstanceSpec) -> int:
         return spec.port or self.config.base_port + spec.index
 
-    def _endpoint(self, port: int) -> str:
-        return f"http://127.0.0.1:{port}" if self.config.network == "user" else ""
+    def _endpoint(self, meta: xml.InstanceMeta) -> str:
+        if self.config.network == "user":
+            return f"http://127.0.0.1:{meta.port}"
+        if meta.address:  # vmscale assigned it: known without asking, the same on every host
+            return f"http://{meta.address}:{self.config.guest_port}"
+        return ""
 
     def _lookup(self, name: str) -> libvirt.virDomain | None:
         def find(conn: libvirt.virConnect) -> libvirt.virDomain | None:
@@ -156,6 +169,14 @@ class LibvirtProvider:
 
         return self.conn.call("lookup", find, instance=name)
 
+    def has_domain(self, name: str) -> bool:
+        """Whether a domain of this name is defined here (bounded, like every call)."""
+        return self._lookup(name) is not None
+
+    def forget_samples(self, name: str) -> None:
+        """Drop the CPU baseline of an instance that left (migrated away): its next host starts one."""
+        self._tracker.forget(name)
+
     def _instance(
         self, meta: xml.InstanceMeta, status: ProviderStatus, vcpus: int, **extra: str
     ) -> ProviderInstance:
@@ -164,9 +185,10 @@ class LibvirtProvider:
             "console_log": str(self.console_log(meta.name)),
             "port": str(meta.port),
             "accel": self.accel.accel,
+            **({"address": meta.address} if meta.address else {}),
             **extra,
         }
-        endpoint = self._endpoint(meta.port) or extra.get("endpoint", "")
+        endpoint = self._endpoint(meta) or extra.get("endpoint", "")
         return ProviderInstance(
             name=meta.name,
             group=meta.group,
@@ -178,22 +200,31 @@ class LibvirtProvider:
         )
 
     # ---------------------------------------------------------------- launch
-    def _check_headroom(self, spec: InstanceSpec) -> None:
+    def _host_load(self) -> HostLoad:
+        """This machine's memory and CPUs (per host: a remote host reports its own through libvirt)."""
+
         def running_vcpus(conn: libvirt.virConnect) -> int:
             doms = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
             return sum(int(d.info()[3]) for d in doms)
 
-        load = HostLoad(
+        return HostLoad(
             available_memory_mb=psutil.virtual_memory().available / 2**20,
             host_cpus=os.cpu_count() or 1,
             running_vcpus=self.conn.call("count vCPUs", running_vcpus),
         )
+
+    def _headroom_limits(self) -> tuple[int, float]:
+        """(min_free_memory_mb, max_vcpu_overcommit) that launches on this host keep to."""
+        return self.config.min_free_memory_mb, self.config.max_vcpu_overcommit
+
+    def _check_headroom(self, spec: InstanceSpec) -> None:
+        min_free, overcommit = self._headroom_limits()
         problem = headroom_problem(
-            load,
+            self._host_load(),
             memory_mb=spec.memory_mb,
             vcpus=spec.vcpus,
-            min_free_memory_mb=self.config.min_free_memory_mb,
-            max_vcpu_overcommit=self.config.max_vcpu_overcommit,
+            min_free_memory_mb=min_free,
+            max_vcpu_overcommit=overcommit,
         )
         if problem:
             raise TemporaryProviderError(f"not starting {spec.name}: {problem}", instance=spec.name)
@@ -219,8 +250,15 @@ class LibvirtProvider:
             ) from exc
         tmp.replace(overlay)
 
+    def _meta(self, spec: InstanceSpec, port: int) -> xml.InstanceMeta:
+        address = ""
+        if self.addressing is not None and self.config.network != "user":
+            address = str(self.addressing.address(spec.index))
+        return xml.InstanceMeta(spec.group, spec.name, spec.index, port, self.clock.now(), address)
+
     def _domain_spec(self, spec: InstanceSpec, port: int) -> xml.DomainSpec:
-        meta = xml.InstanceMeta(spec.group, spec.name, spec.index, port, self.clock.now())
+        meta = self._meta(spec, port)
+        addressed = self.addressing is not None and bool(meta.address)
         common = {
             "meta": meta,
             "domain_type": self.accel.domain_type,
@@ -233,6 +271,9 @@ class LibvirtProvider:
             "guest_port": self.config.guest_port,
             "network_name": self.config.network_name,
             "bridge": self.config.bridge,
+            "mac": mac_for(meta.address) if addressed else "",
+            "address": self.addressing.cidr(spec.index) if self.addressing is not None and addressed else "",
+            "gateway": self.addressing.gateway if self.addressing is not None else "",
         }
         if self.config.boot == "disk":
             return xml.DomainSpec(boot="disk", seed_iso=str(self.seed_path(spec.name)), **common)  # type: ignore[arg-type]
@@ -258,7 +299,7 @@ class LibvirtProvider:
         port = self._port(spec)
         with self._lock(spec.name):
             dom = self._lookup(spec.name)
-            if dom is not None and self.config.boot == "kernel" and not self.overlay_path(spec.name).exists():
+            if dom is not None and self.config.boot == "kernel" and not self._overlay_exists(spec.name):
                 # Its disk is gone (deleted by hand?): the domain cannot boot; remake it from scratch
                 # (only if it is ours: _adopt refuses foreign domains before anything is touched).
                 self._adopt_check(dom, spec)
@@ -269,18 +310,12 @@ class LibvirtProvider:
             self._check_headroom(spec)
             backing = self._backing()
             self._make_overlay(spec.name, backing)
-            if self.config.boot == "disk" and not self.seed_path(spec.name).exists():
-                user_data = (
-                    Path(self.config.user_data).read_text() if self.config.user_data else "#cloud-config\n"
-                )
-                make_seed_iso(
-                    self.seed_path(spec.name), user_data=user_data, instance_id=spec.name, hostname=spec.name
-                )
-            log_path = self.console_log(spec.name)
-            if log_path.exists():
-                log_path.replace(log_path.with_suffix(".log.1"))
+            if self.config.boot == "disk":
+                self._ensure_seed(spec.name)
+            self._rotate_console(spec.name)
             try:
-                domain_xml = xml.build_domain_xml(self._domain_spec(spec, port))
+                domain_spec = self._domain_spec(spec, port)
+                domain_xml = xml.build_domain_xml(domain_spec)
             except ValueError as exc:
                 raise PermanentProviderError(
                     f"bad instance spec for {spec.name}: {exc}", instance=spec.name
@@ -292,9 +327,23 @@ class LibvirtProvider:
                 return str(new.UUIDString())
 
             uuid = self.conn.call("define+start", define_and_start, instance=spec.name)
-            meta = xml.InstanceMeta(spec.group, spec.name, spec.index, port, self.clock.now())
             log.info("launched %s (%s, port %d)", spec.name, self.accel.accel, port)
-            return self._instance(meta, ProviderStatus.RUNNING, spec.vcpus, uuid=uuid)
+            return self._instance(domain_spec.meta, ProviderStatus.RUNNING, spec.vcpus, uuid=uuid)
+
+    def _overlay_exists(self, name: str) -> bool:  # per host
+        return self.overlay_path(name).exists()
+
+    def _ensure_seed(self, name: str) -> None:  # per host
+        """The cloud-init seed ISO of ``name`` (boot = "disk"), made if it is not there yet."""
+        if self.seed_path(name).exists():
+            return
+        user_data = Path(self.config.user_data).read_text() if self.config.user_data else "#cloud-config\n"
+        make_seed_iso(self.seed_path(name), user_data=user_data, instance_id=name, hostname=name)
+
+    def _rotate_console(self, name: str) -> None:  # per host
+        log_path = self.console_log(name)
+        if log_path.exists():
+            log_path.replace(log_path.with_suffix(".log.1"))
 
     def _adopt_check(self, dom: libvirt.virDomain, spec: InstanceSpec) -> xml.InstanceMeta:
         """The domain's vmscale metadata; PermanentProviderError when it is not this group's."""
@@ -313,7 +362,7 @@ class LibvirtProvider:
         found = self._adopt_check(dom, spec)
 
         def finish(conn: libvirt.virConnect) -> tuple[ProviderStatus, int, str]:
-            status = _status(dom)
+            status = domain_status(dom)
             if status is ProviderStatus.PAUSED:
                 dom.resume()
             elif status in (ProviderStatus.STOPPED, ProviderStatus.SAVED, ProviderStatus.STARTING):
@@ -367,13 +416,16 @@ class LibvirtProvider:
             with contextlib.suppress(InstanceNotFoundError):
                 self._remove_domain(name, graceful_timeout_s=graceful_timeout_s)
             self._tracker.forget(name)
-            for path in (
-                self.overlay_path(name),
-                self.overlay_path(name).with_suffix(".partial"),
-                self.seed_path(name),
-            ):
-                path.unlink(missing_ok=True)
+            self._remove_files(name)
             log.info("terminated %s", name)
+
+    def _remove_files(self, name: str) -> None:  # per host
+        for path in (
+            self.overlay_path(name),
+            self.overlay_path(name).with_suffix(".partial"),
+            self.seed_path(name),
+        ):
+            path.unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- observe
     def list(self, group: str) -> list[ProviderInstance]:
@@ -386,10 +438,14 @@ class LibvirtProvider:
                     )
                     if meta is None or meta.group != group:
                         continue
-                    status = _status(dom)
+                    status = domain_status(dom)
                     vcpus = int(dom.info()[3])
                     address = ""
-                    if self.config.network != "user" and status is ProviderStatus.RUNNING:
+                    if (
+                        self.config.network != "user"
+                        and status is ProviderStatus.RUNNING
+                        and not meta.address
+                    ):
                         address = _leased_address(dom)
                     found.append((meta, status, vcpus, str(dom.UUIDString()), address))
                 except libvirt.libvirtError as exc:
@@ -441,7 +497,7 @@ class LibvirtProvider:
             raise InstanceNotFoundError(f"no domain {name} to resume", instance=name)
 
         def wake(conn: libvirt.virConnect) -> None:
-            status = _status(dom)
+            status = domain_status(dom)
             if status is ProviderStatus.PAUSED:
                 dom.resume()
             elif status in (ProviderStatus.SAVED, ProviderStatus.STOPPED):

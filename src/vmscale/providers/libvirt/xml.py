@@ -12,6 +12,10 @@ Choices worth knowing:
 * No balloon, no USB, no graphics: fewer devices to emulate means a faster TCG boot.
 * ``<metadata>`` in vmscale's own namespace names the group, instance, index and port, so ``list``
   finds vmscale's domains from libvirt alone after a restart.
+* On a bridged network with vmscale-assigned addresses (``provider.libvirt.addresses``, see
+  ``addresses.py``) the NIC gets a MAC made from the address and the guest sets the address itself
+  (kernel command line ``vmscale.net=static vmscale.ip=...``). The address is also in the metadata, so
+  it travels with the domain when it is live-migrated to another host: the endpoint stays the same.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class InstanceMeta:
     index: int
     port: int
     created_at: float = 0.0
+    address: str = ""  # the guest's IPv4 address when vmscale assigned it (bridged networks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +70,31 @@ class DomainSpec:
     guest_port: int = 8000
     network_name: str = "default"
     bridge: str = "br0"
+    mac: str = ""  # NIC MAC for network/bridge ('' = libvirt picks one)
+    address: str = ""  # "A.B.C.D/LEN" the guest configures itself ('' = DHCP)
+    gateway: str = ""
 
 
-def kernel_cmdline(name: str, vcpus: int, guest_port: int, extra: Mapping[str, str], dhcp: bool) -> str:
+def kernel_cmdline(
+    name: str,
+    vcpus: int,
+    guest_port: int,
+    extra: Mapping[str, str],
+    dhcp: bool,
+    *,
+    address: str = "",
+    gateway: str = "",
+) -> str:
     """The guest kernel command line: lean boot flags plus ``vmscale.KEY=VALUE`` options for the init.
 
     Keys and values are checked so nothing can inject another kernel parameter.
     """
     opts: dict[str, str] = {"name": name, "workers": str(vcpus), "port": str(guest_port)}
-    opts["net"] = "dhcp" if dhcp else "user"
+    opts["net"] = "static" if address else "dhcp" if dhcp else "user"
+    if address:
+        opts["ip"] = address
+        if gateway:
+            opts["gw"] = gateway
     for key, value in extra.items():
         opts[key] = str(value)
     for key, value in opts.items():
@@ -104,17 +125,16 @@ def build_domain_xml(spec: DomainSpec) -> str:
     root = ET.Element("domain", {"type": spec.domain_type})
     _sub(root, "name", spec.meta.name)
     meta = _sub(root, "metadata")
-    ET.SubElement(
-        meta,
-        f"{{{VMSCALE_NS}}}instance",
-        {
-            "group": spec.meta.group,
-            "name": spec.meta.name,
-            "index": str(spec.meta.index),
-            "port": str(spec.meta.port),
-            "created": f"{spec.meta.created_at:.3f}",
-        },
-    )
+    attrs = {
+        "group": spec.meta.group,
+        "name": spec.meta.name,
+        "index": str(spec.meta.index),
+        "port": str(spec.meta.port),
+        "created": f"{spec.meta.created_at:.3f}",
+    }
+    if spec.meta.address:
+        attrs["address"] = spec.meta.address
+    ET.SubElement(meta, f"{{{VMSCALE_NS}}}instance", attrs)
     _sub(root, "memory", str(spec.memory_mb), unit="MiB")
     _sub(root, "vcpu", str(spec.vcpus), placement="static")
     os_el = _sub(root, "os")
@@ -123,7 +143,13 @@ def build_domain_xml(spec: DomainSpec) -> str:
         _sub(os_el, "kernel", spec.kernel)
         _sub(os_el, "initrd", spec.initrd)
         args = kernel_cmdline(
-            spec.meta.name, spec.vcpus, spec.guest_port, spec.kernel_args, dhcp=spec.network != "user"
+            spec.meta.name,
+            spec.vcpus,
+            spec.guest_port,
+            spec.kernel_args,
+            dhcp=spec.network != "user",
+            address=spec.address if spec.network != "user" else "",
+            gateway=spec.gateway,
         )
         _sub(os_el, "cmdline", args)
     else:
@@ -153,11 +179,15 @@ def build_domain_xml(spec: DomainSpec) -> str:
     _sub(dev, "controller", type="usb", model="none")
     if spec.network == "network":
         nic = _sub(dev, "interface", type="network")
+        if spec.mac:
+            _sub(nic, "mac", address=spec.mac)
         _sub(nic, "source", network=spec.network_name)
         _sub(nic, "model", type="virtio")
         _pci(nic, NIC_PCI_SLOT)
     elif spec.network == "bridge":
         nic = _sub(dev, "interface", type="bridge")
+        if spec.mac:
+            _sub(nic, "mac", address=spec.mac)
         _sub(nic, "source", bridge=spec.bridge)
         _sub(nic, "model", type="virtio")
         _pci(nic, NIC_PCI_SLOT)
@@ -205,6 +235,7 @@ def parse_metadata(element_xml: str) -> InstanceMeta | None:
             index=int(el.attrib["index"]),
             port=int(el.attrib["port"]),
             created_at=float(el.attrib.get("created", "0")),
+            address=el.attrib.get("address", ""),
         )
     except (KeyError, ValueError):
         return None
