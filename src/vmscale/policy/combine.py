@@ -101,6 +101,9 @@ class PolicySet:
         if events and events[0][0] <= cutoff:
             events = tuple(e for e in events if e[0] > cutoff)
         figures = dict(next((p.figures for n, p in votes if n == winner), {}))
+        proposals = [p.desired for _n, p in votes if p.desired is not None]
+        if proposals:  # what the most demanding policy asked for, whoever won (consolidation reads it)
+            figures["highest_proposal"] = float(max(proposals))
         decision = Decision(
             desired=bounded,
             direction=direction_of(obs.desired, bounded),
