@@ -64,6 +64,8 @@ def event_line(ev: dict[str, Any]) -> str:
     elif type_ == "error":
         what = f"{data.get('where')}: {data.get('message')}"
         what += f" ({data['instance']})" if data.get("instance") else ""
+    elif isinstance(data.get("message"), str):  # placement, host, migration, ...: a sentence each
+        what = data["message"]
     else:
         what = json.dumps(data, sort_keys=True)
     return f"{clock(ev.get('t'))}  {type_:<9} {what}"
