@@ -175,6 +175,7 @@ def test_a_failed_migration_leaves_the_instance_serving_where_it_was(tmp_path: P
     )
     done = messages(rig, "host")[-1]
     assert "moved web-3" in done and "web-1 stays on h1, serving (its migration failed" in done
+    assert list(rig.ctl.events.recent(["host"])[-1].data["stayed"]) == ["web-1"]
     assert "`vmscale hosts drain h1` tries again" in done
 
 

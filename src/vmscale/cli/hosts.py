@@ -226,13 +226,11 @@ def _follow_drain(client: ApiClient, name: str, as_json: bool) -> int:
         if ev.get("type") not in ("host", "migration"):
             continue
         typer.echo(json.dumps(ev) if as_json else f"{data.get('message')}")
-        if (
-            ev.get("type") == "host"
-            and data.get("host") == name
-            and data.get("what") in ("drain-done", "uncordoned")
-        ):
-            left = [h for h in client.request("GET", "/v1/hosts") if h.get("name") == name]
-            return 1 if left and left[0].get("instances") else 0
+        if ev.get("type") == "host" and data.get("host") == name:
+            if data.get("what") == "drain-done":
+                return 1 if data.get("stayed") else 0
+            if data.get("what") == "uncordoned":
+                return 1  # someone stopped the drain
     return 1  # the stream ended before the drain did
 
 

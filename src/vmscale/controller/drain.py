@@ -130,7 +130,8 @@ class Drains:
             if nxt.done and not nxt.stop:
                 del states[host]
                 self._states = states
-                self._wishes.drained(host, summary(st, nxt.stuck))
+                stayed = (*(name for name, _ in st.failed), *nxt.stuck)
+                self._wishes.drained(host, summary(st, nxt.stuck), stayed)
                 continue
             result = nxt
             break

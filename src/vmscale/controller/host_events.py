@@ -39,6 +39,7 @@ class HostChanged(FieldsEvent):
     message: str
     actor: str = ""
     instance: str = ""
+    stayed: tuple[str, ...] = ()  # drain-done: the instances still on the host (they serve on there)
 
 
 @dataclass(frozen=True, slots=True)

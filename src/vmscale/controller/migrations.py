@@ -133,11 +133,11 @@ class Migrations:
             self._current = replace(moving, fraction=p.fraction, elapsed_s=p.elapsed_s, reported_at=at)
         if due:
             m = moving.move
-            pct = f"{p.fraction:.0%}" if p.fraction is not None else "?"
+            done = f"{p.fraction:.0%} copied" if p.fraction is not None else "starting"
             self._publish(
                 MigrationStep(
                     m.name, m.src, m.dst, "progress", m.why,
-                    f"moving {m.name} to {m.dst}: {pct} copied after {p.elapsed_s:.1f} s",
+                    f"moving {m.name} to {m.dst}: {done} after {p.elapsed_s:.1f} s",
                     fraction=p.fraction, elapsed_s=p.elapsed_s,
                 )
             )  # fmt: skip

@@ -89,10 +89,10 @@ class HostWishes:
             )
         return row
 
-    def drained(self, host: str, message: str) -> None:
-        """The drain of ``host`` is over: it stays cordoned (an operator uncordons it)."""
+    def drained(self, host: str, message: str, stayed: tuple[str, ...] = ()) -> None:
+        """The drain of ``host`` is over (``stayed`` could not move): it stays cordoned."""
         self._write(host, True, False, CONTROLLER, message)
-        self._publish(HostChanged(host, "drain-done", message, CONTROLLER))
+        self._publish(HostChanged(host, "drain-done", message, CONTROLLER, stayed=stayed))
 
     def _write(self, host: str, cordoned: bool, draining: bool, actor: str, reason: str) -> HostWishRow:
         row = HostWishRow(host, cordoned, draining, actor, reason, self._clock.now())
