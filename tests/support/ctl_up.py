@@ -13,7 +13,6 @@ Nothing here sends traffic from the root namespace: every command runs in ctl (`
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from tests.e2e.libvirt_support import to_toml
 from tests.support import cluster_tasks as tasks
+from tests.support.controller_proc import ControllerProcess
 from tests.support.netns_hosts import Topology
 from tests.support.wait import wait_until
 
@@ -80,30 +80,23 @@ class CtlUp:
         self.api = f"http://127.0.0.1:{API_PORT}"
         config = {**config, "api": {"bind": f"127.0.0.1:{API_PORT}"}, "state": {"dir": str(state_dir)}}
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path = state_dir / "config.toml"
-        self.config_path.write_text(to_toml(config))
-        self.log_path = state_dir / "up.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        config_path = state_dir / "config.toml"
+        config_path.write_text(to_toml(config))
+        self.process = ControllerProcess(config_path, self.api, state_dir / "up.log", prefix=topo.ctl_argv())
 
     def start(self, timeout_s: float = 90.0) -> CtlUp:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.topo.ctl_argv(sys.executable, "-m", "vmscale", "up", "-c", str(self.config_path)),
-                stdout=log,
-                stderr=log,
-            )
+        self.process.start()
 
         def answers() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, (
-                f"`vmscale up` exited ({self.proc and self.proc.returncode}):\n{self.log_tail()}"
-            )
+            assert self.process.running, f"`vmscale up` exited:\n{self.log_tail()}"
             return self.cli("status", "--json", check=False).returncode == 0
 
         wait_until(answers, "vmscale up's API answering in the ctl namespace", timeout_s, poll_s=1.0)
         return self
 
     def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+        path = self.process.log_path
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     def cli(self, *args: str, check: bool = True, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
         """``vmscale ARGS --api URL`` in the ctl namespace."""
@@ -134,16 +127,9 @@ class CtlUp:
     def messages(self, *types: str) -> list[str]:
         return [str(e["data"].get("message", e["data"])) for e in self.events(*types)]
 
-    def stop(self, timeout_s: float = 180) -> None:
-        """SIGTERM (vmscale removes its instances), then SIGKILL if it does not end in time."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+    def stop(self) -> None:
+        """SIGTERM, as Ctrl-C: vmscale removes its instances (SIGKILL if it does not end in time)."""
+        self.process.stop(timeout_s=180)
 
     def __enter__(self) -> CtlUp:
         return self.start()

@@ -13,6 +13,7 @@ controller, so a restarted controller goes on with a drain.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -127,16 +128,7 @@ def _wish(action: str, name: str, api: str, token_file: Path | None, timeout: fl
         typer.echo(f"{name}: {host.get('state') if isinstance(host, dict) else host}")
 
 
-@app.command()
-def cordon(
-    name: HostArg,
-    api: ApiOpt = DEFAULT_API,
-    token_file: TokenFileOpt = None,
-    timeout: TimeoutOpt = 5.0,
-    as_json: JsonOpt = False,
-    output: OutputOpt = None,
-) -> None:
-    """Place nothing new on a host; what runs there stays. `vmscale hosts uncordon` undoes it.
+CORDON_HELP = """Place nothing new on a host; what runs there stays. `vmscale hosts uncordon` undoes it.
 
     The wish is recorded by the controller (it survives a restart of `vmscale up`).
 
@@ -147,19 +139,7 @@ def cordon(
     VMSCALE_TOKEN=... vmscale hosts cordon h2 --api http://10.0.0.5:8900
     ```
     """
-    _wish("cordon", name, api, token_file, timeout, wants_json(as_json, output))
-
-
-@app.command()
-def uncordon(
-    name: HostArg,
-    api: ApiOpt = DEFAULT_API,
-    token_file: TokenFileOpt = None,
-    timeout: TimeoutOpt = 5.0,
-    as_json: JsonOpt = False,
-    output: OutputOpt = None,
-) -> None:
-    """Let placement use a host again (a drain in progress stops after the migration under way).
+UNCORDON_HELP = """Let placement use a host again (a drain in progress stops after the migration under way).
 
     **Examples**
 
@@ -167,7 +147,27 @@ def uncordon(
     vmscale hosts uncordon h1
     ```
     """
-    _wish("uncordon", name, api, token_file, timeout, wants_json(as_json, output))
+
+
+def _wish_command(action: str, help_text: str) -> Callable[..., None]:
+    """`cordon` and `uncordon`: one command each, the same options."""
+
+    def command(
+        name: HostArg,
+        api: ApiOpt = DEFAULT_API,
+        token_file: TokenFileOpt = None,
+        timeout: TimeoutOpt = 5.0,
+        as_json: JsonOpt = False,
+        output: OutputOpt = None,
+    ) -> None:
+        _wish(action, name, api, token_file, timeout, wants_json(as_json, output))
+
+    command.__doc__ = help_text
+    return command
+
+
+app.command("cordon")(_wish_command("cordon", CORDON_HELP))
+app.command("uncordon")(_wish_command("uncordon", UNCORDON_HELP))
 
 
 @app.command()
