@@ -120,7 +120,7 @@ def test_vmscale_hosts_prints_each_host(served: tuple[str, FakeControlPlane]) ->
     api, _ = served
     result = run("hosts", "--api", api)
     assert result.exit_code == 0, result.output
-    assert "h1" in result.output and "web-1" in result.output and "11.7 / 16.0" in result.output
+    assert "h1" in result.output and "web-1" in result.output and "11.7/16.0" in result.output
     as_json = run("hosts", "--api", api, "-o", "json")
     assert [h["name"] for h in __import__("json").loads(as_json.output)["hosts"]] == ["h1", "h2"]
 

@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.controller_rig import Rig
 from tests.support.fake_hosts import FakeHostsProvider
+from vmscale.lb.fake import FakeLoadBalancer
 from vmscale.model import InstanceState
 
 S = InstanceState
@@ -266,3 +267,32 @@ def test_consolidation_waits_while_a_policy_sees_an_overload(tmp_path: Path) -> 
     rig.tick(8)
     assert not [c for c in fake(rig).calls if c[0] == "migrate"]
     assert rig.desired == 3, "the overload scaled the group up instead"
+
+
+def test_the_balancer_drains_an_unknown_instance_and_removes_it_once_its_host_is_given_up(
+    tmp_path: Path,
+) -> None:
+    lb = FakeLoadBalancer()
+    rig = hosts_rig(tmp_path, lb=lb)
+    rig.tick(2)
+    assert {n: m.draining for n, m in lb.members.items()} == {"web-1": False, "web-2": False}
+    fake(rig).silence("h2")
+    rig.tick()
+    # no new requests for web-2, but the ones in flight on its (still running) guest may finish
+    assert {n: m.draining for n, m in lb.members.items()} == {"web-1": False, "web-2": True}
+    rig.tick(6)
+    assert set(lb.members) == {"web-1", "web-3"}
+
+
+def test_a_controller_restarted_while_a_host_is_silent_keeps_its_instances_out_of_rotation(
+    tmp_path: Path,
+) -> None:
+    rig = hosts_rig(tmp_path)
+    rig.tick(2)
+    fake(rig).silence("h2")
+    rig.ctl = rig.new_controller()
+    rig.ctl.recover()
+    assert rig.states() == {"web-1": "ready", "web-2": "unknown"}
+    assert any(t[3] == "recovery: its host h2 does not answer" for t in rig.store.transitions("web-2"))
+    rig.tick(7)
+    assert rig.states()["web-3"] == "ready" and rig.states()["web-2"] in ("failed", "terminating")

@@ -54,14 +54,11 @@ def _gib(mb: Any) -> str:
 
 
 def _vcpus(h: dict[str, Any]) -> str:
+    """'3/8 ≤32': vCPUs of the running domains, the host's CPUs, and the overcommit limit."""
     running, limit, cpus = h.get("vcpus_running"), h.get("vcpu_limit"), h.get("cpus")
     if running is None or cpus is None:
         return "–"
-    return (
-        f"{running} on {cpus} CPUs (limit {limit:g})"
-        if isinstance(limit, int | float)
-        else f"{running}/{cpus}"
-    )
+    return f"{running}/{cpus}" + (f" ≤{limit:g}" if isinstance(limit, int | float) else "")
 
 
 def print_hosts(rows: list[dict[str, Any]]) -> None:
@@ -69,22 +66,26 @@ def print_hosts(rows: list[dict[str, Any]]) -> None:
         typer.echo(NO_HOSTS)
         return
     table = Table(title=f"{len(rows)} host(s)", title_justify="left")
-    for col in ("host", "state", "vCPUs running", "memory free / total GiB", "domains", "instances", "now"):
-        table.add_column(col, justify="right" if col in ("domains",) else "left")
+    table.add_column("host", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("vCPUs", no_wrap=True)
+    table.add_column("free/total GiB", no_wrap=True)
+    table.add_column("domains", justify="right")
+    table.add_column("instances")
+    table.add_column("now")
     for h in rows:
         wish = h.get("wish") or {}
-        state = str(h.get("state"))
-        if wish.get("actor") and state in ("cordoned", "draining"):
-            state += f" (by {wish['actor']})"
-        note = h.get("activity") or h.get("error") or ""
+        notes = [h.get("activity") or "", h.get("error") or ""]
+        if wish.get("actor") and h.get("state") in ("cordoned", "draining"):
+            notes.insert(0, f"by {wish['actor']}")
         table.add_row(
             str(h.get("name")),
-            state,
+            str(h.get("state")),
             _vcpus(h),
-            f"{_gib(h.get('memory_free_mb'))} / {_gib(h.get('memory_total_mb'))}",
+            f"{_gib(h.get('memory_free_mb'))}/{_gib(h.get('memory_total_mb'))}",
             str(h.get("domains") if h.get("domains") is not None else "–"),
             ", ".join(h.get("instances") or []) or "–",
-            note,
+            "; ".join(n for n in notes if n),
         )
     Console().print(table)
 
