@@ -48,8 +48,12 @@ from vmscale.providers.libvirt.image import build_image  # noqa: E402
 IMAGE_DIR = Path(os.environ.get("VMSCALE_IMAGE_DIR", "/var/lib/vmscale/image"))
 
 
-def first_time(events: list[dict[str, Any]], name: str, to: str) -> float | None:
-    return next((e["t"] for e in events if e["data"]["name"] == name and e["data"]["to"] == to), None)
+def first_time(events: list[dict[str, Any]], name: str, to: str, after: float) -> float | None:
+    """When ``name`` first went ``to`` after ``after`` (names come back once their index is free)."""
+    return next(
+        (e["t"] for e in events if e["t"] >= after and e["data"]["name"] == name and e["data"]["to"] == to),
+        None,
+    )
 
 
 def ready_names(up: CtlUp) -> dict[str, str]:
@@ -90,9 +94,16 @@ def one_run(up: CtlUp, topo: Topology, tmp: Path, run: int) -> dict[str, Any]:
         load.wait(30)
     events = up.events("instance")
     records = [json.loads(x) for x in log.read_text().splitlines() if '"t_send"' in x]
-    served = [r["t_send"] + r["latency_s"] for r in records if r.get("server") == new and r["status"] == 200]
-    unknown, failed = first_time(events, victim, "unknown"), first_time(events, victim, "failed")
-    launched, ready = first_time(events, new, "pending"), first_time(events, new, "ready")
+    served = [
+        r["t_send"] + r["latency_s"]
+        for r in records
+        if r.get("server") == new and r["status"] == 200 and r["t_send"] >= t_kill
+    ]
+    unknown, failed = (
+        first_time(events, victim, "unknown", t_kill),
+        first_time(events, victim, "failed", t_kill),
+    )
+    launched, ready = first_time(events, new, "pending", t_kill), first_time(events, new, "ready", t_kill)
 
     def since(t: float | None) -> float | None:
         return None if t is None else round(t - t_kill, 2)
