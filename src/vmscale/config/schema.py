@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from vmscale.config.base import Section
 from vmscale.config.haproxy import HaproxyConfig
 from vmscale.config.libvirt import LibvirtProviderConfig
-from vmscale.config.policy import PolicyConfig, SimulateConfig
+from vmscale.config.policy import PolicyConfig, ScalingConfig, SimulateConfig
 from vmscale.config.process import ProcessProviderConfig
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -44,8 +44,22 @@ class GroupConfig(Section):
 
 class TemplateConfig(Section):
     vcpus: int = Field(1, ge=1, le=64)
+    max_vcpus: int | None = Field(
+        None, ge=1, le=64, description="vCPUs an instance may grow to in place; default = vcpus (no growth)"
+    )
     memory_mb: int = Field(512, ge=64)
     fib_max_n: int = Field(35, ge=1, le=45, description="the backend's ceiling on n")
+
+    @model_validator(mode="after")
+    def _room(self) -> TemplateConfig:
+        if self.max_vcpus is not None and self.max_vcpus < self.vcpus:
+            raise ValueError(f"max_vcpus ({self.max_vcpus}) must be at least vcpus ({self.vcpus})")
+        return self
+
+    @property
+    def vcpu_ceiling(self) -> int:
+        """The most vCPUs one instance may have (``max_vcpus``, or ``vcpus`` when not set)."""
+        return self.max_vcpus if self.max_vcpus is not None else self.vcpus
 
 
 class ProviderConfig(Section):
@@ -99,6 +113,7 @@ class VmscaleConfig(Section):
     provider: ProviderConfig = ProviderConfig()
     template: TemplateConfig = TemplateConfig()
     policies: list[PolicyConfig] = Field(default_factory=list)
+    scaling: ScalingConfig = ScalingConfig()
     health: HealthConfig = HealthConfig()
     drain: DrainConfig = DrainConfig()
     launch: LaunchConfig = LaunchConfig()
@@ -114,6 +129,11 @@ class VmscaleConfig(Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"policies: names must be unique, repeated: {', '.join(dupes)}")
+        if self.scaling.mode == "vertical-first" and self.template.vcpu_ceiling <= self.template.vcpus:
+            raise ValueError(
+                "scaling.mode = 'vertical-first' needs room to grow: set template.max_vcpus above "
+                f"template.vcpus ({self.template.vcpus})"
+            )
         if self.warm_pool.size and self.warm_pool.kind == "saved" and self.provider.kind == "process":
             raise ValueError("warm_pool.kind = 'saved' needs the libvirt provider (processes can only pause)")
         return self
