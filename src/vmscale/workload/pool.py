@@ -1,0 +1,200 @@
+"""The backend's fib worker pool, and how its size follows the CPUs the instance has.
+
+Why a pool whose size changes: vmscale grows an instance in place (a vCPU hot-added to a VM, a
+larger cgroup quota for a process). Extra CPUs help only if the backend runs more fib workers on
+them, and a shrunk instance must not keep more workers than CPUs (they would just time-slice and
+every request would get slower). ``ResizablePool`` swaps in a new process pool of the new size,
+warmed before it takes work; the old one finishes what it already holds, then its processes exit.
+
+Where the size comes from (``WorkerTarget``):
+
+* ``auto`` (inside a VM): the CPUs this process may use (``fib.usable_cpus``: online CPUs in its
+  affinity mask, capped by a cgroup quota). The guest onlines a hot-added vCPU by itself and
+  signals the backend (SIGHUP); a check every ``FOLLOW_INTERVAL_S`` is the safety net.
+* a fixed count plus a *workers file* (the process provider): a process cannot be told its new
+  quota through /proc when vmscale limits it by worker count alone (no usable cgroup), so the
+  provider writes the count to a file and sends SIGHUP. A file rather than an HTTP endpoint: the
+  backend's port is the public one (behind the balancer), the file is only writable by whoever
+  runs the instances, and it keeps the size across a restart of the backend.
+
+Only the standard library is imported: this module also runs inside the Debian 12 guest.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vmscale.workload.fib import fib, usable_cpus
+
+WORKER_NICE = 10
+FOLLOW_INTERVAL_S = 1.0
+MAX_WORKERS = 256
+log = logging.getLogger("vmscale.backend")
+
+
+def _worker_init() -> None:
+    """Pool workers ignore Ctrl-C and SIGHUP (the parent handles both) and die with the parent.
+
+    They also run at a lower priority than the server process, so that ``/healthz`` answers
+    promptly however saturated the workers are: an overloaded instance is slow, not dead, and
+    must not be replaced by the autoscaler for failing its health checks.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICE)
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def make_pool(workers: int, *, warm: bool = True) -> concurrent.futures.ProcessPoolExecutor:
+    """A pool of ``workers`` processes, started now (warm) so the first requests do not pay for it."""
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
+    if warm:
+        # One small task per worker, submitted together, makes the pool start every process.
+        for future in [pool.submit(fib, 15) for _ in range(workers)]:
+            future.result(timeout=60)
+    return pool
+
+
+class ResizablePool(concurrent.futures.Executor):
+    """An executor over a process pool that can be replaced by one of another size while serving."""
+
+    def __init__(
+        self, workers: int, factory: Callable[[int], concurrent.futures.Executor] = make_pool
+    ) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._resize_lock = threading.Lock()  # one resize at a time; submit never waits for one
+        self._pool = factory(workers)
+        self._size = workers
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        with self._lock:
+            return self._pool.submit(fn, *args, **kwargs)
+
+    def resize(self, workers: int) -> bool:
+        """Serve with ``workers`` processes from now on; True when the size changed.
+
+        The new pool is built and warmed before it takes work, so a request never waits for a
+        process to start; requests already queued in the old pool finish there.
+        """
+        workers = max(1, min(MAX_WORKERS, workers))
+        with self._resize_lock:
+            if workers == self._size:
+                return False
+            started = time.monotonic()
+            fresh = self._factory(workers)
+            with self._lock:
+                old, self._pool, before, self._size = self._pool, fresh, self._size, workers
+            old.shutdown(wait=False)
+            log.info(
+                "fib workers %d -> %d (new pool ready in %.3f s)", before, workers, time.monotonic() - started
+            )
+            return True
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+class WorkerTarget:
+    """How many fib workers the backend should run, and how many CPUs it reports having.
+
+    ``fixed=None`` is ``auto``: follow the usable CPUs. Otherwise ``fixed`` is the count, replaced
+    by the number in ``workers_file`` when that file holds a valid one.
+    """
+
+    def __init__(
+        self,
+        fixed: int | None = None,
+        workers_file: Path | None = None,
+        cpus: Callable[[], int] = usable_cpus,
+    ) -> None:
+        self.fixed = fixed
+        self.workers_file = workers_file
+        self._cpus = cpus
+
+    @property
+    def follows_cpus(self) -> bool:
+        return self.fixed is None
+
+    def _from_file(self) -> int | None:
+        if self.workers_file is None:
+            return None
+        try:
+            value = int(self.workers_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return value if 1 <= value <= MAX_WORKERS else None
+
+    def read(self) -> tuple[int, int]:
+        """(workers wanted, CPUs this instance has) right now."""
+        cpus = self._cpus()
+        if self.fixed is None:
+            return cpus, cpus
+        wanted = self._from_file() or self.fixed
+        return wanted, min(cpus, wanted)
+
+
+class Follower:
+    """Keeps a ``ResizablePool`` at the ``WorkerTarget``: on SIGHUP at once, else every interval.
+
+    A thread, not an asyncio task: it works the same under the guest's uvicorn 0.17 and the host's
+    current one, and a resize (which forks and warms processes) never blocks the event loop.
+    """
+
+    def __init__(self, pool: ResizablePool, target: WorkerTarget, interval_s: float = FOLLOW_INTERVAL_S):
+        self.pool = pool
+        self.target = target
+        self.interval_s = interval_s
+        self.cpus = target.read()[1]
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="worker-follower", daemon=True)
+
+    def start(self) -> Follower:
+        """Bring the pool to the target now, then keep it there from a thread."""
+        self.check()
+        self._thread.start()
+        return self
+
+    def poke(self, *_: object) -> None:
+        """Check now (the SIGHUP handler; safe to call from a signal handler)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+    def check(self) -> None:
+        wanted, cpus = self.target.read()
+        self.pool.resize(wanted)
+        self.cpus = cpus
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.check()
+            except Exception:  # a failed resize keeps the old pool; try again next time
+                log.exception("could not resize the fib worker pool")
