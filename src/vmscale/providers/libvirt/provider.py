@@ -37,6 +37,7 @@ from vmscale.providers.libvirt.accel import AccelChoice, choose_accel
 from vmscale.providers.libvirt.connection import LibvirtConnection
 from vmscale.providers.libvirt.host import HostLoad, headroom_problem
 from vmscale.providers.libvirt.image import DEFAULT_IMAGE_DIR, load_manifest
+from vmscale.providers.libvirt.resize import set_vcpus
 from vmscale.providers.libvirt.seed import make_seed_iso
 from vmscale.providers.libvirt.stats import CpuReading, CpuTracker, fetch_cpu
 
@@ -95,8 +96,10 @@ class LibvirtProvider:
         clock: Clock | None = None,
         connection: LibvirtConnection | None = None,
         accel: AccelChoice | None = None,
+        max_vcpus: int | None = None,
     ) -> None:
         self.config = config
+        self.max_vcpus = max_vcpus  # template.max_vcpus: room every domain gets to grow live
         self.clock = clock or SystemClock()
         self.conn = connection or LibvirtConnection(config.uri, config.call_timeout_s)
         self.accel = accel or choose_accel(config.accel)
@@ -214,10 +217,12 @@ class LibvirtProvider:
 
     def _domain_spec(self, spec: InstanceSpec, port: int) -> xml.DomainSpec:
         meta = xml.InstanceMeta(spec.group, spec.name, spec.index, port, self.clock.now())
+        room = max(spec.vcpus, self.max_vcpus or 0)
         common = {
             "meta": meta,
             "domain_type": self.accel.domain_type,
             "vcpus": spec.vcpus,
+            "max_vcpus": room,
             "memory_mb": spec.memory_mb,
             "disk_path": str(self.overlay_path(spec.name)),
             "console_log": str(self.console_log(spec.name)),
@@ -234,7 +239,8 @@ class LibvirtProvider:
             boot="kernel",
             kernel=str(manifest.path(self.image_dir, "kernel")),
             initrd=str(manifest.path(self.image_dir, "initrd")),
-            kernel_args=dict(spec.workload_args),
+            # A domain that can grow runs its fib pool on the online CPUs ("auto"), not a fixed count.
+            kernel_args={**({"workers": "auto"} if room > spec.vcpus else {}), **spec.workload_args},
             **common,  # type: ignore[arg-type]
         )
 
@@ -414,6 +420,18 @@ class LibvirtProvider:
                 if pct is not None:
                     out[name] = pct
         return out
+
+    # ---------------------------------------------------------------- resize (Resizer role)
+    def resize(self, name: str, vcpus: int) -> None:
+        """Hot-add or hot-remove vCPUs of a running instance (see ``resize.py``)."""
+        dom = self._lookup(name)
+        if dom is None:
+            raise InstanceNotFoundError(f"no domain {name} to resize", instance=name)
+        with self._lock(name):
+            before = int(self.conn.call("read vCPUs", lambda c: dom.info()[3], instance=name))
+            after = set_vcpus(self.conn, dom, name, vcpus, timeout_s=self._slow_timeout)
+        self._tracker.forget(name)  # CPU percent is of the vCPUs it has: start a new baseline
+        log.info("resized %s: %d -> %d vCPUs", name, before, after)
 
     # ---------------------------------------------------------------- warm pool
     def pause(self, name: str, kind: WarmKind = "paused") -> None:

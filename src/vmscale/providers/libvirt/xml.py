@@ -10,6 +10,9 @@ Choices worth knowing:
   its own ``type='user'`` interface cannot forward a port), and a NIC added that way is invisible to
   libvirt's address allocator, so it sits in a fixed slot (0x09) that nothing else uses.
 * No balloon, no USB, no graphics: fewer devices to emulate means a faster TCG boot.
+* Room to grow: with ``max_vcpus`` above ``vcpus`` the domain is defined as
+  ``<vcpu current='vcpus'>max_vcpus</vcpu>``, so vCPUs can be hot-added up to the maximum
+  (``resize.py``) without a restart.
 * ``<metadata>`` in vmscale's own namespace names the group, instance, index and port, so ``list``
   finds vmscale's domains from libvirt alone after a restart.
 """
@@ -65,6 +68,7 @@ class DomainSpec:
     guest_port: int = 8000
     network_name: str = "default"
     bridge: str = "br0"
+    max_vcpus: int = 0  # vCPUs the domain may grow to live (0 or vcpus: no room to grow)
 
 
 def kernel_cmdline(name: str, vcpus: int, guest_port: int, extra: Mapping[str, str], dhcp: bool) -> str:
@@ -116,7 +120,12 @@ def build_domain_xml(spec: DomainSpec) -> str:
         },
     )
     _sub(root, "memory", str(spec.memory_mb), unit="MiB")
-    _sub(root, "vcpu", str(spec.vcpus), placement="static")
+    if spec.max_vcpus and spec.max_vcpus < spec.vcpus:
+        raise ValueError(f"max_vcpus ({spec.max_vcpus}) must be at least vcpus ({spec.vcpus})")
+    if spec.max_vcpus > spec.vcpus:
+        _sub(root, "vcpu", str(spec.max_vcpus), placement="static", current=str(spec.vcpus))
+    else:
+        _sub(root, "vcpu", str(spec.vcpus), placement="static")
     os_el = _sub(root, "os")
     _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
     if spec.boot == "kernel":
