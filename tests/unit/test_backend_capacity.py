@@ -13,7 +13,7 @@ import pytest
 
 from vmscale.workload.backend import IDENTITY_PATH, create_app
 from vmscale.workload.identity import Identity, IdentityRefused
-from vmscale.workload.pool import Follower, ResizablePool, WorkerTarget
+from vmscale.workload.pool import ElasticPool, Follower, WorkerTarget, spare_cpus
 
 TOKEN = "t" * 32
 
@@ -38,27 +38,83 @@ def factory() -> Iterator[CountingFactory]:
         pool.shutdown(wait=True)
 
 
-def test_resize_swaps_pools_and_lets_the_old_one_finish(factory: CountingFactory) -> None:
-    pool = ResizablePool(1, factory)
-    release = threading.Event()
-    running = pool.submit(lambda: release.wait(10) and "old work done")
-    assert pool.resize(2) is True and pool.size == 2
-    assert pool.resize(2) is False  # same size: nothing rebuilt
-    assert [n for n, _ in factory.made] == [1, 2]
-    new_work = pool.submit(lambda: threading.current_thread().name)
-    assert new_work.result(timeout=5)  # the new pool serves while the old one still holds work
-    release.set()
-    assert running.result(timeout=5) == "old work done"
+def test_growing_switches_on_spares_before_forking(factory: CountingFactory) -> None:
+    pool = ElasticPool(1, spares=2, factory=factory)
+    assert (pool.size, pool.slots, len(factory.made)) == (1, 3, 3)  # forked ahead
+    assert pool.resize(3) is True and pool.size == 3
+    assert len(factory.made) == 3, "spares were used: nothing forked"
+    assert pool.resize(4) is True and (pool.size, pool.slots) == (4, 4)
+    assert len(factory.made) == 4  # one more forked, the rest were there
+    assert pool.resize(4) is False
     pool.shutdown()
+
+
+def test_switched_off_workers_finish_their_request_and_wait_as_spares(factory: CountingFactory) -> None:
+    pool = ElasticPool(2, factory=factory)
+    release = threading.Event()
+    running = [pool.submit(lambda: release.wait(10) and threading.current_thread().name) for _ in range(2)]
+    assert pool.resize(1) is True and pool.size == 1
+    release.set()
+    assert all(f.result(timeout=5) for f in running)  # both finished, also the switched-off one
+    served = [pool.submit(lambda: threading.current_thread().name).result(timeout=5) for _ in range(5)]
+    assert len(set(served)) == 1, "only the one active slot takes new work"
+    assert pool.slots == 2 and pool.resize(2) is True and len(factory.made) == 2  # back on, no fork
+    pool.shutdown()
+
+
+def test_the_queue_is_shared_an_idle_worker_takes_the_next_request(factory: CountingFactory) -> None:
+    pool = ElasticPool(2, factory=factory)
+    release = threading.Event()
+    slow = pool.submit(lambda: release.wait(10))
+    quick = [pool.submit(lambda i=i: i) for i in range(20)]
+    assert [f.result(timeout=5) for f in quick] == list(range(20)), "nothing waited behind the slow one"
+    release.set()
+    assert slow.result(timeout=5) is True
+    pool.shutdown()
+
+
+def test_a_dead_worker_is_replaced(factory: CountingFactory) -> None:
+    broken_once = [True]
+
+    def breaks_once(workers: int) -> concurrent.futures.Executor:
+        executor = factory(workers)
+        if broken_once[0]:
+            broken_once[0] = False
+            executor.submit = lambda *a, **k: _broken()  # type: ignore[method-assign]
+        return executor
+
+    pool = ElasticPool(1, factory=breaks_once)
+    with pytest.raises(concurrent.futures.BrokenExecutor):
+        pool.submit(lambda: 1).result(timeout=5)
+    assert pool.submit(lambda: 2).result(timeout=5) == 2
+    pool.shutdown()
+
+
+def _broken() -> concurrent.futures.Future[int]:
+    future: concurrent.futures.Future[int] = concurrent.futures.Future()
+    future.set_exception(concurrent.futures.BrokenExecutor("worker died"))
+    return future
 
 
 def test_resize_is_bounded(factory: CountingFactory) -> None:
-    pool = ResizablePool(2, factory)
+    pool = ElasticPool(2, factory=factory)
     pool.resize(0)
     assert pool.size == 1
-    pool.resize(10_000)
-    assert pool.size == 256
     pool.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("possible", "expected_extra"),
+    [("0", 0), ("0-3", 3), ("0-1,4-5", 3), ("garbage", 0)],
+)
+def test_spare_cpus_counts_what_the_machine_may_still_get(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, possible: str, expected_extra: int
+) -> None:
+    import vmscale.workload.pool as pool_module
+
+    monkeypatch.setattr(pool_module, "usable_cpus", lambda: 1)
+    (tmp_path / "possible").write_text(possible + "\n")
+    assert spare_cpus(tmp_path / "possible") == expected_extra
 
 
 @pytest.mark.parametrize(
@@ -83,7 +139,7 @@ def test_worker_target(
 
 def test_follower_resizes_when_the_cpus_change(factory: CountingFactory) -> None:
     cpus = [1]
-    pool = ResizablePool(1, factory)
+    pool = ElasticPool(1, factory=factory)
     follower = Follower(pool, WorkerTarget(None, None, cpus=lambda: cpus[0]), interval_s=60)
     cpus[0] = 2  # a vCPU was hot-added and onlined
     follower.check()
@@ -96,7 +152,7 @@ def test_follower_resizes_when_the_cpus_change(factory: CountingFactory) -> None
 
 def test_a_poke_makes_the_follower_look_at_once(factory: CountingFactory) -> None:
     cpus = [1]
-    pool = ResizablePool(1, factory)
+    pool = ElasticPool(1, factory=factory)
     built = threading.Event()
     real_factory = pool._factory
 

@@ -45,7 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vmscale.workload.fib import ABSOLUTE_MAX_N, fib
 from vmscale.workload.identity import Identity, IdentityRefused
-from vmscale.workload.pool import Follower, ResizablePool, WorkerTarget
+from vmscale.workload.pool import ElasticPool, Follower, WorkerTarget, spare_cpus
 
 DEFAULT_FIB_MAX_N = 35
 _DIGITS = re.compile(r"[0-9]+")
@@ -233,7 +233,8 @@ def serve(
     if problems:
         raise ValueError("; ".join(problems))
     target = WorkerTarget(workers, workers_file)
-    pool = ResizablePool(target.read()[0])
+    # Following the CPUs (a VM with room to grow): fork the workers for vCPUs it may still get now.
+    pool = ElasticPool(target.read()[0], spares=spare_cpus() if workers is None else 0)
     follower = Follower(pool, target).start()
     # SIGHUP: "your CPUs (or your workers file) changed, look now" (the guest's CPU hotplug hook,
     # the process provider's resize). Sent to this process only; the pool workers ignore it.
