@@ -36,7 +36,7 @@ def build_provider(cfg: VmscaleConfig, state_dir: Path) -> Provider:
     if kind == "libvirt":
         from vmscale.providers.libvirt.provider import LibvirtProvider
 
-        return LibvirtProvider(cfg.provider.libvirt, state_dir)
+        return LibvirtProvider(cfg.provider.libvirt, state_dir, max_vcpus=cfg.template.max_vcpus)
     from vmscale.providers.fake import FakeProvider
 
     return FakeProvider()

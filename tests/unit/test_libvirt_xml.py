@@ -165,3 +165,16 @@ def test_vcpu_element_gives_room_to_grow(vcpus: int, max_vcpus: int, text: str, 
 def test_max_vcpus_below_vcpus_is_refused() -> None:
     with pytest.raises(ValueError, match="max_vcpus"):
         build_domain_xml(replace(SPEC, vcpus=2, max_vcpus=1))
+
+
+@pytest.mark.parametrize(
+    ("vcpus", "max_vcpus", "shares"),
+    [
+        pytest.param(1, 0, None, id="one-fixed-vcpu-keeps-libvirts-default"),
+        pytest.param(1, 4, "1024", id="room-to-grow-weighs-its-vcpus"),
+        pytest.param(2, 0, "2048", id="two-vcpus-weigh-twice"),
+    ],
+)
+def test_cpu_weight_follows_the_vcpus(vcpus: int, max_vcpus: int, shares: str | None) -> None:
+    root = ET.fromstring(build_domain_xml(replace(SPEC, vcpus=vcpus, max_vcpus=max_vcpus)))
+    assert root.findtext("cputune/shares") == shares

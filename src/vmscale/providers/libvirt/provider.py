@@ -34,6 +34,7 @@ from vmscale.errors import InstanceNotFoundError, PermanentProviderError, Tempor
 from vmscale.providers.base import InstanceSpec, ProviderInstance, ProviderStatus, WarmKind
 from vmscale.providers.libvirt import xml
 from vmscale.providers.libvirt.accel import AccelChoice, choose_accel
+from vmscale.providers.libvirt.clone import CloneLauncher
 from vmscale.providers.libvirt.connection import LibvirtConnection
 from vmscale.providers.libvirt.host import HostLoad, headroom_problem
 from vmscale.providers.libvirt.image import DEFAULT_IMAGE_DIR, load_manifest
@@ -120,6 +121,7 @@ class LibvirtProvider:
         self._tracker = CpuTracker()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._clones = CloneLauncher(self) if config.launch == "clone" else None
 
     # ---------------------------------------------------------------- paths and helpers
     def overlay_path(self, name: str) -> Path:
@@ -194,8 +196,8 @@ class LibvirtProvider:
         if problem:
             raise TemporaryProviderError(f"not starting {spec.name}: {problem}", instance=spec.name)
 
-    def _make_overlay(self, name: str, backing: Path) -> None:
-        overlay = self.overlay_path(name)
+    def _make_overlay(self, name: str, backing: Path, *, overlay: Path | None = None) -> None:
+        overlay = overlay or self.overlay_path(name)
         if overlay.exists():
             return  # made by an earlier, interrupted launch: finish with it
         tmp = overlay.with_suffix(".partial")
@@ -264,8 +266,13 @@ class LibvirtProvider:
                 self._remove_domain(spec.name, graceful_timeout_s=0)
                 dom = None
             if dom is not None:
-                return self._adopt(dom, spec)
+                adopted = self._adopt(dom, spec)
+                if self._clones is not None:
+                    self._clones.adopt(spec, port)  # a clone restored but never named: name it now
+                return adopted
             self._check_headroom(spec)
+            if self._clones is not None:
+                return self._clones.launch(spec, port)
             backing = self._backing()
             self._make_overlay(spec.name, backing)
             if self.config.boot == "disk" and not self.seed_path(spec.name).exists():
@@ -370,9 +377,23 @@ class LibvirtProvider:
                 self.overlay_path(name),
                 self.overlay_path(name).with_suffix(".partial"),
                 self.seed_path(name),
+                self.files_dir / "restore" / f"{name}.fifo",  # a clone's, if its restore was cut short
             ):
                 path.unlink(missing_ok=True)
             log.info("terminated %s", name)
+        if self._clones is not None:
+            self._clones.collect()  # a golden of an old image may have lost its last clone
+
+    # ---------------------------------------------------------------- snapshot clones
+    def prepare(self, spec: InstanceSpec) -> None:
+        """Make the group's golden snapshot now (with ``launch = "clone"``), so the first scale-up
+        restores a clone instead of waiting for the golden's boot. No-op when booting."""
+        if self._clones is not None:
+            self._clones.golden(spec)
+
+    def drop_goldens(self, group: str) -> None:
+        """Remove the group's golden snapshots (when the group is removed: ``vmscale down``)."""
+        CloneLauncher(self).drop(group)
 
     # ---------------------------------------------------------------- observe
     def list(self, group: str) -> list[ProviderInstance]:
@@ -422,6 +443,11 @@ class LibvirtProvider:
         return out
 
     # ---------------------------------------------------------------- resize (Resizer role)
+    @property
+    def can_shrink(self) -> bool:
+        """Whether ``resize`` may remove vCPUs live (see ``resize.py`` for why not by default)."""
+        return self.config.vcpu_unplug
+
     def resize(self, name: str, vcpus: int) -> None:
         """Hot-add or hot-remove vCPUs of a running instance (see ``resize.py``)."""
         dom = self._lookup(name)
@@ -429,7 +455,9 @@ class LibvirtProvider:
             raise InstanceNotFoundError(f"no domain {name} to resize", instance=name)
         with self._lock(name):
             before = int(self.conn.call("read vCPUs", lambda c: dom.info()[3], instance=name))
-            after = set_vcpus(self.conn, dom, name, vcpus, timeout_s=self._slow_timeout)
+            after = set_vcpus(
+                self.conn, dom, name, vcpus, timeout_s=self._slow_timeout, allow_unplug=self.can_shrink
+            )
         self._tracker.forget(name)  # CPU percent is of the vCPUs it has: start a new baseline
         log.info("resized %s: %d -> %d vCPUs", name, before, after)
 

@@ -12,7 +12,9 @@ Choices worth knowing:
 * No balloon, no USB, no graphics: fewer devices to emulate means a faster TCG boot.
 * Room to grow: with ``max_vcpus`` above ``vcpus`` the domain is defined as
   ``<vcpu current='vcpus'>max_vcpus</vcpu>``, so vCPUs can be hot-added up to the maximum
-  (``resize.py``) without a restart.
+  (``resize.py``) without a restart. Such a domain, or one of several vCPUs, also gets a CPU weight
+  per vCPU (``<cputune><shares>``): libvirt gives every domain's cgroup the same weight (1024)
+  whatever its vCPUs, so on a busy host a bigger VM would get no more CPU time than a small one.
 * ``<metadata>`` in vmscale's own namespace names the group, instance, index and port, so ``list``
   finds vmscale's domains from libvirt alone after a restart.
 """
@@ -28,6 +30,7 @@ from typing import Literal
 VMSCALE_NS = "https://vmscale.dev/xmlns/instance/1"
 VMSCALE_PREFIX = "vmscale"
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+SHARES_PER_VCPU = 1024  # libvirt's (and cgroup v1's) default weight of one domain
 NIC_PCI_SLOT = 0x09
 DISK_PCI_SLOT = 0x04
 RNG_PCI_SLOT = 0x05
@@ -126,6 +129,8 @@ def build_domain_xml(spec: DomainSpec) -> str:
         _sub(root, "vcpu", str(spec.max_vcpus), placement="static", current=str(spec.vcpus))
     else:
         _sub(root, "vcpu", str(spec.vcpus), placement="static")
+    if spec.max_vcpus > spec.vcpus or spec.vcpus > 1:
+        _sub(_sub(root, "cputune"), "shares", str(SHARES_PER_VCPU * spec.vcpus))
     os_el = _sub(root, "os")
     _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
     if spec.boot == "kernel":
