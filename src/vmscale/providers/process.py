@@ -454,6 +454,8 @@ class ProcessProvider:
         return entry
 
     # --------------------------------------------------------- resize (Resizer role)
+    can_shrink = True  # a smaller quota and fewer workers take effect at once
+
     def resize(self, name: str, vcpus: int) -> None:
         """Give a running instance ``vcpus`` CPUs: its cgroup quota and its fib worker count."""
         if not 1 <= vcpus <= MAX_VCPUS:
