@@ -21,6 +21,7 @@ BENCHMARKS = {
     "metrics": "cost of one metrics sample for 10, 100 and 1,000 libvirt domains",
     "simulate": "simulator speed: a 24 h, 1 s trace for a 1,000-instance group",
     "haproxy": "runtime-API latency, time to first request, throughput, failures over scale-in cycles",
+    "capacity": "call to added capacity serving (TCG): cold boot, warm pools, vCPU hot-add, snapshot clone",
 }
 _SCRIPT = {"metrics": "bench_libvirt_metrics.py"}
 
