@@ -178,8 +178,16 @@ class LibvirtProvider:
     # ---------------------------------------------------------------- launch
     def _check_headroom(self, spec: InstanceSpec) -> None:
         def running_vcpus(conn: libvirt.virConnect) -> int:
-            doms = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
-            return sum(int(d.info()[3]) for d in doms)
+            total = 0
+            for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                try:
+                    total += int(dom.info()[3])
+                except libvirt.libvirtError as exc:
+                    # Gone between listing and reading (anyone's domain on a shared libvirtd): not
+                    # running, so not counted; it must not fail this launch.
+                    if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                        raise
+            return total
 
         load = HostLoad(
             available_memory_mb=psutil.virtual_memory().available / 2**20,
