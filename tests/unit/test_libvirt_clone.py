@@ -226,3 +226,38 @@ def test_an_old_golden_stays_while_a_clone_uses_its_disk_then_goes(tmp_path: Pat
     assert not old.exists() and new.exists()
     provider.drop_goldens("web")
     assert not (clones.root / "web").exists()
+
+
+def test_the_golden_key_changes_with_what_the_guests_memory_depends_on(tmp_path: Path) -> None:
+    import json
+
+    from vmscale.config.libvirt import LibvirtProviderConfig
+    from vmscale.providers.base import InstanceSpec
+    from vmscale.providers.libvirt.accel import AccelChoice
+    from vmscale.providers.libvirt.provider import LibvirtProvider
+
+    image = tmp_path / "image"
+    image.mkdir()
+    for name in ("base.qcow2", "vmlinuz", "initrd.img"):
+        (image / name).write_bytes(b"")
+    (image / "manifest.json").write_text(json.dumps({"hash": "aaa", "inputs": {}}))
+    config = LibvirtProviderConfig(
+        uri="test:///default", image_dir=str(image), instance_dir=str(tmp_path / "inst"), launch="clone"
+    )
+    provider = LibvirtProvider(config, tmp_path / "state", accel=AccelChoice("tcg", "unit test"))
+    assert provider._clones is not None
+    base = InstanceSpec(group="web", name="web-1", index=1, vcpus=1, memory_mb=512)
+    key = provider._clones.key(base)
+    assert (
+        provider._clones.key(InstanceSpec(group="web", name="web-9", index=9, vcpus=1, memory_mb=512)) == key
+    )
+    for other in (
+        InstanceSpec(group="web", name="web-1", index=1, vcpus=2, memory_mb=512),
+        InstanceSpec(group="web", name="web-1", index=1, vcpus=1, memory_mb=1024),
+        InstanceSpec(
+            group="web", name="web-1", index=1, vcpus=1, memory_mb=512, workload_args={"fib_max_n": "30"}
+        ),
+    ):
+        assert provider._clones.key(other) != key
+    (image / "manifest.json").write_text(json.dumps({"hash": "bbb", "inputs": {}}))
+    assert provider._clones.key(base) != key, "a new image needs a new golden"

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.unit.policy_helpers import snap
 from vmscale.config.policy import TargetPolicyConfig
@@ -148,3 +150,21 @@ def test_observe_weights_capacity_metrics_only() -> None:
     view = observe(snap([90, 10], vcpus=[4, 1], rps=[100.0, 20.0])).metrics
     assert view[Metric.CPU].mean == pytest.approx(74.0)
     assert view[Metric.RPS].mean == pytest.approx(60.0)
+
+
+@given(
+    cpus=st.lists(st.one_of(st.none(), st.floats(0, 100, allow_nan=False)), min_size=1, max_size=8),
+    size=st.integers(1, 8),
+    booting=st.integers(0, 3),
+)
+@settings(max_examples=200, deadline=None)
+def test_one_size_everywhere_decides_as_if_sizes_did_not_exist(
+    cpus: list[float | None], size: int, booting: int
+) -> None:
+    """Weighing by vCPUs changes nothing while every instance has the same size (the old meaning)."""
+    ps = build_policy_set([CPU60], min_count=1, max_count=20)
+    plain, _ = ps.decide(snap(cpus, booting=booting), ps.initial_state())
+    sized, _ = ps.decide(
+        snap(cpus, booting=booting, vcpus=[size] * len(cpus), booting_vcpus=size), ps.initial_state()
+    )
+    assert sized.desired == plain.desired
