@@ -19,11 +19,7 @@ Why it is built this way:
   shim's pid into ``cgroup.procs`` and only then tells it to ``exec`` the backend (same pid).
   Errors moving the process thus surface here, as Python exceptions, not in a child.
   Without a usable cgroup the instance is held only by its worker count (said once in the log).
-* **Resize** (``resize``): a new cgroup quota (the kernel applies it to the running processes at
-  once) and a new worker count, written to ``<name>.workers`` and announced with SIGHUP to the
-  backend alone (its pool workers ignore SIGHUP). A file and a signal rather than an HTTP call:
-  the backend's port is the public one, and without a cgroup the worker count is the only limit,
-  which nothing in /proc could tell the backend.
+* **Resize** (``resize``, ``process_resize.py``): a new cgroup quota and a new worker count, live.
 """
 
 from __future__ import annotations
@@ -57,6 +53,7 @@ from vmscale.providers.cgroups import (
     pids_in,
     remove_cgroup,
 )
+from vmscale.providers.process_resize import resize_instance
 
 # Waits for "go" on stdin (sent once the provider has put this pid in the cgroup), then becomes
 # the backend. If the provider dies first, the pipe closes, ``read`` fails and nothing starts.
@@ -65,7 +62,6 @@ _SHIM_RELEASE_TIMEOUT_S = 5.0
 _POLL_S = 0.05
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _SIGNAL_SETTLE_S = 2.0
-MAX_VCPUS = 64  # template.vcpus's bound
 
 
 class ProcessProvider:
@@ -457,33 +453,8 @@ class ProcessProvider:
     can_shrink = True  # a smaller quota and fewer workers take effect at once
 
     def resize(self, name: str, vcpus: int) -> None:
-        """Give a running instance ``vcpus`` CPUs: its cgroup quota and its fib worker count."""
-        if not 1 <= vcpus <= MAX_VCPUS:
-            raise PermanentProviderError(
-                f"cannot resize {name} to {vcpus} vCPUs: between 1 and {MAX_VCPUS}", instance=name
-            )
-        with self._named(name):
-            live = self._live_record(name)
-            if live is None:
-                raise InstanceNotFoundError(f"no running instance named {name}", instance=name)
-            rec, leader = live
-            if rec.get("cgroup") and self.cgroup is not None:
-                try:
-                    self.cgroup.set_quota(Path(rec["cgroup"]), vcpus)
-                except CgroupError as exc:
-                    raise TemporaryProviderError(f"cannot resize {name}: {exc}", instance=name) from exc
-            if "--workers-file" in rec.get("command", []):
-                proctree.write_text_atomic(self.workers_path(name), f"{vcpus}\n")
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(leader.pid, signal.SIGHUP)  # the backend only: its workers ignore SIGHUP
-            else:  # started by an older vmscale: SIGHUP would stop it; the quota is all we change
-                self.log.warning("%s predates live resizing: only its CPU quota changed", name)
-            before, rec["vcpus"] = rec.get("vcpus", 1), vcpus
-            self._write_record(name, rec)
-            with self._lock:
-                self._procs.pop(name, None)  # re-read with the new vCPUs
-                self._baseline.pop(name, None)  # a percentage of the new size starts a new baseline
-        self.log.info("resized %s: %s -> %d vCPUs", name, before, vcpus)
+        """Give a running instance ``vcpus`` CPUs: its cgroup quota and its fib worker count, live."""
+        resize_instance(self, name, vcpus)
 
     # --------------------------------------------------------- warm pool
     def _signal_instance(self, name: str, sig: int) -> None:
