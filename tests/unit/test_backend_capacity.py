@@ -12,20 +12,23 @@ import httpx
 import pytest
 
 from vmscale.workload.backend import IDENTITY_PATH, create_app
+from vmscale.workload.fib import fib
 from vmscale.workload.identity import Identity, IdentityRefused
-from vmscale.workload.pool import ElasticPool, Follower, WorkerTarget, spare_cpus
+from vmscale.workload.pool import ElasticPool, Follower, WorkerTarget, _worker_init, spare_cpus
 
 TOKEN = "t" * 32
 
 
 class CountingFactory:
-    """Thread pools of the asked size, remembered so a test can see which pool ran what."""
+    """Thread pools standing in for process pools (gated the same way), remembered by size."""
 
     def __init__(self) -> None:
         self.made: list[tuple[int, concurrent.futures.ThreadPoolExecutor]] = []
 
-    def __call__(self, workers: int) -> concurrent.futures.Executor:
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+    def __call__(self, workers: int, gate: object) -> concurrent.futures.Executor:
+        pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, initializer=_worker_init, initargs=(gate,)
+        )
         self.made.append((workers, pool))
         return pool
 
@@ -38,32 +41,76 @@ def factory() -> Iterator[CountingFactory]:
         pool.shutdown(wait=True)
 
 
-def test_growing_switches_on_spares_before_forking(factory: CountingFactory) -> None:
-    pool = ElasticPool(1, spares=2, factory=factory)
-    assert (pool.size, pool.slots, len(factory.made)) == (1, 3, 3)  # forked ahead
+def elastic(workers: int, factory: CountingFactory, spares: int = 0) -> ElasticPool:
+    return ElasticPool(workers, spares=spares, factory=factory, semaphore=threading.Semaphore)
+
+
+class Running:
+    """Held tasks that record how many ran at the same time."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.now = self.peak = 0
+        self.started = threading.Semaphore(0)
+
+    def task(self) -> str:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        self.started.release()
+        self.release.wait(10)
+        with self.lock:
+            self.now -= 1
+        return "done"
+
+
+def test_only_size_workers_run_at_once_and_growing_lets_spares_in_at_once(factory: CountingFactory) -> None:
+    pool = elastic(1, factory, spares=2)
+    assert (pool.size, pool.processes, [n for n, _ in factory.made]) == (1, 3, [3])  # forked ahead
+    held = Running()
+    futures = [pool.submit(held.task) for _ in range(3)]
+    assert held.started.acquire(timeout=5)
+    assert not held.started.acquire(timeout=0.3), "a second request ran on a 1-worker pool"
     assert pool.resize(3) is True and pool.size == 3
-    assert len(factory.made) == 3, "spares were used: nothing forked"
-    assert pool.resize(4) is True and (pool.size, pool.slots) == (4, 4)
-    assert len(factory.made) == 4  # one more forked, the rest were there
-    assert pool.resize(4) is False
+    assert held.started.acquire(timeout=5) and held.started.acquire(timeout=5)  # the spares took them
+    assert [n for n, _ in factory.made] == [3], "growing within the spares forks nothing"
+    held.release.set()
+    assert [f.result(timeout=5) for f in futures] == ["done"] * 3 and held.peak == 3
     pool.shutdown()
 
 
-def test_switched_off_workers_finish_their_request_and_wait_as_spares(factory: CountingFactory) -> None:
-    pool = ElasticPool(2, factory=factory)
-    release = threading.Event()
-    running = [pool.submit(lambda: release.wait(10) and threading.current_thread().name) for _ in range(2)]
-    assert pool.resize(1) is True and pool.size == 1
-    release.set()
-    assert all(f.result(timeout=5) for f in running)  # both finished, also the switched-off one
-    served = [pool.submit(lambda: threading.current_thread().name).result(timeout=5) for _ in range(5)]
-    assert len(set(served)) == 1, "only the one active slot takes new work"
-    assert pool.slots == 2 and pool.resize(2) is True and len(factory.made) == 2  # back on, no fork
+def test_growing_past_the_processes_builds_a_larger_pool(factory: CountingFactory) -> None:
+    pool = elastic(1, factory, spares=1)
+    assert pool.resize(2) is True and [n for n, _ in factory.made] == [2]
+    assert pool.resize(4) is True and (pool.size, pool.processes) == (4, 4)
+    assert [n for n, _ in factory.made] == [2, 4]
+    assert pool.resize(4) is False
+    assert pool.submit(lambda: 7).result(timeout=5) == 7
+    pool.shutdown()
+
+
+def test_shrinking_waits_for_a_running_request_then_holds_the_size(factory: CountingFactory) -> None:
+    pool = elastic(2, factory)
+    held = Running()
+    running = [pool.submit(held.task) for _ in range(2)]
+    assert held.started.acquire(timeout=5) and held.started.acquire(timeout=5)
+    shrink = threading.Thread(target=pool.resize, args=(1,))
+    shrink.start()
+    held.release.set()  # the requests end; the resize takes back one permit
+    shrink.join(timeout=10)
+    assert pool.size == 1 and all(f.result(timeout=5) == "done" for f in running)
+    after = Running()
+    later = [pool.submit(after.task) for _ in range(2)]
+    assert after.started.acquire(timeout=5)
+    assert not after.started.acquire(timeout=0.3), "two requests ran after shrinking to one worker"
+    after.release.set()
+    assert [f.result(timeout=5) for f in later] == ["done", "done"] and after.peak == 1
     pool.shutdown()
 
 
 def test_the_queue_is_shared_an_idle_worker_takes_the_next_request(factory: CountingFactory) -> None:
-    pool = ElasticPool(2, factory=factory)
+    pool = elastic(2, factory)
     release = threading.Event()
     slow = pool.submit(lambda: release.wait(10))
     quick = [pool.submit(lambda i=i: i) for i in range(20)]
@@ -73,34 +120,24 @@ def test_the_queue_is_shared_an_idle_worker_takes_the_next_request(factory: Coun
     pool.shutdown()
 
 
-def test_a_dead_worker_is_replaced(factory: CountingFactory) -> None:
-    broken_once = [True]
-
-    def breaks_once(workers: int) -> concurrent.futures.Executor:
-        executor = factory(workers)
-        if broken_once[0]:
-            broken_once[0] = False
-            executor.submit = lambda *a, **k: _broken()  # type: ignore[method-assign]
-        return executor
-
-    pool = ElasticPool(1, factory=breaks_once)
-    with pytest.raises(concurrent.futures.BrokenExecutor):
-        pool.submit(lambda: 1).result(timeout=5)
-    assert pool.submit(lambda: 2).result(timeout=5) == 2
-    pool.shutdown()
-
-
-def _broken() -> concurrent.futures.Future[int]:
-    future: concurrent.futures.Future[int] = concurrent.futures.Future()
-    future.set_exception(concurrent.futures.BrokenExecutor("worker died"))
-    return future
-
-
 def test_resize_is_bounded(factory: CountingFactory) -> None:
-    pool = ElasticPool(2, factory=factory)
+    pool = elastic(2, factory)
     pool.resize(0)
     assert pool.size == 1
     pool.shutdown()
+
+
+def test_a_real_process_pool_serves_gated_requests() -> None:
+    pool = ElasticPool(1, spares=1)  # real processes, a real multiprocessing semaphore
+    try:
+        assert pool.processes == 2
+        assert pool.submit(fib, 20).result(timeout=30) == 6765
+        assert (
+            pool.resize(2)
+            and [f.result(timeout=30) for f in [pool.submit(fib, 15) for _ in range(4)]] == [610] * 4
+        )
+    finally:
+        pool.shutdown()
 
 
 @pytest.mark.parametrize(
@@ -139,7 +176,7 @@ def test_worker_target(
 
 def test_follower_resizes_when_the_cpus_change(factory: CountingFactory) -> None:
     cpus = [1]
-    pool = ElasticPool(1, factory=factory)
+    pool = elastic(1, factory)
     follower = Follower(pool, WorkerTarget(None, None, cpus=lambda: cpus[0]), interval_s=60)
     cpus[0] = 2  # a vCPU was hot-added and onlined
     follower.check()
@@ -152,12 +189,12 @@ def test_follower_resizes_when_the_cpus_change(factory: CountingFactory) -> None
 
 def test_a_poke_makes_the_follower_look_at_once(factory: CountingFactory) -> None:
     cpus = [1]
-    pool = ElasticPool(1, factory=factory)
+    pool = elastic(1, factory)
     built = threading.Event()
     real_factory = pool._factory
 
-    def watched(workers: int) -> concurrent.futures.Executor:
-        made = real_factory(workers)
+    def watched(workers: int, gate: object) -> concurrent.futures.Executor:
+        made = real_factory(workers, gate)
         built.set()
         return made
 

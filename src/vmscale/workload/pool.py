@@ -5,14 +5,16 @@ larger cgroup quota for a process). Extra CPUs help only if the backend runs mor
 them, and a shrunk instance must not keep more workers than CPUs (they would just time-slice and
 every request would get slower).
 
-``ElasticPool`` is one shared queue served by worker *slots*, each a single-process pool driven by
-a dispatcher thread that takes the next request only while its slot is among the ``active`` ones.
-So the queue is shared (an idle worker never waits while another one has a backlog), growing is
-switching on more slots and shrinking is switching them off (a slot finishes its request first).
-Slots that are off stay forked and warm as *spares*: in a VM with room to grow, the backend forks
-one spare per vCPU it may still get (at most ``MAX_SPARES``) at start, so a hot-added vCPU gets a
-worker at once instead of after a fork under software emulation (measured: forking and warming a
-pool of two took 0.27 s in a TCG guest). A worker process that dies is replaced by its slot.
+``ElasticPool`` is one process pool with more worker processes than may run at once: a semaphore
+shared with the workers (inherited when they are forked) lets ``size`` of them run a request at a
+time. Every worker takes requests from the pool's one queue and waits for a permit, so the queue
+stays shared (an idle worker never waits while another has a backlog) and no request waits for the
+parent process between two others. Growing releases permits, at once; shrinking takes them back
+(each as soon as a running request ends). The processes beyond ``size`` are *spares*: in a VM with
+room to grow the backend forks one per vCPU it may still get (at most ``MAX_SPARES``) at start, so
+a hot-added vCPU gets a worker without a fork (measured: forking and warming a pool of two took
+0.27 s in a TCG guest). Growing past the forked processes builds a new, larger pool (the old one
+finishes what it holds).
 
 Where the size comes from (``WorkerTarget``):
 
@@ -34,11 +36,11 @@ import concurrent.futures
 import contextlib
 import ctypes
 import logging
+import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,27 +54,44 @@ MAX_SPARES = 4  # forked-ahead workers kept for vCPUs an instance may still get
 log = logging.getLogger("vmscale.backend")
 
 
-def _worker_init() -> None:
+_worker = threading.local()  # in a worker: the pool's permits (a semaphore), set by _worker_init
+
+
+def _worker_init(gate: Any = None) -> None:
     """Pool workers ignore Ctrl-C and SIGHUP (the parent handles both) and die with the parent.
 
     They also run at a lower priority than the server process, so that ``/healthz`` answers
     promptly however saturated the workers are: an overloaded instance is slow, not dead, and
-    must not be replaced by the autoscaler for failing its health checks.
+    must not be replaced by the autoscaler for failing its health checks. ``gate`` is the pool's
+    semaphore: a worker holds a permit while it runs a request (``_gated``).
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    with contextlib.suppress(OSError):
-        os.nice(WORKER_NICE)
-    with contextlib.suppress(OSError, AttributeError):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    _worker.gate = gate
+    if threading.current_thread() is threading.main_thread():  # a process worker (tests use threads)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        with contextlib.suppress(OSError):
+            os.nice(WORKER_NICE)
+        with contextlib.suppress(OSError, AttributeError):
+            pr_set_pdeathsig = 1
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def make_pool(workers: int, *, warm: bool = True) -> concurrent.futures.ProcessPoolExecutor:
+def _gated(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn`` in a worker while holding one of the pool's permits."""
+    gate = getattr(_worker, "gate", None)
+    if gate is None:
+        return fn(*args)
+    with gate:
+        return fn(*args)
+
+
+def make_pool(workers: int, *, warm: bool = True, gate: Any = None) -> concurrent.futures.ProcessPoolExecutor:
     """A pool of ``workers`` processes, started now (warm) so the first requests do not pay for it."""
-    pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, initializer=_worker_init, initargs=(gate,)
+    )
     if warm:
-        # One small task per worker, submitted together, makes the pool start every process.
+        # One small task per worker, submitted together (not gated), makes every process start.
         for future in [pool.submit(fib, 15) for _ in range(workers)]:
             future.result(timeout=60)
     return pool
@@ -92,101 +111,54 @@ def spare_cpus(possible: Path = Path("/sys/devices/system/cpu/possible")) -> int
     return max(0, total - usable_cpus())
 
 
-Work = tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+PoolFactory = Callable[[int, Any], concurrent.futures.Executor]  # (processes, gate) -> executor
+
+
+def _process_pool(processes: int, gate: Any) -> concurrent.futures.Executor:
+    return make_pool(processes, gate=gate)
 
 
 class ElasticPool(concurrent.futures.Executor):
-    """A shared queue served by ``size`` worker slots; more or fewer at once (see the module doc)."""
+    """A worker pool whose size changes at once within its forked processes (see the module doc)."""
 
     def __init__(
         self,
         workers: int,
         *,
         spares: int = 0,
-        factory: Callable[[int], concurrent.futures.Executor] = make_pool,
+        factory: PoolFactory = _process_pool,
+        semaphore: Callable[[int], Any] = multiprocessing.Semaphore,
     ) -> None:
         self._factory = factory
-        self._cond = threading.Condition()
-        self._queue: deque[Work] = deque()
-        self._slots: list[concurrent.futures.Executor] = []
-        self._threads: list[threading.Thread] = []
+        self._semaphore = semaphore
+        self._lock = threading.Lock()
         self._resize_lock = threading.Lock()  # one resize at a time; submit never waits for one
-        self._closed = False
         self._active = max(1, min(MAX_WORKERS, workers))
-        self._add_slots(self._active + max(0, min(MAX_SPARES, spares)))
+        self._processes = self._active + max(0, min(MAX_SPARES, spares))
+        self._gate = semaphore(self._active)
+        self._pool = factory(self._processes, self._gate)
 
     @property
     def size(self) -> int:
         return self._active
 
     @property
-    def slots(self) -> int:
-        """Worker processes forked (active + spares)."""
-        return len(self._slots)
-
-    def _add_slots(self, total: int) -> None:
-        """Fork and warm slots until there are ``total`` (outside the queue lock: it takes time)."""
-        fresh = [self._factory(1) for _ in range(total - len(self._slots))]
-        with self._cond:
-            for executor in fresh:
-                index = len(self._slots)
-                self._slots.append(executor)
-                thread = threading.Thread(
-                    target=self._serve, args=(index,), name=f"fib-slot-{index}", daemon=True
-                )
-                self._threads.append(thread)
-                thread.start()
+    def processes(self) -> int:
+        """Worker processes forked (the active ones and the spares)."""
+        return self._processes
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("cannot submit to a pool that was shut down")
-            self._queue.append((future, fn, args, kwargs))
-            self._cond.notify_all()
-        return future
-
-    def _serve(self, index: int) -> None:
-        """A slot's dispatcher: take the next request while this slot is active, run it on its worker."""
-        while True:
-            with self._cond:
-                while not self._closed and not (self._queue and index < self._active):
-                    self._cond.wait()
-                if self._closed:
-                    return
-                future, fn, args, kwargs = self._queue.popleft()
-                executor = self._slots[index]
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = executor.submit(fn, *args, **kwargs).result()
-            except concurrent.futures.BrokenExecutor as exc:
-                future.set_exception(exc)
-                self._replace(index, executor)
-            except BaseException as exc:
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-
-    def _replace(self, index: int, broken: concurrent.futures.Executor) -> None:
-        """A worker process died (killed, out of memory): the slot gets a new one."""
-        with contextlib.suppress(Exception):
-            broken.shutdown(wait=False)
-        try:
-            fresh = self._factory(1)
-        except Exception:
-            log.exception("could not replace fib worker %d", index)
-            return
-        with self._cond:
-            self._slots[index] = fresh
-        log.warning("fib worker %d died and was replaced", index)
+        if kwargs:
+            raise TypeError("ElasticPool.submit takes positional arguments only")
+        with self._lock:
+            return self._pool.submit(_gated, fn, *args)
 
     def resize(self, workers: int) -> bool:
-        """Serve with ``workers`` worker processes from now on; True when the count changed.
+        """Serve with ``workers`` at once from now on; True when the count changed.
 
-        Spares are switched on at once; beyond them new workers are forked and warmed first, so
-        a request never waits for a process to start. Switched-off workers finish their request,
-        then wait as spares.
+        Within the forked processes this only moves permits: more at once; fewer as running
+        requests end. Beyond them a new pool is forked and warmed first, then takes the new
+        requests while the old one finishes what it holds.
         """
         workers = max(1, min(MAX_WORKERS, workers))
         with self._resize_lock:
@@ -194,26 +166,26 @@ class ElasticPool(concurrent.futures.Executor):
             if workers == before:
                 return False
             started = time.monotonic()
-            if workers > len(self._slots):
-                self._add_slots(workers)
-            with self._cond:
+            if workers <= self._processes:
+                for _ in range(workers - before):
+                    self._gate.release()
+                for _ in range(before - workers):
+                    self._gate.acquire()  # waits for one running request to end
                 self._active = workers
-                self._cond.notify_all()
-            log.info("fib workers %d -> %d in %.3f s (%d forked)", before, workers,
-                     time.monotonic() - started, len(self._slots))  # fmt: skip
+            else:
+                gate = self._semaphore(workers)
+                fresh = self._factory(workers, gate)
+                with self._lock:
+                    old, self._pool, self._gate = self._pool, fresh, gate
+                    self._active = self._processes = workers
+                old.shutdown(wait=False)
+            log.info("fib workers %d -> %d in %.3f s (%d processes)", before, workers,
+                     time.monotonic() - started, self._processes)  # fmt: skip
             return True
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop taking work; requests still queued are cancelled (a running one finishes if ``wait``)."""
-        with self._cond:
-            self._closed = True
-            pending = list(self._queue)
-            self._queue.clear()
-            self._cond.notify_all()
-        for future, *_ in pending:
-            future.cancel()
-        for executor in list(self._slots):
-            executor.shutdown(wait=wait, cancel_futures=cancel_futures)
+        with self._lock:
+            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
 class WorkerTarget:
