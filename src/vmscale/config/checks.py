@@ -115,6 +115,19 @@ def metric_references(v: Validated) -> Iterable[Problem]:
             yield Problem(f"policies[{i}].metric", why)
 
 
+def vertical_room(v: Validated) -> Iterable[Problem]:
+    """Vertical-first scaling needs instances that can grow."""
+    if not v.has("scaling", "template") or v.sections["scaling"].mode != "vertical-first":
+        return
+    template = v.sections["template"]
+    if template.vcpu_ceiling <= template.vcpus:
+        yield Problem(
+            "template.max_vcpus",
+            "scaling.mode = 'vertical-first' needs room to grow: set template.max_vcpus above "
+            f"template.vcpus ({template.vcpus})",
+        )
+
+
 def disk_boot_image(v: Validated) -> Iterable[Problem]:
     if not v.has("provider"):
         return
@@ -133,6 +146,7 @@ RULES: tuple[Callable[[Validated], Iterable[Problem]], ...] = (
     warm_pool_kind,
     balancer_metrics,
     metric_references,
+    vertical_room,
     disk_boot_image,
 )
 

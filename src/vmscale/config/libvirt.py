@@ -97,6 +97,28 @@ class LibvirtProviderConfig(Section):
     max_vcpu_overcommit: float = Field(
         4.0, gt=0, description="refuse a launch when running vCPUs would exceed host CPUs x this"
     )
+    launch: Literal["boot", "clone"] = Field(
+        "boot",
+        description="boot = every instance boots; clone = restore a copy of the group's golden snapshot "
+        "(booted and saved once), which serves in about a second (boot = kernel, network = user only)",
+    )
+    golden_boot_timeout_s: float = Field(
+        180.0, gt=0, le=3600, description="longest wait for the golden snapshot's guest to come up"
+    )
+    vcpu_unplug: bool = Field(
+        False,
+        description="allow live vCPU removal (off: libvirt 9.0 + QEMU 7.2 under TCG lose track of an "
+        "unplugged vCPU, see providers/libvirt/resize.py); shrinking then removes instances instead",
+    )
+
+    @model_validator(mode="after")
+    def _clone_needs(self) -> LibvirtProviderConfig:
+        if self.launch == "clone" and (self.boot != "kernel" or self.network != "user"):
+            raise ValueError(
+                'launch = "clone" needs boot = "kernel" and network = "user" (a restored clone keeps the '
+                "golden's MAC and DHCP lease on a bridge, and cloud images have no identity push)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _addresses_need_a_bridge(self) -> LibvirtProviderConfig:

@@ -22,7 +22,7 @@ from vmscale.config.hosts import ClusterConfig
 from vmscale.config.libvirt import LibvirtProviderConfig
 from vmscale.config.metrics import MetricsConfig
 from vmscale.config.notify import NotifyConfig
-from vmscale.config.policy import PolicyConfig, SimulateConfig
+from vmscale.config.policy import PolicyConfig, ScalingConfig, SimulateConfig
 from vmscale.config.process import ProcessProviderConfig
 from vmscale.config.state import StateConfig
 
@@ -72,8 +72,24 @@ class GroupConfig(Section):
 
 class TemplateConfig(Section):
     vcpus: int = Field(1, ge=1, le=64)
+    max_vcpus: int | None = Field(
+        None, ge=1, le=64, description="vCPUs an instance may grow to in place; default = vcpus (no growth)"
+    )
     memory_mb: int = Field(512, ge=64)
     fib_max_n: int = Field(35, ge=1, le=45, description="the backend's ceiling on n")
+
+    @field_validator("max_vcpus")
+    @classmethod
+    def _room(cls, max_vcpus: int | None, info: ValidationInfo) -> int | None:
+        vcpus = info.data.get("vcpus")
+        if max_vcpus is not None and vcpus is not None and max_vcpus < vcpus:
+            raise ValueError(f"max_vcpus ({max_vcpus}) must be at least vcpus ({vcpus})")
+        return max_vcpus
+
+    @property
+    def vcpu_ceiling(self) -> int:
+        """The most vCPUs one instance may have (``max_vcpus``, or ``vcpus`` when not set)."""
+        return self.max_vcpus if self.max_vcpus is not None else self.vcpus
 
 
 class ProviderConfig(Section):
@@ -121,6 +137,7 @@ class VmscaleConfig(Section):
     provider: ProviderConfig = ProviderConfig()
     template: TemplateConfig = TemplateConfig()
     policies: list[PolicyConfig] = Field(default_factory=list)
+    scaling: ScalingConfig = ScalingConfig()
     health: HealthConfig = HealthConfig()
     drain: DrainConfig = DrainConfig()
     launch: LaunchConfig = LaunchConfig()

@@ -19,6 +19,7 @@ Why it is built this way:
   shim's pid into ``cgroup.procs`` and only then tells it to ``exec`` the backend (same pid).
   Errors moving the process thus surface here, as Python exceptions, not in a child.
   Without a usable cgroup the instance is held only by its worker count (said once in the log).
+* **Resize** (``resize``, ``process_resize.py``): a new cgroup quota and a new worker count, live.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from vmscale.providers.cgroups import (
     pids_in,
     remove_cgroup,
 )
+from vmscale.providers.process_resize import check_vcpus, resize_live
 
 # Waits for "go" on stdin (sent once the provider has put this pid in the cgroup), then becomes
 # the backend. If the provider dies first, the pipe closes, ``read`` fails and nothing starts.
@@ -136,6 +138,9 @@ class ProcessProvider:
     def log_path(self, name: str) -> Path:
         return self.dir / f"{name}.log"
 
+    def workers_path(self, name: str) -> Path:
+        return self.dir / f"{name}.workers"
+
     def _read_record(self, name: str) -> dict[str, Any] | None:
         try:
             return proctree.read_record(self._record_path(name))
@@ -189,6 +194,7 @@ class ProcessProvider:
                 self.log.warning("instance %s: %s", name, exc)
         with contextlib.suppress(FileNotFoundError):
             self._record_path(name).unlink()
+        self.workers_path(name).unlink(missing_ok=True)
         with self._lock:
             self._procs.pop(name, None)
             self._baseline.pop(name, None)
@@ -284,6 +290,7 @@ class ProcessProvider:
         return [
             self.python, "-m", "vmscale", "backend", "--host", self.config.host, "--port", str(port),
             "--name", spec.name, "--workers", str(workers), "--fib-max-n", str(fib_max_n),
+            "--workers-file", str(self.workers_path(spec.name)),
         ]  # fmt: skip
 
     def _spawn(self, spec: InstanceSpec, port: int, cgroup: Path | None) -> ProviderInstance:
@@ -452,6 +459,33 @@ class ProcessProvider:
         with self._lock:
             self._procs[name] = entry
         return entry
+
+    # --------------------------------------------------------- resize (Resizer role)
+    can_shrink = True  # a smaller quota and fewer workers take effect at once
+
+    def resize(self, name: str, vcpus: int) -> None:
+        """Give a running instance ``vcpus`` CPUs: its cgroup quota and its fib worker count, live."""
+        check_vcpus(name, vcpus)
+        with self._named(name):
+            live = self._live_record(name)
+            if live is None:
+                raise InstanceNotFoundError(f"no running instance named {name}", instance=name)
+            rec, leader = live
+            before = rec.get("vcpus", 1)
+            resize_live(
+                name,
+                rec,
+                leader.pid,
+                vcpus,
+                cgroup=self.cgroup,
+                workers_file=self.workers_path(name),
+                log=self.log,
+            )
+            self._write_record(name, rec)
+            with self._lock:
+                self._procs.pop(name, None)  # re-read with the new vCPUs
+                self._baseline.pop(name, None)  # a percentage of the new size starts a new baseline
+        self.log.info("resized %s: %s -> %d vCPUs", name, before, vcpus)
 
     # --------------------------------------------------------- warm pool
     def _signal_instance(self, name: str, sig: int) -> None:

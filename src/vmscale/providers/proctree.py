@@ -42,8 +42,13 @@ def read_record(path: Path) -> dict[str, Any] | None:
 
 def write_record(path: Path, rec: dict[str, Any]) -> None:
     """Write atomically (temp file + rename): a crash never leaves half a record behind."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rec, indent=1, sort_keys=True))
+    write_text_atomic(path, json.dumps(rec, indent=1, sort_keys=True))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a small file so a reader sees the old content or the new one, never half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 

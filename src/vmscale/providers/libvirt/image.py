@@ -34,7 +34,7 @@ BUILDER_VERSION = "1"
 DEFAULT_IMAGE_DIR = Path("/var/lib/vmscale/image")
 DEFAULT_SUITE = "bookworm"
 PACKAGES: tuple[str, ...] = ("python3-fastapi", "python3-uvicorn", "busybox-static")
-WORKLOAD_FILES: tuple[str, ...] = ("__init__.py", "fib.py", "backend.py")
+WORKLOAD_FILES: tuple[str, ...] = ("__init__.py", "fib.py", "pool.py", "identity.py", "backend.py")
 TRIM_DIRS: tuple[str, ...] = (
     "usr/share/doc",
     "usr/share/man",

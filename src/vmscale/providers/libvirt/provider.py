@@ -44,9 +44,11 @@ from vmscale.providers.base import (
 from vmscale.providers.libvirt import xml
 from vmscale.providers.libvirt.accel import AccelChoice, choose_accel
 from vmscale.providers.libvirt.addresses import StaticAddressing, mac_for
+from vmscale.providers.libvirt.clone import CloneLauncher
 from vmscale.providers.libvirt.connection import BoundedCalls, LibvirtConnection
 from vmscale.providers.libvirt.host import HostLoad, headroom_problem
 from vmscale.providers.libvirt.image import DEFAULT_IMAGE_DIR, load_manifest
+from vmscale.providers.libvirt.resize import set_vcpus
 from vmscale.providers.libvirt.seed import make_seed_iso
 from vmscale.providers.libvirt.stats import CpuReading, CpuTracker, fetch_cpu
 
@@ -106,8 +108,10 @@ class LibvirtProvider:
         clock: Clock | None = None,
         connection: BoundedCalls | None = None,
         accel: AccelChoice | None = None,
+        max_vcpus: int | None = None,
     ) -> None:
         self.config = config
+        self.max_vcpus = max_vcpus  # template.max_vcpus: room every domain gets to grow live
         self.clock = clock or SystemClock()
         self.conn: BoundedCalls = connection or LibvirtConnection(config.uri, config.call_timeout_s)
         self.accel = accel or choose_accel(config.accel)
@@ -118,6 +122,7 @@ class LibvirtProvider:
         self._tracker = CpuTracker()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._clones = CloneLauncher(self) if config.launch == "clone" else None
 
     # ---------------------------------------------------------------- paths and helpers (per host)
     def _prepare_files_dir(self, state_dir: Path) -> Path:
@@ -177,7 +182,7 @@ class LibvirtProvider:
         """Drop the CPU baseline of an instance that left (migrated away): its next host starts one."""
         self._tracker.forget(name)
 
-    def _instance(
+    def instance_of(
         self, meta: xml.InstanceMeta, status: ProviderStatus, vcpus: int, **extra: str
     ) -> ProviderInstance:
         details = {
@@ -204,8 +209,16 @@ class LibvirtProvider:
         """This machine's memory and CPUs (per host: a remote host reports its own through libvirt)."""
 
         def running_vcpus(conn: libvirt.virConnect) -> int:
-            doms = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
-            return sum(int(d.info()[3]) for d in doms)
+            total = 0
+            for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                try:
+                    total += int(dom.info()[3])
+                except libvirt.libvirtError as exc:
+                    # Gone between listing and reading (anyone's domain on a shared libvirtd): not
+                    # running, so not counted; it must not fail this launch.
+                    if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                        raise
+            return total
 
         return HostLoad(
             available_memory_mb=psutil.virtual_memory().available / 2**20,
@@ -229,8 +242,8 @@ class LibvirtProvider:
         if problem:
             raise TemporaryProviderError(f"not starting {spec.name}: {problem}", instance=spec.name)
 
-    def _make_overlay(self, name: str, backing: Path) -> None:
-        overlay = self.overlay_path(name)
+    def make_overlay(self, name: str, backing: Path, *, overlay: Path | None = None) -> None:
+        overlay = overlay or self.overlay_path(name)
         if overlay.exists():
             return  # made by an earlier, interrupted launch: finish with it
         tmp = overlay.with_suffix(".partial")
@@ -256,13 +269,15 @@ class LibvirtProvider:
             address = str(self.addressing.address(spec.index))
         return xml.InstanceMeta(spec.group, spec.name, spec.index, port, self.clock.now(), address)
 
-    def _domain_spec(self, spec: InstanceSpec, port: int) -> xml.DomainSpec:
+    def domain_spec(self, spec: InstanceSpec, port: int) -> xml.DomainSpec:
         meta = self._meta(spec, port)
         addressed = self.addressing is not None and bool(meta.address)
+        room = max(spec.vcpus, self.max_vcpus or 0)
         common = {
             "meta": meta,
             "domain_type": self.accel.domain_type,
             "vcpus": spec.vcpus,
+            "max_vcpus": room,
             "memory_mb": spec.memory_mb,
             "disk_path": str(self.overlay_path(spec.name)),
             "console_log": str(self.console_log(spec.name)),
@@ -282,11 +297,12 @@ class LibvirtProvider:
             boot="kernel",
             kernel=str(manifest.path(self.image_dir, "kernel")),
             initrd=str(manifest.path(self.image_dir, "initrd")),
-            kernel_args=dict(spec.workload_args),
+            # A domain that can grow runs its fib pool on the online CPUs ("auto"), not a fixed count.
+            kernel_args={**({"workers": "auto"} if room > spec.vcpus else {}), **spec.workload_args},
             **common,  # type: ignore[arg-type]
         )
 
-    def _backing(self) -> Path:
+    def backing_image(self) -> Path:
         if self.config.boot == "disk":
             if not self.config.cloud_image or not Path(self.config.cloud_image).is_file():
                 raise PermanentProviderError(
@@ -303,18 +319,23 @@ class LibvirtProvider:
                 # Its disk is gone (deleted by hand?): the domain cannot boot; remake it from scratch
                 # (only if it is ours: _adopt refuses foreign domains before anything is touched).
                 self._adopt_check(dom, spec)
-                self._remove_domain(spec.name, graceful_timeout_s=0)
+                self.remove_domain(spec.name, graceful_timeout_s=0)
                 dom = None
             if dom is not None:
-                return self._adopt(dom, spec)
+                adopted = self._adopt(dom, spec)
+                if self._clones is not None:
+                    self._clones.adopt(spec, port)  # a clone restored but never named: name it now
+                return adopted
             self._check_headroom(spec)
-            backing = self._backing()
-            self._make_overlay(spec.name, backing)
+            if self._clones is not None:
+                return self._clones.launch(spec, port)
+            backing = self.backing_image()
+            self.make_overlay(spec.name, backing)
             if self.config.boot == "disk":
                 self._ensure_seed(spec.name)
             self._rotate_console(spec.name)
             try:
-                domain_spec = self._domain_spec(spec, port)
+                domain_spec = self.domain_spec(spec, port)
                 domain_xml = xml.build_domain_xml(domain_spec)
             except ValueError as exc:
                 raise PermanentProviderError(
@@ -328,7 +349,7 @@ class LibvirtProvider:
 
             uuid = self.conn.call("define+start", define_and_start, instance=spec.name)
             log.info("launched %s (%s, port %d)", spec.name, self.accel.accel, port)
-            return self._instance(domain_spec.meta, ProviderStatus.RUNNING, spec.vcpus, uuid=uuid)
+            return self.instance_of(domain_spec.meta, ProviderStatus.RUNNING, spec.vcpus, uuid=uuid)
 
     def _overlay_exists(self, name: str) -> bool:  # per host
         return self.overlay_path(name).exists()
@@ -370,18 +391,18 @@ class LibvirtProvider:
             return ProviderStatus.RUNNING, int(dom.info()[3]), str(dom.UUIDString())
 
         status, vcpus, uuid = self.conn.call(
-            "adopt", finish, instance=spec.name, timeout_s=self._slow_timeout
+            "adopt", finish, instance=spec.name, timeout_s=self.slow_timeout_s
         )
         log.info("adopted existing domain %s", spec.name)
-        return self._instance(found, status, vcpus, uuid=uuid)
+        return self.instance_of(found, status, vcpus, uuid=uuid)
 
     @property
-    def _slow_timeout(self) -> float:
+    def slow_timeout_s(self) -> float:
         """Start from a managed save restores memory from disk: give it longer than a plain call."""
         return max(self.config.call_timeout_s, 120.0)
 
     # ---------------------------------------------------------------- terminate
-    def _remove_domain(self, name: str, *, graceful_timeout_s: float) -> None:
+    def remove_domain(self, name: str, *, graceful_timeout_s: float) -> None:
         dom = self._lookup(name)
         if dom is None:
             return
@@ -414,16 +435,30 @@ class LibvirtProvider:
     def terminate(self, name: str, *, graceful_timeout_s: float = 10.0) -> None:
         with self._lock(name):
             with contextlib.suppress(InstanceNotFoundError):
-                self._remove_domain(name, graceful_timeout_s=graceful_timeout_s)
+                self.remove_domain(name, graceful_timeout_s=graceful_timeout_s)
             self._tracker.forget(name)
             self._remove_files(name)
             log.info("terminated %s", name)
+        if self._clones is not None:
+            self._clones.collect()  # a golden of an old image may have lost its last clone
+
+    # ---------------------------------------------------------------- snapshot clones
+    def prepare(self, spec: InstanceSpec) -> None:
+        """Make the group's golden snapshot now (with ``launch = "clone"``), so the first scale-up
+        restores a clone instead of waiting for the golden's boot. No-op when booting."""
+        if self._clones is not None:
+            self._clones.golden(spec)
+
+    def drop_goldens(self, group: str) -> None:
+        """Remove the group's golden snapshots (when the group is removed: ``vmscale down``)."""
+        CloneLauncher(self).drop(group)
 
     def _remove_files(self, name: str) -> None:  # per host
         for path in (
             self.overlay_path(name),
             self.overlay_path(name).with_suffix(".partial"),
             self.seed_path(name),
+            self.files_dir / "restore" / f"{name}.fifo",  # a clone's, if its restore was cut short
         ):
             path.unlink(missing_ok=True)
 
@@ -460,7 +495,9 @@ class LibvirtProvider:
         rows = self.conn.call("list", collect)
         port = self.config.guest_port
         return [
-            self._instance(m, s, v, uuid=u, **({"endpoint": f"http://{a}:{port}", "address": a} if a else {}))
+            self.instance_of(
+                m, s, v, uuid=u, **({"endpoint": f"http://{a}:{port}", "address": a} if a else {})
+            )
             for m, s, v, u, a in sorted(rows, key=lambda r: r[0].index)
         ]
 
@@ -478,6 +515,25 @@ class LibvirtProvider:
                     out[name] = pct
         return out
 
+    # ---------------------------------------------------------------- resize (Resizer role)
+    @property
+    def can_shrink(self) -> bool:
+        """Whether ``resize`` may remove vCPUs live (see ``resize.py`` for why not by default)."""
+        return self.config.vcpu_unplug
+
+    def resize(self, name: str, vcpus: int) -> None:
+        """Hot-add or hot-remove vCPUs of a running instance (see ``resize.py``)."""
+        dom = self._lookup(name)
+        if dom is None:
+            raise InstanceNotFoundError(f"no domain {name} to resize", instance=name)
+        with self._lock(name):
+            before = int(self.conn.call("read vCPUs", lambda c: dom.info()[3], instance=name))
+            after = set_vcpus(
+                self.conn, dom, name, vcpus, timeout_s=self.slow_timeout_s, allow_unplug=self.can_shrink
+            )
+        self._tracker.forget(name)  # CPU percent is of the vCPUs it has: start a new baseline
+        log.info("resized %s: %d -> %d vCPUs", name, before, after)
+
     # ---------------------------------------------------------------- warm pool
     def pause(self, name: str, kind: WarmKind = "paused") -> None:
         dom = self._lookup(name)
@@ -485,7 +541,7 @@ class LibvirtProvider:
             raise InstanceNotFoundError(f"no domain {name} to pause", instance=name)
         if kind == "saved":
             self.conn.call(
-                "managed save", lambda c: dom.managedSave(0), instance=name, timeout_s=self._slow_timeout
+                "managed save", lambda c: dom.managedSave(0), instance=name, timeout_s=self.slow_timeout_s
             )
         else:
             self.conn.call("suspend", lambda c: dom.suspend(), instance=name)
@@ -503,7 +559,7 @@ class LibvirtProvider:
             elif status in (ProviderStatus.SAVED, ProviderStatus.STOPPED):
                 dom.create()
 
-        self.conn.call("resume", wake, instance=name, timeout_s=self._slow_timeout)
+        self.conn.call("resume", wake, instance=name, timeout_s=self.slow_timeout_s)
 
     def close(self) -> None:
         self.conn.close()

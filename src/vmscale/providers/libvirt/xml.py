@@ -10,6 +10,11 @@ Choices worth knowing:
   its own ``type='user'`` interface cannot forward a port), and a NIC added that way is invisible to
   libvirt's address allocator, so it sits in a fixed slot (0x09) that nothing else uses.
 * No balloon, no USB, no graphics: fewer devices to emulate means a faster TCG boot.
+* Room to grow: with ``max_vcpus`` above ``vcpus`` the domain is defined as
+  ``<vcpu current='vcpus'>max_vcpus</vcpu>``, so vCPUs can be hot-added up to the maximum
+  (``resize.py``) without a restart. Such a domain, or one of several vCPUs, also gets a CPU weight
+  per vCPU (``<cputune><shares>``): libvirt gives every domain's cgroup the same weight (1024)
+  whatever its vCPUs, so on a busy host a bigger VM would get no more CPU time than a small one.
 * ``<metadata>`` in vmscale's own namespace names the group, instance, index and port, so ``list``
   finds vmscale's domains from libvirt alone after a restart.
 * On a bridged network with vmscale-assigned addresses (``provider.libvirt.addresses``, see
@@ -29,6 +34,7 @@ from typing import Literal
 VMSCALE_NS = "https://vmscale.dev/xmlns/instance/1"
 VMSCALE_PREFIX = "vmscale"
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+SHARES_PER_VCPU = 1024  # libvirt's (and cgroup v1's) default weight of one domain
 NIC_PCI_SLOT = 0x09
 DISK_PCI_SLOT = 0x04
 RNG_PCI_SLOT = 0x05
@@ -73,6 +79,7 @@ class DomainSpec:
     mac: str = ""  # NIC MAC for network/bridge ('' = libvirt picks one)
     address: str = ""  # "A.B.C.D/LEN" the guest configures itself ('' = DHCP)
     gateway: str = ""
+    max_vcpus: int = 0  # vCPUs the domain may grow to live (0 or vcpus: no room to grow)
 
 
 def kernel_cmdline(
@@ -136,7 +143,14 @@ def build_domain_xml(spec: DomainSpec) -> str:
         attrs["address"] = spec.meta.address
     ET.SubElement(meta, f"{{{VMSCALE_NS}}}instance", attrs)
     _sub(root, "memory", str(spec.memory_mb), unit="MiB")
-    _sub(root, "vcpu", str(spec.vcpus), placement="static")
+    if spec.max_vcpus and spec.max_vcpus < spec.vcpus:
+        raise ValueError(f"max_vcpus ({spec.max_vcpus}) must be at least vcpus ({spec.vcpus})")
+    if spec.max_vcpus > spec.vcpus:
+        _sub(root, "vcpu", str(spec.max_vcpus), placement="static", current=str(spec.vcpus))
+    else:
+        _sub(root, "vcpu", str(spec.vcpus), placement="static")
+    if spec.max_vcpus > spec.vcpus or spec.vcpus > 1:
+        _sub(_sub(root, "cputune"), "shares", str(SHARES_PER_VCPU * spec.vcpus))
     os_el = _sub(root, "os")
     _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
     if spec.boot == "kernel":
