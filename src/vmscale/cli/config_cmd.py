@@ -34,8 +34,10 @@ def describe(cfg: VmscaleConfig) -> str:
     start = g.initial_count
     if cfg.provider.kind == "process":
         p = cfg.provider.process
+        what = f"`{' '.join(p.command)}`" if p.command else "vmscale's fib backend"
         where = (
-            f"local backend processes on {p.host}, ports from {p.base_port + 1} (CPU limit: {p.cpu_limit})"
+            f"local processes running {what} on {p.host}, ports from {p.base_port + 1} "
+            f"(CPU limit: {p.cpu_limit})"
         )
     elif cfg.provider.kind == "libvirt":
         lv = cfg.provider.libvirt
@@ -103,6 +105,8 @@ def check(
             typer.echo(f"  {problem}", err=True)
         raise typer.Exit(2) from None
     typer.echo("ok")
+    for note in cfg.notes:
+        typer.echo(f"note: {note}", err=True)
     typer.echo(describe(cfg))
 
 

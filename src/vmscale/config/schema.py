@@ -6,15 +6,16 @@ Durations are seconds and carry ``_s`` in their names; sizes carry their unit (`
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, PrivateAttr, model_validator
 
 from vmscale.config.base import Section
 from vmscale.config.haproxy import HaproxyConfig
 from vmscale.config.libvirt import LibvirtProviderConfig
 from vmscale.config.policy import PolicyConfig, SimulateConfig
 from vmscale.config.process import ProcessProviderConfig
+from vmscale.config.workload import FibWorkloadConfig, WorkloadConfig, upgrade_legacy
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
@@ -45,7 +46,10 @@ class GroupConfig(Section):
 class TemplateConfig(Section):
     vcpus: int = Field(1, ge=1, le=64)
     memory_mb: int = Field(512, ge=64)
-    fib_max_n: int = Field(35, ge=1, le=45, description="the backend's ceiling on n")
+    fib_max_n: int = Field(
+        FibWorkloadConfig().max_n,  # no bounds of its own: workload.fib.max_n reports a bad value
+        description="deprecated: the old name of [workload.fib] max_n, which the loader copies here",
+    )
 
 
 class ProviderConfig(Section):
@@ -107,6 +111,22 @@ class VmscaleConfig(Section):
     api: ApiConfig = ApiConfig()
     state: StateConfig = StateConfig()
     simulate: SimulateConfig = SimulateConfig()
+    workload: WorkloadConfig = WorkloadConfig()
+    _notes: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _legacy_keys(cls, data: Any, handler: ModelWrapValidatorHandler[VmscaleConfig]) -> VmscaleConfig:
+        """Old key names are moved to their new place first (config/workload.py), with a note."""
+        data, notes = upgrade_legacy(data)
+        cfg = handler(data)
+        cfg._notes = notes
+        return cfg
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Deprecation notes from loading (keys read under their new name); `config check` shows them."""
+        return self._notes
 
     @model_validator(mode="after")
     def _cross(self) -> VmscaleConfig:
