@@ -169,11 +169,13 @@ def _run(step: str, argv: list[str], timeout_s: float) -> None:
         ) from exc
 
 
-def _debootstrap(dest: Path, suite: str, mirror: str, debs: Path) -> None:
+def _debootstrap(
+    dest: Path, suite: str, mirror: str, debs: Path, packages: tuple[str, ...] = PACKAGES
+) -> None:
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     debs.mkdir(parents=True, exist_ok=True)
-    argv = ["debootstrap", "--variant=minbase", f"--cache-dir={debs}", f"--include={','.join(PACKAGES)}"]
+    argv = ["debootstrap", "--variant=minbase", f"--cache-dir={debs}", f"--include={','.join(packages)}"]
     _run("debootstrap", [*argv, suite, str(tmp), mirror], timeout_s=1200)
     for rel in TRIM_DIRS:
         shutil.rmtree(tmp / rel, ignore_errors=True)
