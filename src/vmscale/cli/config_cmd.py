@@ -42,6 +42,9 @@ def describe(cfg: VmscaleConfig) -> str:
     elif cfg.provider.kind == "libvirt":
         lv = cfg.provider.libvirt
         where = f"libvirt VMs on {lv.uri} (acceleration: {lv.accel})"
+        if lv.boot == "disk":
+            given = f" with the user-data {lv.user_data}" if lv.user_data else " (no user-data)"
+            where += f" booted from the cloud image {lv.cloud_image}{given}"
     else:
         where = "the in-memory fake provider (nothing real is started)"
     if cfg.policies:
