@@ -1,14 +1,17 @@
 """Boot of the cloud image under the libvirt provider: from ``launch`` to the user-data's service
 answering through the VM's loopback forward, median over runs (one VM at a time).
 
-The user-data is the e2e test's: write a systemd unit for ``python3 -m http.server`` and a health
-file, ``systemctl start --no-block`` it. Each guest also reports, once its boot has finished,
-``systemd-analyze`` (kernel / userspace) and ``cloud-init analyze blame`` into its web folder, so the
-run says where the time went. TCG timings depend on what else runs on the host: every run records
-the load average and how many other QEMU processes were running.
+The user-data is the README's example (examples/own-service/user-data.yaml, also the e2e test's):
+write a systemd unit for ``python3 -m http.server`` and a health file, ``systemctl start
+--no-block`` it; ``--pattern bootcmd`` starts the same server from cloud-init's first network stage
+instead. Each guest also reports, once its boot has finished, ``systemd-analyze`` (kernel /
+userspace, the slowest units, the critical chain) and ``cloud-init analyze blame`` into its web
+folder, so the run says where the time went. TCG timings depend on what else runs on the host:
+every run records the load average and how many other QEMU processes were running.
 
-Run:  .venv/bin/python benchmarks/bench_cloud_boot.py [--runs 3] [--accel tcg]   (root; starts
-nothing but its own VMs; builds/reuses the cloud image). Writes benchmarks/results/cloud_boot-PATTERN.json.
+Run:  .venv/bin/python benchmarks/bench_cloud_boot.py [--runs 3] [--pattern runcmd|bootcmd]
+(root; starts nothing but its own VMs; builds/reuses the cloud image).
+Writes benchmarks/results/cloud_boot-PATTERN.json.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 import httpx
 import psutil
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "cloud_boot-{pattern}.json"
@@ -41,46 +45,37 @@ from vmscale.providers.libvirt.cloudimage import (  # noqa: E402
 )
 from vmscale.providers.libvirt.provider import LibvirtProvider  # noqa: E402
 
-REPORT_BOOT = """\
-  - path: /usr/local/bin/report-boot
-    permissions: "0755"
-    content: |
-      #!/bin/sh
-      # once the boot has finished: where the time went, into the web folder
-      until systemd-analyze > /tmp/analyze.txt 2>/dev/null; do sleep 3; done
-      cloud-init analyze blame > /tmp/blame.txt 2>&1
-      systemd-analyze blame --no-pager | head -8 > /tmp/units.txt
-      systemd-analyze critical-chain --no-pager web.service > /tmp/chain.txt 2>&1
-      mv /tmp/analyze.txt /tmp/blame.txt /tmp/units.txt /tmp/chain.txt /srv/www/
+EXAMPLE = ROOT / "examples" / "own-service" / "user-data.yaml"
+REPORT_BOOT = """#!/bin/sh
+# once the boot has finished: where the time went, into the web folder
+until systemd-analyze > /tmp/analyze.txt 2>/dev/null; do sleep 3; done
+cloud-init analyze blame > /tmp/blame.txt 2>&1
+systemd-analyze blame --no-pager | head -8 > /tmp/units.txt
+systemd-analyze critical-chain --no-pager web.service > /tmp/chain.txt 2>&1
+mv /tmp/analyze.txt /tmp/blame.txt /tmp/units.txt /tmp/chain.txt /srv/www/
 """
-# runcmd: the usual way (a unit from write_files, started by runcmd in cloud-init's last stage).
-# bootcmd: the service started from cloud-init's first network stage, as a transient unit.
-USER_DATA = {
-    "runcmd": """#cloud-config
-write_files:
-  - path: /srv/www/healthz
-    content: "ok\\n"
-  - path: /etc/systemd/system/web.service
-    content: |
-      [Service]
-      ExecStart=/usr/bin/python3 -m http.server 8000 --directory /srv/www
-"""
-    + REPORT_BOOT
-    + """runcmd:
-  - [systemctl, start, --no-block, web.service]
-  - [systemd-run, --no-block, /usr/local/bin/report-boot]
-""",
-    "bootcmd": """#cloud-config
-bootcmd:
-  - [sh, -c, "mkdir -p /srv/www && echo ok > /srv/www/healthz"]
-  - [systemd-run, --unit=web, --no-block, /usr/bin/python3, -m, http.server, "8000", --directory, /srv/www]
-write_files:
-"""
-    + REPORT_BOOT
-    + """runcmd:
-  - [systemd-run, --no-block, /usr/local/bin/report-boot]
-""",
-}
+
+
+def user_data(pattern: str) -> str:
+    """runcmd: the README's example as it is (a unit from write_files, started by runcmd in
+    cloud-init's last stage). bootcmd: the service started as a transient unit from cloud-init's
+    first network stage. Both also run REPORT_BOOT."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    if pattern == "bootcmd":
+        data = {
+            "bootcmd": [
+                ["sh", "-c", "mkdir -p /srv/www && echo ok > /srv/www/healthz && hostname > /srv/www/whoami"],
+                ["systemd-run", "--unit=web", "--no-block", "/usr/bin/python3", "-m", "http.server", "8000",
+                 "--directory", "/srv/www"],
+            ],
+            "write_files": [],
+            "runcmd": [],
+        }  # fmt: skip
+    data["write_files"].append(
+        {"path": "/usr/local/bin/report-boot", "permissions": "0755", "content": REPORT_BOOT}
+    )
+    data["runcmd"].append(["systemd-run", "--no-block", "/usr/local/bin/report-boot"])
+    return "#cloud-config\n" + yaml.safe_dump(data, sort_keys=False)
 
 
 def other_qemus(own: str) -> int:
@@ -130,14 +125,14 @@ def main() -> None:
     parser.add_argument("--image-dir", type=Path, default=DEFAULT_CLOUD_IMAGE_DIR)
     parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
     parser.add_argument(
-        "--pattern", choices=sorted(USER_DATA), default="runcmd", help="how user-data starts it"
+        "--pattern", choices=["bootcmd", "runcmd"], default="runcmd", help="how user-data starts it"
     )
     args = parser.parse_args()
     manifest, _ = build_cloud_image(args.image_dir)
     group = f"cb{uuid.uuid4().hex[:6]}"
     state = Path(tempfile.mkdtemp(prefix=f"{group}-", dir="/var/lib/vmscale"))
     state.chmod(0o755)
-    (state / "user-data").write_text(USER_DATA[args.pattern])
+    (state / "user-data").write_text(user_data(args.pattern))
     config = LibvirtProviderConfig(
         boot="disk", accel=args.accel, cloud_image=str(args.image_dir / CURRENT_LINK),
         user_data=str(state / "user-data"), base_port=31500 + uuid.uuid4().int % 400 * 10,

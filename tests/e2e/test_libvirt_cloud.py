@@ -2,9 +2,10 @@
 
 The image is the one ``vmscale image build --kind cloud`` makes from Debian's packages (a real
 partitioned disk: BIOS, syslinux, the image's own kernel, systemd, cloud-init). The group's
-user-data writes a systemd unit for ``python3 -m http.server`` and a health file, and starts it:
-nothing of vmscale runs in the guest. vmscale must health-check it, put it behind HAProxy and
-scale it 1 -> 2; stopping the group leaves no domain, overlay or seed ISO behind.
+user-data (examples/own-service/user-data.yaml) writes a systemd unit for ``python3 -m
+http.server`` and a health file, and starts it: nothing of vmscale runs in the guest. vmscale must
+health-check it, put it behind HAProxy and scale it 1 -> 2; stopping the group leaves no domain,
+overlay or seed ISO behind.
 
 At most two TCG guests boot. Traffic goes only to 127.0.0.1 (HAProxy's front and the VMs' port
 forwards).
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.conftest import REPO
 from tests.e2e.libvirt_support import destroy_group, domains, group_config, keep_logs, virsh, wait_until
 from tests.integration.haproxy_support import free_port
 from vmscale.config import parse_config
@@ -30,22 +32,9 @@ from vmscale.service import Service
 # cloud-init under TCG: ~1-3 min from power-on to the service answering on a quiet 2-core host
 # (BENCHMARKS.md, "cloud image boot"), several times that when other guests share the cores.
 BOOT_TIMEOUT_S = 600.0
-USER_DATA = """#cloud-config
-# A service that is not vmscale's: python3's own HTTP server over a folder with a health file.
-write_files:
-  - path: /srv/www/healthz
-    content: "ok\\n"
-  - path: /etc/systemd/system/web.service
-    content: |
-      [Unit]
-      Description=a web service of the user's
-      [Service]
-      ExecStart=/usr/bin/python3 -m http.server 8000 --directory /srv/www
-      Restart=always
-runcmd:
-  - [sh, -c, "hostname > /srv/www/whoami"]
-  - [systemctl, start, --no-block, web.service]
-"""
+# The user-data a user starts from (README, "Scale your own service"): python3's own HTTP server
+# over a folder with a health file, as a systemd unit; it also writes the VM's hostname to /whoami.
+USER_DATA = REPO / "examples" / "own-service" / "user-data.yaml"
 
 
 @pytest.fixture
@@ -53,8 +42,8 @@ def cloud_service(
     libvirt_daemons: str, cloud_image: Path, libvirt_state_dir: Path, libvirt_group: str
 ) -> Iterator[tuple[Service, Callable[[], None]]]:
     """A started, paused Service on a cloud-image group, and an idempotent stop for it."""
-    user_data = libvirt_state_dir / "user-data.yaml"
-    user_data.write_text(USER_DATA)
+    user_data = libvirt_state_dir / "user-data.yaml"  # a copy: the QEMU user must not need the repo
+    user_data.write_text(USER_DATA.read_text())
     data: dict[str, Any] = group_config(
         group=libvirt_group, state_dir=libvirt_state_dir, image_dir=libvirt_state_dir, max_count=2
     )

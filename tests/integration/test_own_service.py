@@ -13,9 +13,7 @@ command template. What a user is promised, with real processes and a real HAProx
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.integration.haproxy_support import OpenLoopLoad, free_port
+from tests.integration.haproxy_support import OpenLoopLoad, fast_config, short_state_dir
 from tests.integration.live_support import live_config_data, wait_until
 from vmscale.config import parse_config
 from vmscale.config.schema import VmscaleConfig
@@ -64,14 +62,8 @@ LOAD_LIMIT_S = 120
 
 @pytest.fixture
 def state_dir() -> Iterator[Path]:
-    """A short folder: HAProxy's runtime socket lives in it (Unix socket paths max out at 107 bytes)."""
-    if shutil.which("haproxy") is None:
-        raise AssertionError("haproxy is not installed: apt-get install haproxy")
-    path = Path(tempfile.mkdtemp(prefix="vmscale-own-"))
-    try:
+    with short_state_dir("vmscale-own-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def own_service_config(state_dir: Path) -> VmscaleConfig:
@@ -87,17 +79,7 @@ def own_service_config(state_dir: Path) -> VmscaleConfig:
         cpu_limit="auto",
     )
     data["health"]["path"] = "/healthz"
-    data["lb"] = {
-        "kind": "haproxy",
-        "haproxy": {
-            "bind": f"127.0.0.1:{free_port()}",
-            "stats_bind": f"127.0.0.1:{free_port()}",
-            "check_inter_s": 0.5,
-            "check_timeout_s": 0.5,
-            "check_rise": 1,
-            "check_fall": 2,
-        },
-    }
+    data["lb"] = {"kind": "haproxy", "haproxy": fast_config().model_dump()}
     return parse_config(data, "own-service test config")
 
 

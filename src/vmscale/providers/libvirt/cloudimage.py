@@ -31,7 +31,6 @@ upgrade inside a running guest does not change what boots.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -44,11 +43,14 @@ from vmscale.errors import PermanentProviderError
 from vmscale.providers.libvirt.image import (
     ImageBuildError,
     Progress,
-    _debootstrap,
     _hash,
     _run,
     _sha256,
+    build_lock,
+    cached_rootfs,
     default_mirror,
+    require_root,
+    unchanged,
 )
 
 CLOUD_BUILDER_VERSION = "1"
@@ -236,31 +238,15 @@ def build_cloud_image(
     mirror = mirror or default_mirror()
     inputs = compute_inputs(suite, mirror)
     digest = _hash(inputs)
-    out.mkdir(parents=True, exist_ok=True)
-    out.chmod(0o755)
-    with (out / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; a second caller then reuses it
-        if not force:
-            try:
-                existing = load_cloud_manifest(out)
-                if existing.hash == digest:
-                    report("manifest", f"unchanged inputs (hash {digest}): reusing {out}")
-                    _link_current(out, existing.disk)
-                    return existing, False
-            except PermanentProviderError:
-                pass
-        if os.geteuid() != 0:
-            raise ImageBuildError("building the cloud image needs root (debootstrap, chroot): use sudo")
+    with build_lock(out):
+        existing = unchanged(load_cloud_manifest, out, digest, force)
+        if existing is not None:
+            report("manifest", f"unchanged inputs (hash {digest}): reusing {out}")
+            _link_current(out, existing.disk)
+            return existing, False
+        require_root("the cloud image")
         t0 = time.monotonic()
-        cache = out / ".cache"
-        rootfs = cache / f"rootfs-{_hash(inputs, ('builder', 'suite', 'mirror', 'packages'))}"
-        reused = rootfs.is_dir() and not force
-        if reused:
-            report("debootstrap", f"reusing {rootfs.name}")
-        else:
-            shutil.rmtree(rootfs, ignore_errors=True)
-            report("debootstrap", f"{suite} from {mirror} (+{', '.join(CLOUD_PACKAGES)})")
-            _debootstrap(rootfs, suite, mirror, cache / "debs", packages=CLOUD_PACKAGES)
+        rootfs, reused = cached_rootfs(out, inputs, suite, mirror, CLOUD_PACKAGES, force=force, report=report)
         work = out / ".build"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()

@@ -15,6 +15,7 @@ host's configured Debian mirror.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -22,9 +23,10 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import vmscale.workload
 from vmscale.errors import PermanentProviderError
@@ -48,6 +50,7 @@ KEEP_OLDER = 2  # previous image generations kept for VMs still using them
 STEPS: tuple[str, ...] = ("debootstrap", "backend", "initrd", "filesystem", "qcow2", "manifest")
 
 Progress = Callable[[str, str], None]  # (step, detail)
+M = TypeVar("M")
 
 
 class ImageBuildError(PermanentProviderError):
@@ -208,6 +211,56 @@ def _make_filesystem(root: Path, raw: Path) -> None:
     )
 
 
+@contextlib.contextmanager
+def build_lock(out: Path) -> Iterator[None]:
+    """One build per output folder at a time: a second caller waits, then finds the result."""
+    out.mkdir(parents=True, exist_ok=True)
+    out.chmod(0o755)
+    with (out / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def unchanged(load: Callable[[Path], M], out: Path, digest: str, force: bool) -> M | None:
+    """The manifest already in ``out`` when it was built from the same inputs (and not forced)."""
+    if force:
+        return None
+    try:
+        existing = load(out)
+    except PermanentProviderError:
+        return None
+    return existing if getattr(existing, "hash", None) == digest else None
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise ImageBuildError(f"building {what} needs root (debootstrap, chroot): run it with sudo")
+
+
+def cached_rootfs(
+    out: Path,
+    inputs: dict[str, str],
+    suite: str,
+    mirror: str,
+    packages: tuple[str, ...],
+    *,
+    force: bool,
+    report: Progress,
+) -> tuple[Path, bool]:
+    """The debootstrapped tree for these suite, mirror and packages: made once, then reused (the
+    slow step; everything after it is seconds). Returns it and whether it was reused."""
+    cache = out / ".cache"
+    rootfs = cache / f"rootfs-{_hash(inputs, ('builder', 'suite', 'mirror', 'packages'))}"
+    reused = rootfs.is_dir() and not force
+    if reused:
+        report("debootstrap", f"reusing {rootfs.name}")
+    else:
+        shutil.rmtree(rootfs, ignore_errors=True)
+        report("debootstrap", f"{suite} from {mirror} (+{', '.join(packages)})")
+        _debootstrap(rootfs, suite, mirror, cache / "debs", packages)
+    return rootfs, reused
+
+
 def build_image(
     out: Path = DEFAULT_IMAGE_DIR,
     *,
@@ -222,30 +275,14 @@ def build_image(
     kernel, kernel_version = find_kernel()
     inputs = compute_inputs(suite, mirror, kernel, kernel_version)
     digest = _hash(inputs)
-    out.mkdir(parents=True, exist_ok=True)
-    out.chmod(0o755)
-    with (out / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not force:
-            try:
-                existing = load_manifest(out)
-                if existing.hash == digest:
-                    report("manifest", f"unchanged inputs (hash {digest}): reusing {out}")
-                    return existing, False
-            except PermanentProviderError:
-                pass
-        if os.geteuid() != 0:
-            raise ImageBuildError("building the image needs root (debootstrap, chroot): run it with sudo")
+    with build_lock(out):
+        existing = unchanged(load_manifest, out, digest, force)
+        if existing is not None:
+            report("manifest", f"unchanged inputs (hash {digest}): reusing {out}")
+            return existing, False
+        require_root("the image")
         t0 = time.monotonic()
-        cache = out / ".cache"
-        rootfs = cache / f"rootfs-{_hash(inputs, ('builder', 'suite', 'mirror', 'packages'))}"
-        reused = rootfs.is_dir() and not force
-        if reused:
-            report("debootstrap", f"reusing {rootfs.name}")
-        else:
-            shutil.rmtree(rootfs, ignore_errors=True)
-            report("debootstrap", f"{suite} from {mirror} (+{', '.join(PACKAGES)})")
-            _debootstrap(rootfs, suite, mirror, cache / "debs")
+        rootfs, reused = cached_rootfs(out, inputs, suite, mirror, PACKAGES, force=force, report=report)
         work = out / ".build"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
