@@ -127,6 +127,38 @@ def test_command_that_dies_later_is_dropped_and_its_log_tail_logged(
         wait_for(lambda: provider.list(grp.group) == [], "the dead instance to leave the list")
     assert f"instance {spec.name} was killed by signal 9" in caplog.text
     assert "last lines of" in caplog.text and f"{spec.name} serving on {spec.port}" in caplog.text
+    why = provider.last_exit(spec.name)
+    assert why is not None and "killed by signal 9" in why and f"{spec.name} serving on" in why
+
+    again = provider.launch(spec)
+    assert provider.last_exit(spec.name) is None, "a new launch clears the last exit"
+    provider.terminate(again.name, graceful_timeout_s=3.0)
+
+
+def test_adopted_instance_that_vanished_is_reported_with_its_log(grp: Group) -> None:
+    """Not our child (found from its record after a restart): no exit status, but its log's tail."""
+    provider = grp.provider()
+    spec = grp.spec()
+    log = grp.dir / "adopted.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "print('listening on 8080', flush=True); import time; time.sleep(60)"],
+            stdout=out,
+        )
+    try:
+        wait_for(lambda: "listening" in log.read_text(), "the stand-in instance to write its log")
+        record = {
+            "name": spec.name, "group": grp.group, "pid": proc.pid, "port": spec.port, "vcpus": 1,
+            "create_time": psutil.Process(proc.pid).create_time(), "cgroup": "", "log": str(log),
+        }  # fmt: skip
+        (grp.dir / "state/process" / f"{spec.name}.json").write_text(json.dumps(record))
+        assert [i.name for i in provider.list(grp.group)] == [spec.name]
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert provider.list(grp.group) == []
+    why = provider.last_exit(spec.name)
+    assert why is not None and f"instance {spec.name} is gone" in why and "listening on 8080" in why
 
 
 def test_record_naming_another_instances_process_is_not_adopted(grp: Group) -> None:

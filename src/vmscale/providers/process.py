@@ -100,6 +100,8 @@ class ProcessProvider:
         self._lock = threading.Lock()
         self._name_locks: dict[str, threading.Lock] = {}
         self._children: dict[str, subprocess.Popen[bytes]] = {}  # ours to reap
+        self._returncodes: dict[str, int] = {}  # reaped, not yet reported
+        self._exits: dict[str, str] = {}  # name -> why it last ended by itself
         self._cpu = proctree.TreeCpuSampler(self._leader_and_vcpus)
         self.cgroup: CgroupCpu | None = None
         self._cgroup_note = ""
@@ -149,20 +151,29 @@ class ProcessProvider:
     def _write_record(self, name: str, rec: dict[str, Any]) -> None:
         proctree.write_record(self._record_path(name), rec)
 
-    def _reap(self, name: str, *, stopping: bool = False) -> None:
-        """Collect our own child's exit; one that died by itself is logged with its log's tail."""
+    def _reap(self, name: str) -> None:
+        """Collect our own child's exit status (``_note_exit`` reports it)."""
         child = self._children.get(name)
         if child is not None and child.poll() is not None:
             self._children.pop(name, None)
-            if stopping:
-                return
-            tail = log_tail(self.log_path(name))
-            self.log.warning(
-                "instance %s %s%s",
-                name,
-                exit_description(child.returncode),
-                f"; last lines of {self.log_path(name)}:\n{tail}" if tail else "",
-            )
+            self._returncodes[name] = child.returncode
+
+    def _note_exit(self, name: str, rec: dict[str, Any]) -> None:
+        """Say why an instance that ended by itself is gone: its exit status (known when it was our
+        child) and the last lines of its log, in the log and for ``last_exit``."""
+        log = Path(rec.get("log") or self.log_path(name))
+        tail = log_tail(log)
+        message = f"instance {name} {exit_description(self._returncodes.pop(name, None))}"
+        message += f"; last lines of {log}:\n{tail}" if tail else f"; its log {log} is empty"
+        self.log.warning("%s", message)
+        self._exits[name] = message
+
+    def last_exit(self, name: str) -> str | None:
+        """Why ``name`` last ended by itself (exit status, log tail), until it is launched again.
+
+        For the controller's event when an instance vanishes (the provider contract has no place
+        for it yet)."""
+        return self._exits.get(name)
 
     def _live_record(
         self, name: str, *, keep_zombie: bool = False
@@ -180,6 +191,7 @@ class ProcessProvider:
         proc = proctree.leader_of(rec)
         if proc is not None and (proctree.alive(proc) or (keep_zombie and proc.is_running())):
             return rec, proc
+        self._note_exit(name, rec)
         self._cleanup(name, rec)
         return None
 
@@ -203,6 +215,7 @@ class ProcessProvider:
         with contextlib.suppress(FileNotFoundError):
             self._record_path(name).unlink()
         self._cpu.forget(name)
+        self._returncodes.pop(name, None)
 
     def _instance(self, rec: dict[str, Any], status: ProviderStatus) -> ProviderInstance:
         details = {"pid": str(rec["pid"]), "port": str(rec["port"]), "log": str(rec.get("log", ""))}
@@ -220,7 +233,7 @@ class ProcessProvider:
 
     # ------------------------------------------------------------------ launch
     def launch(self, spec: InstanceSpec) -> ProviderInstance:
-        """Spawn the backend (or return the live one already recorded under this name)."""
+        """Start the command (or return the live instance already recorded under this name)."""
         if not _SAFE_NAME.match(spec.name):
             raise PermanentProviderError(
                 f"cannot launch {spec.name!r}: instance names must be letters, digits, '-', '_' or '.' "
@@ -302,6 +315,7 @@ class ProcessProvider:
         }  # fmt: skip
         self._write_record(spec.name, rec)
         self._children[spec.name] = child
+        self._exits.pop(spec.name, None)
         if cgroup is not None:
             self._move_to_cgroup(spec.name, child, cgroup, rec)
         self._release_shim(spec.name, child, rec)
@@ -394,7 +408,7 @@ class ProcessProvider:
     def _wait_gone(self, name: str, tree: list[psutil.Process], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while True:
-            self._reap(name, stopping=True)
+            self._reap(name)
             if not any(proctree.alive(p) for p in tree):
                 return True
             if time.monotonic() >= deadline:
