@@ -57,6 +57,12 @@ class Group:
         return InstanceSpec(group=self.group, name=f"{self.group}-{index}", index=index, port=free_port())
 
     def cleanup(self) -> None:
+        """Terminate every instance still recorded (processes, cgroups, records), then kill anything
+        that still carries the group's marker, whatever the test left behind."""
+        if (self.dir / "state/process").is_dir():
+            provider = ProcessProvider(ProcessProviderConfig(), self.dir / "state")
+            for record in (self.dir / "state/process").glob("*.json"):
+                provider.terminate(record.stem, graceful_timeout_s=3.0)
         for proc in proctree.marked(self.group):
             proc.kill()
 
