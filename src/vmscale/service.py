@@ -47,7 +47,7 @@ def build_provider(cfg: VmscaleConfig, state_dir: Path) -> Provider:
         if kind == "process":
             from vmscale.providers.process import ProcessProvider
 
-            return ProcessProvider(cfg.provider.process, state_dir, fib_max_n=cfg.template.fib_max_n)
+            return ProcessProvider(cfg.provider.process, state_dir, fib_max_n=cfg.workload.fib.max_n)
         if kind == "libvirt" and cfg.cluster.hosts:
             from vmscale.hosts.multihost import build_multihost
 

@@ -128,26 +128,12 @@ def vertical_room(v: Validated) -> Iterable[Problem]:
         )
 
 
-def disk_boot_image(v: Validated) -> Iterable[Problem]:
-    if not v.has("provider"):
-        return
-    provider = v.sections["provider"]
-    if provider.kind == "libvirt" and provider.libvirt.boot == "disk" and not provider.libvirt.cloud_image:
-        yield Problem(
-            "provider.libvirt.cloud_image",
-            "boot = 'disk' boots a cloud image and none is set: set cloud_image to a qcow2 cloud "
-            "image file (e.g. Debian's genericcloud image), or use boot = 'kernel' with the image "
-            "`vmscale image build` makes",
-        )
-
-
 RULES: tuple[Callable[[Validated], Iterable[Problem]], ...] = (
     unique_policy_names,
     warm_pool_kind,
     balancer_metrics,
     metric_references,
     vertical_room,
-    disk_boot_image,
 )
 
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from vmscale.config.base import Section
+from vmscale.config.cloudinit import qcow2_problem, user_data_file_problem
 
 # Health settings for TCG guests, used by the demo and the benchmarks. A guest under software
 # emulation is ~14x slower than the host: its probes get more time (and more misses in a row)
@@ -72,7 +73,9 @@ class LibvirtProviderConfig(Section):
     boot: Literal["kernel", "disk"] = Field(
         "kernel", description="kernel = lean built image; disk = cloud image"
     )
-    cloud_image: str = Field("", description="qcow2 cloud image for boot='disk'")
+    cloud_image: str = Field(
+        "", validate_default=True, description="qcow2 cloud image for boot='disk' (each VM gets an overlay)"
+    )
     user_data: str = Field("", description="cloud-init user-data file for boot='disk' (NoCloud seed ISO)")
     network: Literal["user", "network", "bridge"] = Field(
         "user", description="user = loopback port forward (tests); network/bridge = real hosts"
@@ -128,3 +131,26 @@ class LibvirtProviderConfig(Section):
                 "through a loopback port forward, not an address of their own"
             )
         return self
+
+    @field_validator("cloud_image")
+    @classmethod
+    def _cloud_image(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            if info.data.get("boot") == "disk":
+                raise ValueError(
+                    "boot = 'disk' needs a qcow2 cloud image: set provider.libvirt.cloud_image (build one "
+                    "with `vmscale image build --kind cloud`), or use boot = 'kernel'"
+                )
+            return value
+        problem = qcow2_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("user_data")
+    @classmethod
+    def _user_data(cls, value: str) -> str:
+        problem = user_data_file_problem(value) if value else ""
+        if problem:
+            raise ValueError(problem)
+        return value

@@ -308,7 +308,9 @@ class LibvirtProvider:
                 raise PermanentProviderError(
                     f"boot = disk needs provider.libvirt.cloud_image (got {self.config.cloud_image!r})"
                 )
-            return Path(self.config.cloud_image)
+            # Resolved: an overlay must name the file itself, never a symlink that a rebuild of the
+            # image later points elsewhere (the overlay would then read another image's blocks).
+            return Path(self.config.cloud_image).resolve()
         return load_manifest(self.image_dir).path(self.image_dir, "disk")
 
     def launch(self, spec: InstanceSpec) -> ProviderInstance:
