@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,6 +114,7 @@ def test_a_group_of_the_users_own_service_follows_a_prometheus_query(
         }
         assert served == {i.name for i in svc.controller.instances()}, "the user's own service answers"
 
+        outage = time.time()
         prom.stop()  # the metric's source goes away: hold, never scale in on missing data
         wait_until(
             lambda: any(e.data.get("status") == "failing" for e in svc.events.recent(["metric_source"])),
@@ -123,6 +125,8 @@ def test_a_group_of_the_users_own_service_follows_a_prometheus_query(
         assert svc.controller.group().desired == 3
         prom.start()
         wait_until(lambda: prom.active_targets(), "Prometheus back and scraping", 60, poll_s=0.5)
+        during = [d for d in svc.controller.decisions(100) if d["t"] >= outage and d["direction"] == "down"]
+        assert during == [], f"scaled in while the metric had no data: {during}"
 
         queue.set("jobs_waiting", 0)
         wait_until(
