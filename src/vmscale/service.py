@@ -47,7 +47,7 @@ def build_provider(cfg: VmscaleConfig, state_dir: Path) -> Provider:
         if kind == "process":
             from vmscale.providers.process import ProcessProvider
 
-            return ProcessProvider(cfg.provider.process, state_dir, fib_max_n=cfg.template.fib_max_n)
+            return ProcessProvider(cfg.provider.process, state_dir, fib_max_n=cfg.workload.fib.max_n)
         if kind == "libvirt" and cfg.cluster.hosts:
             from vmscale.hosts.multihost import build_multihost
 
@@ -55,7 +55,7 @@ def build_provider(cfg: VmscaleConfig, state_dir: Path) -> Provider:
         if kind == "libvirt":
             from vmscale.providers.libvirt.provider import LibvirtProvider
 
-            return LibvirtProvider(cfg.provider.libvirt, state_dir)
+            return LibvirtProvider(cfg.provider.libvirt, state_dir, max_vcpus=cfg.template.max_vcpus)
     except ImportError as exc:
         raise (missing_library(kind, exc) or exc) from None
     from vmscale.providers.fake import FakeProvider

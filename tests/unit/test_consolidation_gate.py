@@ -4,20 +4,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
 from vmscale.controller.drain import DrainState, drain_next, summary
 from vmscale.controller.migrations import Move, Seat
-from vmscale.model import Decision, Direction, InstanceState
+from vmscale.model import Decision, Direction, Figures, InstanceState, ReasonCode
 from vmscale.plan.consolidation_gate import GateInput, blocked, overload
 from vmscale.plan.placement import HostView
 
 S = InstanceState
 
 
-def decision(direction: Direction, current: int, desired: int, **figures: float) -> Decision:
-    return Decision(desired, direction, "why", "cpu", current, figures)
+def decision(
+    direction: Direction, current: int, desired: int, code: ReasonCode = ReasonCode.WITHIN_BOUNDS, **f: Any
+) -> Decision:
+    return Decision(desired, direction, "why", "cpu", current, Figures(**f), code)
 
 
 @pytest.mark.parametrize(
@@ -42,6 +45,11 @@ def decision(direction: Direction, current: int, desired: int, **figures: float)
             id="another policy, not the winner, wants more",
         ),
         pytest.param(decision(Direction.DOWN, 3, 2, recommendation=2), None, id="scale-in"),
+        pytest.param(
+            decision(Direction.NONE, 4, 4, ReasonCode.LIMITED_MAX),
+            "cpu wants more instances (limited_max)",
+            id="at max and wanting more",
+        ),
     ],
 )
 def test_overload_is_read_from_the_last_decision(d: Decision | None, expected: str | None) -> None:

@@ -68,6 +68,7 @@ def validate(tmp_path: Path, document: str) -> None:
             replace(SPEC, boot="disk", kernel="", initrd="", seed_iso="/var/lib/vmscale/x/seeds/web-2.iso"),
             id="cloud-image-with-seed",
         ),
+        pytest.param(replace(SPEC, vcpus=1, max_vcpus=4), id="room-to-grow"),
     ],
 )
 def test_generated_xml_passes_libvirt_schema(tmp_path: Path, spec: DomainSpec) -> None:
@@ -177,3 +178,35 @@ def test_without_an_address_bridged_guests_ask_dhcp_and_metadata_has_none() -> N
     assert "vmscale.net=dhcp" in ET.fromstring(document).findtext("os/cmdline", "")
     assert "address=" not in document
     assert parse_metadata(document) == META
+
+
+@pytest.mark.parametrize(
+    ("vcpus", "max_vcpus", "text", "current"),
+    [
+        pytest.param(2, 0, "2", None, id="no-room-by-default"),
+        pytest.param(2, 2, "2", None, id="max-equal-is-no-room"),
+        pytest.param(1, 4, "4", "1", id="room-to-grow-to-four"),
+    ],
+)
+def test_vcpu_element_gives_room_to_grow(vcpus: int, max_vcpus: int, text: str, current: str | None) -> None:
+    root = ET.fromstring(build_domain_xml(replace(SPEC, vcpus=vcpus, max_vcpus=max_vcpus)))
+    vcpu = root.find("vcpu")
+    assert vcpu is not None and vcpu.text == text and vcpu.get("current") == current
+
+
+def test_max_vcpus_below_vcpus_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_vcpus"):
+        build_domain_xml(replace(SPEC, vcpus=2, max_vcpus=1))
+
+
+@pytest.mark.parametrize(
+    ("vcpus", "max_vcpus", "shares"),
+    [
+        pytest.param(1, 0, None, id="one-fixed-vcpu-keeps-libvirts-default"),
+        pytest.param(1, 4, "1024", id="room-to-grow-weighs-its-vcpus"),
+        pytest.param(2, 0, "2048", id="two-vcpus-weigh-twice"),
+    ],
+)
+def test_cpu_weight_follows_the_vcpus(vcpus: int, max_vcpus: int, shares: str | None) -> None:
+    root = ET.fromstring(build_domain_xml(replace(SPEC, vcpus=vcpus, max_vcpus=max_vcpus)))
+    assert root.findtext("cputune/shares") == shares

@@ -25,6 +25,7 @@ BENCHMARKS = {
     "prometheus": "a PromQL query to a decision against a real Prometheus; a value change to the query",
     "placement": "placement cost over 100 hosts x 1,000 instances; host facts and listing over libvirt",
     "migration": "live migration of a serving guest between namespaced hosts; drain time for 1, 2, 4 guests",
+    "capacity": "call to added capacity serving (TCG): cold boot, warm pools, vCPU hot-add, snapshot clone",
     "host-failure": "a host's libvirtd killed: detection, replacement ready, first answer (TCG, netns hosts)",
 }
 _SCRIPT = {

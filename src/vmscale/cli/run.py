@@ -71,6 +71,8 @@ def up(
         _fail("--log-format must be text or json", 2)
     setup_logging(log_format, verbose)
     cfg = _load(config)
+    for note in cfg.notes:  # deprecated keys that were read under their new name
+        logging.getLogger("vmscale.config").warning("%s: %s", config, note)
     from vmscale.service import Service
 
     try:

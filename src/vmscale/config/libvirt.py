@@ -18,9 +18,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from vmscale.config.base import Section
+from vmscale.config.cloudinit import qcow2_problem, user_data_file_problem
 
 # Health settings for TCG guests, used by the demo and the benchmarks. A guest under software
 # emulation is ~14x slower than the host: its probes get more time (and more misses in a row)
@@ -72,7 +73,9 @@ class LibvirtProviderConfig(Section):
     boot: Literal["kernel", "disk"] = Field(
         "kernel", description="kernel = lean built image; disk = cloud image"
     )
-    cloud_image: str = Field("", description="qcow2 cloud image for boot='disk'")
+    cloud_image: str = Field(
+        "", validate_default=True, description="qcow2 cloud image for boot='disk' (each VM gets an overlay)"
+    )
     user_data: str = Field("", description="cloud-init user-data file for boot='disk' (NoCloud seed ISO)")
     network: Literal["user", "network", "bridge"] = Field(
         "user", description="user = loopback port forward (tests); network/bridge = real hosts"
@@ -97,6 +100,28 @@ class LibvirtProviderConfig(Section):
     max_vcpu_overcommit: float = Field(
         4.0, gt=0, description="refuse a launch when running vCPUs would exceed host CPUs x this"
     )
+    launch: Literal["boot", "clone"] = Field(
+        "boot",
+        description="boot = every instance boots; clone = restore a copy of the group's golden snapshot "
+        "(booted and saved once), which serves in about a second (boot = kernel, network = user only)",
+    )
+    golden_boot_timeout_s: float = Field(
+        180.0, gt=0, le=3600, description="longest wait for the golden snapshot's guest to come up"
+    )
+    vcpu_unplug: bool = Field(
+        False,
+        description="allow live vCPU removal (off: libvirt 9.0 + QEMU 7.2 under TCG lose track of an "
+        "unplugged vCPU, see providers/libvirt/resize.py); shrinking then removes instances instead",
+    )
+
+    @model_validator(mode="after")
+    def _clone_needs(self) -> LibvirtProviderConfig:
+        if self.launch == "clone" and (self.boot != "kernel" or self.network != "user"):
+            raise ValueError(
+                'launch = "clone" needs boot = "kernel" and network = "user" (a restored clone keeps the '
+                "golden's MAC and DHCP lease on a bridge, and cloud images have no identity push)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _addresses_need_a_bridge(self) -> LibvirtProviderConfig:
@@ -106,3 +131,26 @@ class LibvirtProviderConfig(Section):
                 "through a loopback port forward, not an address of their own"
             )
         return self
+
+    @field_validator("cloud_image")
+    @classmethod
+    def _cloud_image(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            if info.data.get("boot") == "disk":
+                raise ValueError(
+                    "boot = 'disk' needs a qcow2 cloud image: set provider.libvirt.cloud_image (build one "
+                    "with `vmscale image build --kind cloud`), or use boot = 'kernel'"
+                )
+            return value
+        problem = qcow2_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("user_data")
+    @classmethod
+    def _user_data(cls, value: str) -> str:
+        problem = user_data_file_problem(value) if value else ""
+        if problem:
+            raise ValueError(problem)
+        return value

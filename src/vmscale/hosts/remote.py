@@ -94,15 +94,17 @@ class HostProvider(LibvirtProvider):
     def _overlay_exists(self, name: str) -> bool:
         return self.storage.exists(f"{name}.qcow2")
 
-    def _backing(self) -> Path:
+    def backing_image(self) -> Path:
         if self.config.boot == "disk":
-            return super()._backing()  # the cloud image: the same path on every host
+            return super().backing_image()  # the cloud image: the same path on every host
         manifest = load_manifest(self.image_dir)
         files = [manifest.disk, manifest.kernel, manifest.initrd]
         self._capacities[manifest.disk] = self.storage.image_capacity(files)
         return manifest.path(self.image_dir, "disk")
 
-    def _make_overlay(self, name: str, backing: Path) -> None:
+    def make_overlay(self, name: str, backing: Path, *, overlay: Path | None = None) -> None:
+        if overlay is not None:  # a clone's overlay on a golden disk: single-host clones only
+            raise PermanentProviderError(f"{name}: snapshot clones are not supported on remote hosts")
         capacity = self._capacities.get(backing.name) or self.storage.image_capacity([backing.name])
         self.storage.create_overlay(f"{name}.qcow2", str(backing), capacity)
 
@@ -130,10 +132,10 @@ class HostProvider(LibvirtProvider):
     def _headroom_limits(self) -> tuple[int, float]:
         return self.limits.min_free_memory_mb, self.limits.max_vcpu_overcommit
 
-    def _instance(
+    def instance_of(
         self, meta: xml.InstanceMeta, status: ProviderStatus, vcpus: int, **extra: str
     ) -> ProviderInstance:
-        return super()._instance(meta, status, vcpus, host=self.host, **extra)
+        return super().instance_of(meta, status, vcpus, host=self.host, **extra)
 
     def describe(self, name: str) -> ProviderInstance | None:
         """``name`` as ``list`` would report it, or None when it is not on this host."""
@@ -154,7 +156,7 @@ class HostProvider(LibvirtProvider):
         if row is None:
             return None
         meta, status, vcpus, uuid = row
-        return self._instance(meta, status, vcpus, uuid=uuid)
+        return self.instance_of(meta, status, vcpus, uuid=uuid)
 
     def close(self) -> None:
         """The inventory owns the connection; nothing to release here."""

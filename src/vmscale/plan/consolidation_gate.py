@@ -15,29 +15,32 @@ the scale-up that follows a scale-in, so a round runs only when all of these hol
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from vmscale.model import Decision, Direction
+from vmscale.model import Decision, Direction, ReasonCode
+
+OVERLOADED = frozenset({ReasonCode.ABOVE_TARGET, ReasonCode.ABOVE_UPPER, ReasonCode.LIMITED_MAX})
 
 
 def overload(decision: Decision | None) -> str | None:
-    """Why the last decision says the group is overloaded, or None. Read from its direction and
-    figures: a scale-up, a policy that proposed more than the current count (``highest_proposal``),
-    a target policy's raw recommendation above it, or a threshold policy's observed value above
-    its upper bound (a streak not yet long enough to scale)."""
+    """Why the last decision says the group is overloaded, or None. Read from its direction, code
+    and figures: a scale-up; a policy that proposed more than the current count
+    (``highest_proposal``, whoever won); a target policy's recommendation above it; a threshold
+    policy's observed value above its upper bound (a streak not yet long enough to scale); a policy
+    that wants more but is held (above target or upper bound, or at max)."""
     if decision is None:
         return None
+    current, f = decision.current, decision.figures
     if decision.direction is Direction.UP:
-        return f"the last decision scaled up ({decision.current} -> {decision.desired})"
-    f: Mapping[str, float] = decision.figures
-    current = decision.current
-    if f.get("highest_proposal", 0.0) > current:
-        return f"a policy proposes {f['highest_proposal']:g} instances, more than the {current} there are"
-    if f.get("recommendation", 0.0) > current:
-        return f"{decision.policy} recommends {f['recommendation']:g} instances, more than {current}"
-    if "observed" in f and "upper" in f and f["observed"] > f["upper"]:
-        return f"{decision.policy} sees {f['observed']:.1f} above its upper bound {f['upper']:g}"
+        return f"the last decision scaled up ({current} -> {decision.desired})"
+    if f.highest_proposal is not None and f.highest_proposal > current:
+        return f"a policy proposes {f.highest_proposal} instances, more than the {current} there are"
+    if f.recommendation is not None and f.recommendation > current:
+        return f"{decision.policy} recommends {f.recommendation} instances, more than {current}"
+    if f.observed is not None and f.upper is not None and f.observed > f.upper:
+        return f"{decision.policy} sees {f.observed:.1f} above its upper bound {f.upper:g}"
+    if decision.code in OVERLOADED:
+        return f"{decision.policy} wants more instances ({decision.code.value})"
     return None
 
 
