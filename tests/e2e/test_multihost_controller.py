@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.libvirt_support import qemu_process
 from tests.support.ctl_up import BOOT_S, FRONT, CtlUp, service_config
 from tests.support.netns_hosts import Topology, netns_hosts
 from tests.support.wait import wait_until
@@ -100,6 +101,7 @@ def test_spread_then_consolidation_after_a_scale_in_empties_a_host(
                 "empty_host_command": ["/bin/sh", "-c", f'echo "$VMSCALE_HOST $VMSCALE_GROUP" >> {marker}'],
             }
         },
+        block=1,
     )
     with CtlUp(topo, cfg, tmp_path / "state") as up:
         wait_until(lambda: len(up.events("placement")) >= 3, "three placements", 60, poll_s=1.0)
@@ -148,7 +150,9 @@ def test_spread_then_consolidation_after_a_scale_in_empties_a_host(
 def test_a_killed_libvirtd_under_load_is_replaced_elsewhere_and_nothing_is_duplicated_when_it_returns(
     topo: Topology, group: str, guest_image: Path, tmp_path: Path
 ) -> None:
-    cfg = service_config(topo, group, guest_image, size={"min": 2, "max": 2}, unreachable_after_s=6.0)
+    cfg = service_config(
+        topo, group, guest_image, size={"min": 2, "max": 2}, unreachable_after_s=6.0, block=2
+    )
     with CtlUp(topo, cfg, tmp_path / "state") as up:
         rows = ready(up, 2)
         where = {r["details"]["host"]: n for n, r in rows.items()}
@@ -198,6 +202,7 @@ def test_a_killed_libvirtd_under_load_is_replaced_elsewhere_and_nothing_is_dupli
         )
         assert running(topo, group) == {"h1": {kept}, "h2": set(), "h3": {f"{group}-3"}}
         assert topo.domains("h2", f"{group}-") == set(), "not even a stopped copy is left on h2"
+        assert qemu_process(lost) is None, "its QEMU process is gone too, not only libvirt's record"
         assert sorted(ready(up, 2)) == sorted([kept, f"{group}-3"])
         assert up.hosts()["h2"]["state"] == "up"
 
@@ -205,7 +210,7 @@ def test_a_killed_libvirtd_under_load_is_replaced_elsewhere_and_nothing_is_dupli
 def test_drain_live_migrates_a_serving_instance_with_zero_failed_requests(
     topo: Topology, group: str, guest_image: Path, tmp_path: Path
 ) -> None:
-    cfg = service_config(topo, group, guest_image, size={"min": 2, "max": 2})
+    cfg = service_config(topo, group, guest_image, size={"min": 2, "max": 2}, block=3)
     with CtlUp(topo, cfg, tmp_path / "state") as up:
         rows = ready(up, 2)
         on_h1 = next(n for n, r in rows.items() if r["details"]["host"] == "h1")

@@ -12,6 +12,7 @@ Nothing here sends traffic from the root namespace: every command runs in ctl (`
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
@@ -39,14 +40,19 @@ def service_config(
     policies: list[dict[str, Any]] | None = None,
     cluster: dict[str, Any] | None = None,
     unreachable_after_s: float = 30.0,
+    block: int = 0,
 ) -> dict[str, Any]:
     """A whole `vmscale up` config for one group over the topology's hosts, behind HAProxy in ctl
-    (``FRONT``); ``size`` is the group's min/max/initial."""
+    (``FRONT``); ``size`` is the group's min/max/initial. ``block`` picks the group's own /28 of the
+    topology's guest addresses (instance N gets its Nth), so groups run one after another in one
+    topology never share an address or a MAC: nothing one left in an ARP cache or a bridge's
+    forwarding table can reach the next."""
+    pool = list(ipaddress.ip_network(topo.guest_pool).subnets(new_prefix=28))[block]
     cfg = tasks.cluster_config(
         group,
         topo.cluster_hosts(),
         image_dir=str(image),
-        guest_pool=topo.guest_pool,
+        guest_pool=str(pool),
         network=topo.network,
         unreachable_after_s=unreachable_after_s,
     )
