@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -72,14 +71,7 @@ def one_run(up: CtlUp, topo: Topology, tmp: Path, run: int) -> dict[str, Any]:
     victim = min(before)
     host = before[victim]
     log = tmp / f"client-{run}.jsonl"
-    load = subprocess.Popen(
-        topo.ctl_argv(
-            sys.executable, "-m", "vmscale", "load", "--mode", "step", "--rate", "4", "--duration", "200",
-            "--n", "18", "--timeout", "20", "--url", FRONT, "--json", "--log", str(log), "--seed", str(run),
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    load = topo.load(FRONT, log, rate=4, duration=200, seed=run)
     try:
         time.sleep(10)  # a benchmark may pace itself: the load settles before the failure
         t_kill = time.time()
@@ -91,7 +83,7 @@ def one_run(up: CtlUp, topo: Topology, tmp: Path, run: int) -> dict[str, Any]:
         wait_until(lambda: victim not in up.instances(), f"{victim} fenced on {host}", 120, poll_s=1)
     finally:
         load.terminate()
-        load.wait(30)
+        load.communicate(timeout=30)
     events = up.events("instance")
     records = [json.loads(x) for x in log.read_text().splitlines() if '"t_send"' in x]
     served = [

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,19 +53,6 @@ def ready(up: CtlUp, count: int) -> dict[str, dict[str, Any]]:
         return rows if [r["state"] for r in rows.values()] == ["ready"] * count else None
 
     return wait_until(check, f"{count} ready instance(s)", BOOT_S, poll_s=2.0, state=up.log_tail)
-
-
-def start_load(topo: Topology, log: Path, rate: int, duration: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        topo.ctl_argv(
-            sys.executable, "-m", "vmscale", "load", "--mode", "step", "--rate", str(rate),
-            "--duration", str(duration), "--n", "18", "--timeout", "20", "--url", FRONT, "--json",
-            "--log", str(log), "--seed", "1",
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
 
 
 def load_result(load: subprocess.Popen[str], log: Path) -> tuple[dict[str, Any], list[str]]:
@@ -160,7 +146,7 @@ def test_a_killed_libvirtd_under_load_is_replaced_elsewhere_and_nothing_is_dupli
         lost, kept = where["h2"], where["h1"]
         assert running(topo, group) == {"h1": {kept}, "h2": {lost}, "h3": set()}
         log = tmp_path / "client.jsonl"
-        load = start_load(topo, log, rate=4, duration=90)
+        load = topo.load(FRONT, log, rate=4, duration=90)
         try:
             wait_until(lambda: log.exists() and len(log.read_text().splitlines()) >= 10, "load under way", 30)
             topo.stop_libvirtd("h2")  # SIGKILL by pid: its guest keeps running
@@ -215,7 +201,7 @@ def test_drain_live_migrates_a_serving_instance_with_zero_failed_requests(
         rows = ready(up, 2)
         on_h1 = next(n for n, r in rows.items() if r["details"]["host"] == "h1")
         log = tmp_path / "client.jsonl"
-        load = start_load(topo, log, rate=8, duration=40)
+        load = topo.load(FRONT, log, rate=8, duration=40)
         try:
             wait_until(lambda: log.exists() and len(log.read_text().splitlines()) >= 20, "load under way", 30)
             drained = up.cli("hosts", "drain", "h1", "--follow", timeout_s=300, check=False)
