@@ -23,7 +23,6 @@ import itertools
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,15 +56,7 @@ def one_migration(
     ctl: CtlWorker, topo: Topology, name: str, dst: str, front: str, tmp: Path, run: int
 ) -> dict[str, Any]:
     log = tmp / f"client-{run}.jsonl"
-    load = subprocess.Popen(
-        topo.ctl_argv(
-            sys.executable, "-m", "vmscale", "load", "--mode", "step", "--rate", "8", "--duration", "30",
-            "--n", "18", "--timeout", "20", "--url", front, "--json", "--log", str(log), "--seed", str(run),
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
+    load = topo.load(front, log, rate=8, duration=30, seed=run)
     time.sleep(12)  # a benchmark may pace itself: 10 s of undisturbed serving as the baseline
     t0 = time.time()
     moved = ctl.run(tasks.migrate, name, dst, timeout_s=300)

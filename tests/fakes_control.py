@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from vmscale.clock import Clock, FakeClock
-from vmscale.control import GroupStatus, InstanceInfo
+from vmscale.control import GroupStatus, HostInfo, InstanceInfo
 from vmscale.event_kinds import (
     NO_STATE,
     DecisionApplied,
@@ -52,6 +52,7 @@ class FakeControlPlane:
         self._next = 1
         self._lock = threading.RLock()
         self.writes: list[tuple[str, Any, str]] = []  # (what, value, actor): what the API asked for
+        self._hosts: dict[str, HostInfo] = {}  # none: a group without [[cluster.hosts]]
 
     # --- ControlPlane -------------------------------------------------------------------
     def group(self) -> GroupStatus:
@@ -113,7 +114,39 @@ class FakeControlPlane:
         with self._lock:
             return self._decisions[-limit:]
 
+    def hosts(self) -> list[HostInfo]:
+        with self._lock:
+            return list(self._hosts.values())
+
+    def host_action(self, name: str, action: str, actor: str) -> HostInfo:
+        with self._lock:
+            if not self._hosts:
+                raise ValueError("the fake provider runs this group without [[cluster.hosts]]")
+            if name not in self._hosts:
+                raise LookupError(f"unknown host {name!r}; the hosts are: {', '.join(self._hosts)}")
+            state = {"cordon": "cordoned", "uncordon": "up", "drain": "draining"}[action]
+            self._hosts[name] = replace(self._hosts[name], state=state)
+            self.writes.append((action, name, actor))
+            return self._hosts[name]
+
     # --- helpers for tests ----------------------------------------------------------------
+    def add_host(self, name: str, instances: list[str] | None = None) -> HostInfo:
+        host = HostInfo(
+            name=name,
+            state="up",
+            uri=f"qemu+tls://{name}.example/system",
+            cpus=8,
+            vcpus_running=len(instances or []),
+            vcpu_limit=32.0,
+            memory_total_mb=16384.0,
+            memory_free_mb=12000.0,
+            domains=len(instances or []),
+            instances=list(instances or []),
+        )
+        with self._lock:
+            self._hosts[name] = host
+        return host
+
     def add_instance(self, state: str = "ready", cpu: float | None = 20.0) -> InstanceInfo:
         with self._lock:
             name = f"{self.name}-{self._next}"

@@ -48,6 +48,32 @@ class GroupStatus:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    """One libvirt host as ``vmscale hosts`` shows it: its state, what libvirt reports of it, the
+    group's instances on it (by the controller's record), the operators' wish, and what is happening
+    to it now (a drain's progress, a migration, "left empty by consolidation")."""
+
+    name: str
+    state: str  # up, not answering, unreachable, cordoned, draining, unknown (never answered)
+    uri: str
+    labels: dict[str, str] = field(default_factory=dict)
+    cpus: int | None = None
+    vcpus_running: int | None = None  # vCPUs of every running domain, any group
+    vcpu_limit: float | None = None  # cpus x the host's overcommit limit
+    memory_total_mb: float | None = None
+    memory_free_mb: float | None = None
+    domains: int | None = None  # of any group
+    instances: list[str] = field(default_factory=list)  # this group's
+    wish: dict[str, Any] | None = None  # cordoned, draining, actor, reason, t
+    activity: str = ""
+    error: str = ""  # the last connection error while it does not answer
+    facts_age_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class ControlPlane(Protocol):
     events: EventBus
 
@@ -73,4 +99,13 @@ class ControlPlane(Protocol):
 
     def decisions(self, limit: int = 50) -> list[dict[str, Any]]:
         """Most recent decision records, newest last."""
+        ...
+
+    def hosts(self) -> list[HostInfo]:
+        """The group's libvirt hosts; empty for a provider without hosts (process, one libvirt)."""
+        ...
+
+    def host_action(self, name: str, action: str, actor: str) -> HostInfo:
+        """``cordon``, ``uncordon`` or ``drain`` a host. LookupError for an unknown host, ValueError
+        (a message for the user) when the provider has no hosts."""
         ...

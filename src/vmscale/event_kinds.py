@@ -63,20 +63,29 @@ class InstanceTransition:
     dst: str
     reason: str
     endpoint: str = ""
+    host: str = ""  # the libvirt host it runs on, for a group over several hosts
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "from": self.src,
             "to": self.dst,
             "reason": self.reason,
             "endpoint": self.endpoint,
         }
+        if self.host:
+            out["host"] = self.host
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> InstanceTransition:
         return cls(
-            str(d["name"]), str(d["from"]), str(d["to"]), str(d.get("reason", "")), str(d.get("endpoint", ""))
+            str(d["name"]),
+            str(d["from"]),
+            str(d["to"]),
+            str(d.get("reason", "")),
+            str(d.get("endpoint", "")),
+            str(d.get("host", "")),
         )
 
 

@@ -10,9 +10,18 @@ transitions live in ``TRANSITIONS`` and nowhere else::
        │              └──────┘  (any state but gone may fail or be terminated)
        └──────────────────────────────────────►
 
+    booting, ready, warm ──► unknown ──► (back where it was) or failed
+
 An instance launched for the warm pool boots like any other, is parked (``warm``) once healthy, and
 is taken from the pool by a resume call (``resuming``, which counts toward the group: it is capacity
 already on its way) after which it is health-checked again (``booting``).
+
+``unknown``: its host stopped answering (a dead libvirtd; the guest itself usually runs on). It is
+out of rotation at once — unknown is not healthy — but still counts toward the group, so a host
+that answers again within ``cluster.unreachable_after_s`` costs no replacement. Once the host is
+unreachable the instance fails and is replaced under a new name; its record (and so its name and
+address) stays until the host answers and the copy there is removed (see ``plan/fencing.py``). Kubernetes
+has the same phase for a pod whose node stopped reporting.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ class InstanceState(StrEnum):
     TERMINATING = "terminating"  # provider terminate issued
     GONE = "gone"  # terminated and cleaned up; kept only as history
     FAILED = "failed"  # launch, boot or health failed; will be terminated and replaced
+    UNKNOWN = "unknown"  # its host does not answer: out of rotation, replaced if that lasts
 
 
 S = InstanceState
@@ -41,10 +51,11 @@ S = InstanceState
 TRANSITIONS: Mapping[InstanceState, frozenset[InstanceState]] = MappingProxyType(
     {
         S.PENDING: frozenset({S.BOOTING, S.FAILED, S.TERMINATING}),
-        S.BOOTING: frozenset({S.READY, S.WARM, S.FAILED, S.TERMINATING}),
-        S.WARM: frozenset({S.RESUMING, S.BOOTING, S.FAILED, S.TERMINATING}),
+        S.BOOTING: frozenset({S.READY, S.WARM, S.FAILED, S.TERMINATING, S.UNKNOWN}),
+        S.WARM: frozenset({S.RESUMING, S.BOOTING, S.FAILED, S.TERMINATING, S.UNKNOWN}),
         S.RESUMING: frozenset({S.BOOTING, S.FAILED, S.TERMINATING}),
-        S.READY: frozenset({S.DRAINING, S.FAILED, S.TERMINATING}),
+        S.READY: frozenset({S.DRAINING, S.FAILED, S.TERMINATING, S.UNKNOWN}),
+        S.UNKNOWN: frozenset({S.READY, S.BOOTING, S.WARM, S.FAILED, S.TERMINATING}),
         S.DRAINING: frozenset({S.TERMINATING, S.FAILED}),
         S.TERMINATING: frozenset({S.GONE, S.FAILED}),
         S.FAILED: frozenset({S.TERMINATING, S.GONE}),
@@ -53,8 +64,8 @@ TRANSITIONS: Mapping[InstanceState, frozenset[InstanceState]] = MappingProxyType
 )
 
 # States that occupy capacity the group pays for and count towards min/max (for instances of the
-# group itself, not of its warm pool).
-LIVE_STATES = frozenset({S.PENDING, S.RESUMING, S.BOOTING, S.READY})
+# group itself, not of its warm pool). ``unknown`` counts until its host is given up on.
+LIVE_STATES = frozenset({S.PENDING, S.RESUMING, S.BOOTING, S.READY, S.UNKNOWN})
 # Launched (or resumed) for the group but not in rotation yet: policies count these as "unready".
 UNREADY_STATES = frozenset({S.PENDING, S.RESUMING, S.BOOTING})
 
@@ -206,6 +217,7 @@ class Figures:
     ready: int | None = None
     recommendation: int | None = None
     floor: int | None = None
+    highest_proposal: int | None = None  # the set's: the most any policy proposed, whoever won
 
     def to_dict(self) -> dict[str, Any]:
         """The figures that are set, for the decision log and the event stream."""

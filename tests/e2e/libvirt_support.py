@@ -94,24 +94,34 @@ def group_config(
 
 
 def to_toml(data: dict[str, Any]) -> str:
-    """Just enough TOML for group_config's output (tables of scalars, arrays of tables)."""
+    """Just enough TOML for the tests' configs: tables of scalars and of lists of scalars, nested
+    tables, and arrays of tables at any depth (``[[policies]]``, ``[[cluster.hosts]]``)."""
 
     def value(v: Any) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, int | float):
             return repr(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    def tables(v: Any) -> bool:
+        return isinstance(v, list) and any(isinstance(x, dict) for x in v)
 
     lines: list[str] = []
 
     def table(prefix: str, body: dict[str, Any], header: str) -> None:
-        scalars = {k: v for k, v in body.items() if not isinstance(v, dict | list)}
         lines.append(header)
-        lines.extend(f"{k} = {value(v)}" for k, v in scalars.items())
+        lines.extend(
+            f"{k} = {value(v)}" for k, v in body.items() if not isinstance(v, dict) and not tables(v)
+        )
         for k, v in body.items():
             if isinstance(v, dict):
                 table(f"{prefix}.{k}", v, f"[{prefix}.{k}]")
+            elif tables(v):
+                for item in v:
+                    table(f"{prefix}.{k}", item, f"[[{prefix}.{k}]]")
 
     for key, body in data.items():
         if isinstance(body, dict):

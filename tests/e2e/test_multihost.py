@@ -9,8 +9,6 @@ the ctl namespace), not only what vmscale reports.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -157,15 +155,7 @@ def test_live_migration_of_a_serving_guest_loses_no_request_through_haproxy(
     )
 
     log = tmp_path / "client.jsonl"
-    load = subprocess.Popen(
-        topo.ctl_argv(
-            sys.executable, "-m", "vmscale", "load", "--mode", "step", "--rate", "8", "--duration", "30",
-            "--n", "18", "--timeout", "20", "--url", front, "--json", "--log", str(log), "--seed", "1",
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
+    load = topo.load(front, log, rate=8, duration=30)
     try:
         wait_until(
             lambda: log.exists() and len(log.read_text().splitlines()) >= 20,

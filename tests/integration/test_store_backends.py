@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vmscale.store import FencedError, InstanceRow, SqlStore, open_store
+from vmscale.store import FencedError, HostWishRow, InstanceRow, SqlStore, open_store
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -68,6 +68,23 @@ def test_instances_and_their_transitions(store: SqlStore, other: SqlStore) -> No
         (11.0, "pending", "booting", "launched"),
     ]
     assert other.transitions("web-1") == []
+
+
+def test_host_wishes_are_kept_one_per_host_and_fenced(store: SqlStore, other: SqlStore) -> None:
+    assert store.host_wishes() == []
+    store.put_host_wish(HostWishRow("h2", True, False, "alice", "", 100.0))
+    store.put_host_wish(HostWishRow("h1", True, True, "bob", "", 101.0))
+    store.put_host_wish(HostWishRow("h1", True, False, "controller", "drain of h1 finished", 102.0))
+    assert other.host_wishes() == [
+        HostWishRow("h1", True, False, "controller", "drain of h1 finished", 102.0),
+        HostWishRow("h2", True, False, "alice", "", 100.0),
+    ]
+    lease = store.leases("web").try_acquire("a/1/1.0", 30.0)
+    assert lease is not None
+    store.leases("web").release(lease)
+    with pytest.raises(FencedError):  # a controller that lost its lease cannot change a wish
+        store.fenced(lease).put_host_wish(HostWishRow("h2", False, False, "stale", "", 103.0))
+    assert other.host_wishes()[1].actor == "alice"
 
 
 def test_decisions_latest_first_limited_and_returned_oldest_first(store: SqlStore, other: SqlStore) -> None:

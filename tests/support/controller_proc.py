@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,21 @@ from tests.support.wait import wait_until
 
 
 class ControllerProcess:
-    def __init__(self, config: Path, api: str, log_path: Path, *, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        api: str,
+        log_path: Path,
+        *,
+        cwd: Path | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        """``prefix`` runs the controller inside something, e.g. ``ip netns exec NS``."""
         self.config = config
         self.api = api
         self.log_path = log_path
         self.cwd = cwd
+        self.prefix = list(prefix)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -34,7 +45,7 @@ class ControllerProcess:
         """Start `vmscale up -c CONFIG`; returns the monotonic start time."""
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vmscale", "up", "-c", str(self.config), *extra],
+                [*self.prefix, sys.executable, "-m", "vmscale", "up", "-c", str(self.config), *extra],
                 stdout=log,
                 stderr=log,
                 cwd=self.cwd,

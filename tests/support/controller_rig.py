@@ -53,8 +53,15 @@ class HoldingExecutor(InlineExecutor):
 
 class Rig:
     def __init__(
-        self, tmp: Path, *, lb: LoadBalancer | None = None, integrations: Any = None, **overrides: Any
+        self,
+        tmp: Path,
+        *,
+        lb: LoadBalancer | None = None,
+        integrations: Any = None,
+        make_provider: Callable[[FakeClock], Any] | None = None,
+        **overrides: Any,
     ) -> None:
+        """``make_provider`` makes the provider from the rig's clock (default: ``FakeProvider``)."""
         data: dict[str, Any] = {
             "group": {"name": "web", "min": 1, "max": 3, "interval_s": 1},
             "policies": [{"kind": "threshold", "upper": 75, "lower": 20, "samples_up": 3, "samples_down": 3}],
@@ -64,8 +71,9 @@ class Rig:
         data.update(overrides)
         self.cfg = parse_config(data)
         self.clock = FakeClock()
-        self.provider = FakeProvider(self.clock)
-        self.provider.default_cpu = 50.0  # between the threshold's bounds: the policy holds the count
+        self.provider: Any = make_provider(self.clock) if make_provider else FakeProvider(self.clock)
+        if isinstance(self.provider, FakeProvider):
+            self.provider.default_cpu = 50.0  # between the threshold's bounds: the policy holds the count
         self.health = FakeHealthChecker()
         self.db = tmp / "state.db"
         self.store = SqliteStore(self.db)

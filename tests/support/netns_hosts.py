@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,6 +67,18 @@ class Topology:
     def ctl_argv(self, *argv: str) -> list[str]:
         """A command line that runs ``argv`` inside the ctl namespace."""
         return ["ip", "netns", "exec", self.ctl_netns, *argv]
+
+    def load(
+        self, url: str, log: Path, *, rate: float, duration: float, seed: int = 1
+    ) -> subprocess.Popen[str]:
+        """The bounded open-loop load client (fib(18) at ``rate`` req/s for ``duration`` s) in the ctl
+        namespace against ``url``, logging every request to ``log``; its summary is on stdout."""
+        argv = self.ctl_argv(
+            sys.executable, "-m", "vmscale", "load", "--mode", "step", "--rate", str(rate),
+            "--duration", str(duration), "--n", "18", "--timeout", "20", "--url", url, "--json",
+            "--log", str(log), "--seed", str(seed),
+        )  # fmt: skip
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def script(self, *args: str, timeout_s: float = 120) -> str:
         done = subprocess.run(

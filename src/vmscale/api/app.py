@@ -22,7 +22,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vmscale.api import dashboard, routes
+from vmscale.api import dashboard, hosts, routes
 from vmscale.api.auth import TokenStore, check_bind_allowed
 from vmscale.api.jsonsafe import SafeJSONResponse
 from vmscale.api.limits import LimitsMiddleware, RateLimiter
@@ -92,6 +92,7 @@ def create_app(
     app.add_middleware(LimitsMiddleware, limiter=limiter, max_body_bytes=api_config.max_body_bytes)
     _install_error_handlers(app)
     app.include_router(routes.router)
+    app.include_router(hosts.router)
     app.include_router(dashboard.router)
     return app
 

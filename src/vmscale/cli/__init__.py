@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from vmscale.cli import bench, config_cmd, image, ops, report_cmd, run, simulate, store_cmd, workload
+from vmscale.cli import bench, config_cmd, hosts, image, ops, report_cmd, run, simulate, store_cmd, workload
 
 EXIT_CODES = """Exit codes:
 
@@ -62,7 +62,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for module in (run, ops, config_cmd, workload, simulate, report_cmd, image, bench, store_cmd):
+for module in (run, ops, hosts, config_cmd, workload, simulate, report_cmd, image, bench, store_cmd):
     module.register(app)
 
 

@@ -2,7 +2,7 @@
 call, the token from ``--token-file`` or ``$VMSCALE_TOKEN``, and the event stream (SSE) parser.
 
 Refusals become ``ApiError`` carrying the exit code documented in ``vmscale --help``: 3 when the
-API cannot be reached, 2 when it rejected what the user typed (HTTP 400/409/422), 1 otherwise.
+API cannot be reached, 2 when it rejected what the user typed (HTTP 400/404/409/422), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import httpx
 import typer
 
-USER_INPUT_STATUSES = {400, 409, 422}  # bad value, outside [min, max], failed validation
+USER_INPUT_STATUSES = {400, 404, 409, 422}  # bad value, no such host, outside [min, max], invalid
 SSE_READ_TIMEOUT_S = 35.0  # the server sends a keep-alive comment every ~10 s
 
 

@@ -26,8 +26,13 @@ BENCHMARKS = {
     "placement": "placement cost over 100 hosts x 1,000 instances; host facts and listing over libvirt",
     "migration": "live migration of a serving guest between namespaced hosts; drain time for 1, 2, 4 guests",
     "capacity": "call to added capacity serving (TCG): cold boot, warm pools, vCPU hot-add, snapshot clone",
+    "host-failure": "a host's libvirtd killed: detection, replacement ready, first answer (TCG, netns hosts)",
 }
-_SCRIPT = {"metrics": "bench_libvirt_metrics.py", "prometheus": "bench_prometheus_query.py"}
+_SCRIPT = {
+    "metrics": "bench_libvirt_metrics.py",
+    "prometheus": "bench_prometheus_query.py",
+    "host-failure": "bench_host_failure.py",
+}
 
 
 def _benchmarks_dir() -> Path | None:
@@ -61,6 +66,7 @@ def bench(
     * **prometheus**: query, query to decision, value change to query (real Prometheus)
     * **placement**: one placement decision over 100 hosts, 1,000 placed, drain and consolidation
     * **migration**: live migration of a serving guest (root: network namespaces), drain time
+    * **host-failure**: a host's libvirtd killed: to its guest replaced and serving (root)
 
     Examples:
 

@@ -63,6 +63,8 @@ def event_line(ev: dict[str, Any]) -> str:
         what += f"; cpu {cpus}" if cpus else ""
     elif isinstance(kind, ErrorReported):
         what = f"{kind.where}: {kind.message}" + (f" ({kind.instance})" if kind.instance else "")
+    elif isinstance(data.get("message"), str):  # placement, host, migration, ...: a sentence each
+        what = data["message"]
     else:
         what = json.dumps(data, sort_keys=True)
     return f"{clock(ev.get('t'))}  {type_:<9} {what}"

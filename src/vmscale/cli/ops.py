@@ -3,7 +3,7 @@
 
 They share one small HTTP client with timeouts on every call. Failures map onto the exit
 codes documented in ``vmscale --help``: 3 when the API cannot be reached, 2 when the API
-rejected what the user typed (HTTP 400/409/422), 1 for any other refusal. The token comes from
+rejected what the user typed (HTTP 400/404/409/422), 1 for any other refusal. The token comes from
 ``VMSCALE_TOKEN`` or ``--token-file``, never from the command line (where `ps` would show it).
 """
 

@@ -128,12 +128,26 @@ def vertical_room(v: Validated) -> Iterable[Problem]:
         )
 
 
+def consolidation_needs_hosts(v: Validated) -> Iterable[Problem]:
+    if not v.has("provider", "cluster"):
+        return
+    cluster, kind = v.sections["cluster"], v.sections["provider"].kind
+    if cluster.consolidation.enabled and (kind != "libvirt" or len(cluster.hosts) < 2):
+        where = f"the {kind} provider" if kind != "libvirt" else f"{len(cluster.hosts)} [[cluster.hosts]]"
+        yield Problem(
+            "cluster.consolidation.enabled",
+            f"consolidation moves instances between libvirt hosts and this group has {where}: "
+            "list two or more [[cluster.hosts]] with provider.kind = 'libvirt', or set enabled = false",
+        )
+
+
 RULES: tuple[Callable[[Validated], Iterable[Problem]], ...] = (
     unique_policy_names,
     warm_pool_kind,
     balancer_metrics,
     metric_references,
     vertical_room,
+    consolidation_needs_hosts,
 )
 
 

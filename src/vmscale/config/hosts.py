@@ -2,6 +2,7 @@
 
     [cluster]                 how hosts are watched (grace period, reconnect back-off)
     [cluster.placement]       spread or bin-pack
+    [cluster.consolidation]   after a scale-in, move the group onto fewer hosts (off by default)
     [[cluster.hosts]]         one table per libvirt host
 
 Why one section and not a top-level ``[[hosts]]``: everything about many hosts stays in one place
@@ -106,6 +107,31 @@ class PlacementConfig(Section):
         return value
 
 
+class ConsolidationConfig(Section):
+    """Bounded so it never fights the scale-up that follows: it waits ``cooldown_s`` after the last
+    change of the desired count (and after its own last round), never runs while any policy sees an
+    overload, and moves at most ``max_moves`` instances per round, one at a time."""
+
+    enabled: bool = Field(False, description="after a scale-in, live-migrate the group onto fewer hosts")
+    cooldown_s: float = Field(
+        300.0, ge=0, le=86_400, description="quiet time after the last scale event before a round"
+    )
+    max_moves: int = Field(2, ge=1, le=100, description="most live migrations in one round")
+    empty_host_command: list[str] = Field(
+        default_factory=list,
+        description="argv run for each host a round leaves empty (its name in VMSCALE_HOST), "
+        "e.g. to power it down; empty = none",
+    )
+    command_timeout_s: float = Field(60.0, gt=0, le=3600, description="the command is killed after this")
+
+    @field_validator("empty_host_command")
+    @classmethod
+    def _argv(cls, value: list[str]) -> list[str]:
+        if value and not value[0].strip():
+            raise ValueError("the command's first element must name a program, e.g. ['/usr/local/bin/off']")
+        return value
+
+
 class ClusterConfig(Section):
     unreachable_after_s: float = Field(
         30.0, gt=0, le=3600, description="a host silent this long is unreachable (its instances replaced)"
@@ -113,6 +139,7 @@ class ClusterConfig(Section):
     reconnect_initial_s: float = Field(1.0, gt=0, le=60, description="first wait before reconnecting")
     reconnect_max_s: float = Field(30.0, gt=0, le=600, description="longest wait between reconnect attempts")
     placement: PlacementConfig = PlacementConfig()
+    consolidation: ConsolidationConfig = ConsolidationConfig()
     hosts: HostList = Field(default_factory=list, description="[[cluster.hosts]]: none = one local host")
 
     def effective_hosts(self, default_uri: str) -> list[HostConfig]:

@@ -9,7 +9,7 @@ nothing slow (store writes, events) happens while the lock is held.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,6 +35,7 @@ from vmscale.policy import PolicySet, PolicySetState, decision_record, observe
 from vmscale.store import GroupRow
 
 S = InstanceState
+ExternalSource = Callable[[list[str]], ExternalMetrics]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +90,12 @@ class Autoscaler:
         log: DecisionLog,
         metrics: ControllerMetrics,
         clock: Clock,
+        external: ExternalSource | None = None,
     ) -> None:
+        """``external`` reads the user's external metric sources (``vmscale.integrations``) for
+        the ready instances, once per full tick; without it the policies see built-in metrics only."""
         self.policies = policies
+        self._external = external
         self._group = group
         self.recorder = recorder
         self._log = log
@@ -103,6 +108,10 @@ class Autoscaler:
     @property
     def state(self) -> AutoscalerState:
         return self._state
+
+    def external_metrics(self, ready: list[str]) -> ExternalMetrics | None:
+        """This tick's external metrics for the ``ready`` instances (None when none are configured)."""
+        return self._external(ready) if self._external is not None else None
 
     def restore(self, row: GroupRow | None) -> None:
         """After a restart: the count, pause flag and policy memory come back, clamped to [min, max]."""

@@ -5,12 +5,13 @@
     Reconciler   collect, observe, probe, sample, execute the scale plan, drains, balancer sync
     Autoscaler   the desired count, pause, the policies' memory, manual changes
     Telemetry    the immutable view API reads are served from, tick summaries, endpoint changes
+    host step    many libvirt hosts: silent hosts, fencing, drains, consolidation (hosts_step.py)
 
 One tick, level-triggered (every tick compares what should exist with what does, so a missed event,
 a crashed instance or a controller restart heals itself)::
 
-    collect -> observe* -> probe -> sample* -> decide* -> execute -> drains -> sync -> publish
-                                                               (* on full ticks only, see loop.py)
+    collect -> hosts* -> observe* -> probe -> sample* -> decide* -> execute -> drains -> moves*
+            -> sync -> publish                                  (* on full ticks only, see loop.py)
 
 Only the loop thread runs ticks. The API thread reads ``Telemetry.view`` (swapped whole each tick)
 and the autoscaler's state (swapped whole under a small lock); it never waits for a tick.
@@ -24,13 +25,14 @@ from typing import Any
 
 from vmscale.clock import Clock, SystemClock
 from vmscale.config.schema import VmscaleConfig
-from vmscale.control import GroupStatus, InstanceInfo
+from vmscale.control import GroupStatus, HostInfo, InstanceInfo
 from vmscale.controller import loop
 from vmscale.controller.actions import Actions
 from vmscale.controller.autoscaler import Autoscaler, build_snapshot
 from vmscale.controller.backoff import Backoff
 from vmscale.controller.executor import worker_pool
 from vmscale.controller.fleet import Fleet, Instance
+from vmscale.controller.hosts_step import build_host_step
 from vmscale.controller.membership import Membership
 from vmscale.controller.operations import Operations
 from vmscale.controller.probe import Prober
@@ -105,7 +107,13 @@ class Controller:
             cfg.policies, min_count=cfg.group.min, max_count=cfg.group.max
         )
         log = DecisionLog(cfg.group.name, recorder, self.events, self.metrics)
-        self.autoscaler = Autoscaler(policies, cfg.group, recorder, log, self.metrics, self.clock)
+        external = integrations.external_metrics if integrations is not None else None
+        self.autoscaler = Autoscaler(
+            policies, cfg.group, recorder, log, self.metrics, self.clock, external=external
+        )
+        self.host_step = build_host_step(
+            cfg, roles, fleet, ops, actions, recorder, self.events.publish, report, self.clock
+        )
         self.telemetry = Telemetry(
             cfg.group.name,
             self.events,
@@ -114,7 +122,6 @@ class Controller:
             interval_s=cfg.group.interval_s,
         )
         self.recovered = False
-        self._external = integrations.external_metrics if integrations is not None else None
 
     def _spec(self, name: str, index: int) -> InstanceSpec:
         t = self.cfg.template
@@ -160,6 +167,7 @@ class Controller:
 
     def recover(self) -> None:
         rec = self.reconciler
+        self.host_step.recover()  # the operators' host wishes first: nothing is placed on a cordoned host
         recover(
             self.cfg.group.name,
             self.autoscaler.recorder,
@@ -175,24 +183,27 @@ class Controller:
     def tick(self, full: bool = True) -> None:
         now, mono = self.clock.now(), self.clock.monotonic()
         rec = self.reconciler
-        rec.collect(now, mono)
+        self.host_step.collected(rec.collect(now, mono), mono)
+        decision = None
         if full:
             self.metrics.ticks.labels(self.cfg.group.name).inc()
-            rec.observe(mono)
+            self.host_step.refresh(mono)
+            listed = rec.observe(mono)
+            if listed is not None:
+                self.host_step.observe(listed, mono)
         rec.probe(now, mono, full=full)
         traffic = self.telemetry.view.traffic
         if full:
-            external = None
-            if self._external is not None:
-                external = self._external([i.name for i in self.fleet if i.state is S.READY])
+            external = self.autoscaler.external_metrics([i.name for i in self.fleet if i.state is S.READY])
             traffic = rec.sample(now, mono, external)
             state = self.autoscaler.state
             if not state.paused:
                 snap = build_snapshot(self.fleet, state.desired, self.cfg.group, traffic, now, external)
-                self.autoscaler.decide(snap)
+                decision = self.autoscaler.decide(snap)
         state = self.autoscaler.state
         rec.execute(state.desired, mono, state.last_scale_up)
         rec.progress_drains(mono)
+        self.host_step.act(state.desired, decision, mono, full=full)
         rec.sync_balancer()
         self.telemetry.publish(self.fleet, state.desired, traffic, now, full=full)
 
@@ -241,6 +252,14 @@ class Controller:
 
     def decisions(self, limit: int = 50) -> list[dict[str, Any]]:
         return self.autoscaler.recorder.decisions(limit)
+
+    def hosts(self) -> list[HostInfo]:
+        return self.host_step.hosts(self.telemetry.view.instances)
+
+    def host_action(self, name: str, action: str, actor: str) -> HostInfo:
+        info = self.host_step.wish(name, action, actor, self.telemetry.view.instances)
+        self.wake()
+        return info
 
     # ------------------------------------------------------------------ shutdown
 

@@ -196,15 +196,12 @@ class Fleet:
         if inst.name in self._table:
             raise IllegalTransition(f"{inst.name} is already in the table")
         self._table[inst.name] = inst
-        self._notify(inst, InstanceTransition(inst.name, src, inst.state.value, reason, inst.facts.endpoint))
+        self._notify(inst, _change(inst, src, inst.state.value, reason))
 
     def adopt(self, inst: Instance, reason: str) -> None:
         """A record that exists already (restart recovery): announced, not re-recorded."""
         self._table[inst.name] = inst
-        self._notify(
-            inst,
-            InstanceTransition(inst.name, inst.state.value, inst.state.value, reason, inst.facts.endpoint),
-        )
+        self._notify(inst, _change(inst, inst.state.value, inst.state.value, reason))
 
     def move(self, inst: Instance, dst: InstanceState, reason: str) -> None:
         src = inst.state
@@ -215,7 +212,7 @@ class Fleet:
         inst._state = dst
         if dst is S.GONE:
             self._table.pop(inst.name, None)
-        self._notify(inst, InstanceTransition(inst.name, src.value, dst.value, reason, inst.facts.endpoint))
+        self._notify(inst, _change(inst, src.value, dst.value, reason))
 
     def take_from_pool(self, inst: Instance, reason: str) -> None:
         """A parked instance joins the group: its purpose and its state change in one record."""
@@ -233,3 +230,8 @@ class Fleet:
     def _notify(self, inst: Instance, change: InstanceTransition) -> None:
         for listener in self._listeners:
             listener(inst, change)
+
+
+def _change(inst: Instance, src: str, dst: str, reason: str) -> InstanceTransition:
+    host = inst.facts.details.get("host", "")
+    return InstanceTransition(inst.name, src, dst, reason, inst.facts.endpoint, host)

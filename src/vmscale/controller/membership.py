@@ -74,14 +74,18 @@ class Membership:
             return None
 
     def sync(self, instances: Iterable[Instance]) -> None:
-        """Tell the balancer the whole server set (ready and draining): level-triggered, so a
-        restarted balancer is repaired within one tick."""
+        """Tell the balancer the whole server set (ready, draining, and unknown ones as draining):
+        level-triggered, so a restarted balancer is repaired within one tick.
+
+        An instance whose host went silent is drained, not removed: it gets no new requests, but
+        its guest usually still runs, and the requests it has in flight can finish (removing the
+        server would cut them). It is removed once it fails (its host unreachable)."""
         servers: dict[str, Server] = {}
         draining: set[str] = set()
         for inst in instances:
-            if inst.state in (S.READY, S.DRAINING) and (server := _server(inst)) is not None:
+            if inst.state in (S.READY, S.DRAINING, S.UNKNOWN) and (server := _server(inst)) is not None:
                 servers[inst.name] = server
-                if inst.state is S.DRAINING:
+                if inst.state is not S.READY:
                     draining.add(inst.name)
         try:
             self.lb.sync(servers, frozenset(draining))

@@ -27,6 +27,13 @@ class OpKind(StrEnum):
     RESUME = "resume"  # take a parked instance out of the warm pool
     LAUNCH_HOOK = "launch-hook"  # the user's launch hooks, between "healthy" and "in rotation"
     TERMINATE_HOOK = "terminate-hook"  # the user's terminate hooks, out of rotation, before destroy
+    MIGRATE = "migrate"  # live migration to another host (drain, consolidation): it keeps serving
+    FENCE = "fence"  # removing a second copy of a name from a host that came back (plan/fencing.py)
+    HOST_COMMAND = "host-command"  # the command for a host left empty (keyed "host:NAME")
+
+
+# Calls the host step starts and collects (``hosts_step``); the reconciler hands their results on.
+HOST_KINDS = frozenset({OpKind.MIGRATE, OpKind.FENCE, OpKind.HOST_COMMAND})
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
     collect   finished provider calls: launched -> booting, terminated -> gone, parked -> warm, ...
     observe   the provider's list against the table: what vanished fails, what is unknown is an
-              orphan (recorded as failed, so the plan's clean-up removes it)
+              orphan (recorded as failed, so the plan's clean-up removes it); the listing goes on
+              to the host step (silent hosts, fencing)
     probe     health: booting -> ready (or parked, for the pool); ready -> failed after N misses
     sample    one sample per instance: CPU from the provider, traffic from the balancer, requests in
               flight from the probe; returns the group's traffic figures
@@ -24,7 +25,7 @@ from vmscale.controller.actions import Actions
 from vmscale.controller.backoff import Backoff
 from vmscale.controller.fleet import Facts, Fleet, Instance, Purpose
 from vmscale.controller.membership import Membership, Traffic
-from vmscale.controller.operations import Operations, OpKind, OpResult
+from vmscale.controller.operations import HOST_KINDS, Operations, OpKind, OpResult
 from vmscale.controller.probe import Prober
 from vmscale.controller.reporting import ErrorReporter
 from vmscale.errors import InstanceNotFoundError, PermanentProviderError, ProviderError
@@ -32,7 +33,7 @@ from vmscale.metrics import ControllerMetrics
 from vmscale.metrics_sources import ExternalMetrics
 from vmscale.model import InstanceState, Sample
 from vmscale.plan.scale import Member, plan_scale
-from vmscale.providers.base import ProviderRoles, ProviderStatus
+from vmscale.providers.base import ProviderInstance, ProviderRoles, ProviderStatus
 
 S = InstanceState
 
@@ -77,11 +78,17 @@ class Reconciler:
 
     # ------------------------------------------------------------------ collect
 
-    def collect(self, now_wall: float, now: float) -> None:
+    def collect(self, now_wall: float, now: float) -> list[OpResult]:
+        """Act on the finished lifecycle calls; return the others (the host step's: migrations,
+        fencing, host commands) for their owner."""
+        others = []
         for result in self.ops.collect():
             inst = self.fleet.get(result.name)
-            if inst is not None:
+            if result.kind in HOST_KINDS:
+                others.append(result)
+            elif inst is not None:
                 self._finished(inst, result, now_wall, now)
+        return others
 
     def _finished(self, inst: Instance, r: OpResult, now_wall: float, now: float) -> None:
         if r.kind in (OpKind.LAUNCH_HOOK, OpKind.TERMINATE_HOOK):
@@ -139,15 +146,17 @@ class Reconciler:
 
     # ------------------------------------------------------------------ observe
 
-    def observe(self, now: float) -> None:
+    def observe(self, now: float) -> dict[str, ProviderInstance] | None:
+        """Returns the listing (for the host step, which handles what its hosts' silence means),
+        or None when there was none this tick."""
         if not self.backoffs.listing.ready(now):
-            return
+            return None
         try:
             listed = {p.name: p for p in self.roles.lifecycle.list(self._group)}
         except ProviderError as exc:
             self.backoffs.listing = self.backoffs.listing.failed(now)
             self.report.provider_error("list", exc, None, self.backoffs.listing)
-            return
+            return None
         self.backoffs.listing = self.backoffs.listing.succeeded()
         for inst in self.fleet:
             if self.ops.busy(inst.name):
@@ -171,6 +180,7 @@ class Reconciler:
                 self.fleet.add(
                     orphan, "orphan: exists at the provider but not in the state database", src="(unknown)"
                 )
+        return listed
 
     # ------------------------------------------------------------------ probe
 

@@ -16,7 +16,7 @@ from vmscale.event_kinds import DecisionApplied, InstanceTransition
 from vmscale.events import EventBus
 from vmscale.metrics import ControllerMetrics
 from vmscale.policy import PolicySetState
-from vmscale.store import GroupRow, InstanceRow, Store
+from vmscale.store import GroupRow, HostWishRow, InstanceRow, Store
 
 log = logging.getLogger("vmscale.controller")
 
@@ -34,6 +34,17 @@ class StoreRecorder:
         self._store.put_instance(
             inst.row(self._group), self._clock.now(), src=change.src, reason=change.reason
         )
+
+    def save(self, inst: Instance) -> None:
+        """Write an instance's record whose facts changed without a state change (a migration
+        moved it to another host)."""
+        self._store.put_instance(inst.row(self._group), self._clock.now())
+
+    def host_wishes(self) -> list[HostWishRow]:
+        return self._store.host_wishes()
+
+    def put_host_wish(self, row: HostWishRow) -> None:
+        self._store.put_host_wish(row)
 
     def save_group(self, desired: int, paused: bool, state: PolicySetState) -> None:
         self._store.save_group(self._group, desired, paused, state.to_dict(), self._clock.now())

@@ -11,6 +11,7 @@ On start the controller trusts the provider over its own database, Kubernetes-st
 * a recorded ``pending`` that does exist -> the launch completed but the crash came before it was
                                             recorded: adopted as booting
 * a recorded ``resuming``                -> running: booting; still parked: the resume is issued again
+* present but its host does not answer  -> ``unknown`` (out of rotation; see hosts_step.py)
 
 Desired count, pause flag and policy state come back from the database, clamped to [min, max].
 Names stay deterministic, so nothing is launched twice and the count never exceeds max.
@@ -87,7 +88,9 @@ def _reconcile(inst: Instance, p: ProviderInstance | None, fleet: Fleet, actions
         return
     if not inst.facts.endpoint:
         inst.facts = Facts(p.endpoint, inst.facts.vcpus, inst.facts.details)
-    if state is S.PENDING:
+    if p.status is ProviderStatus.UNKNOWN:
+        _silent_host(inst, p, fleet)
+    elif state is S.PENDING:
         fleet.move(inst, S.BOOTING, "recovery: the launch had completed")
     elif state is S.WARM and p.status is ProviderStatus.RUNNING:
         fleet.move(inst, S.BOOTING, "recovery: a parked instance was running; checking it")
@@ -97,3 +100,14 @@ def _reconcile(inst: Instance, p: ProviderInstance | None, fleet: Fleet, actions
         actions.resume(inst, wanted_at=None)
     elif state in (S.FAILED, S.TERMINATING):
         actions.terminate(inst, "recovery: finishing a terminate")
+
+
+def _silent_host(inst: Instance, p: ProviderInstance, fleet: Fleet) -> None:
+    """Its host does not answer: out of rotation until it does (the host step decides the rest)."""
+    why = f"recovery: its host {p.details.get('host', '?')} does not answer"
+    if inst.state is S.PENDING:
+        fleet.move(inst, S.BOOTING, "recovery: the launch had completed")
+    if inst.state in (S.BOOTING, S.READY, S.WARM):
+        fleet.move(inst, S.UNKNOWN, why)
+    elif inst.state is S.RESUMING:  # nothing can resume it there now: a replacement takes its place
+        fleet.move(inst, S.FAILED, why)

@@ -14,31 +14,11 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import libvirt
 
+from vmscale.hosts.values import HostFacts
 from vmscale.providers.libvirt import xml
-
-
-@dataclass(frozen=True, slots=True)
-class HostFacts:
-    cpus: int
-    memory_total_mb: float
-    memory_available_mb: float
-    memory_committed_mb: float  # memory of running domains (any group)
-    running_vcpus: int
-    domains: int  # running domains of any group, plus the vmscale instances that are not running
-    instances: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # group -> instance names
-    kvm: bool = False
-
-    @property
-    def memory_free_mb(self) -> float:
-        return max(0.0, min(self.memory_available_mb, self.memory_total_mb - self.memory_committed_mb))
-
-    def group_instances(self, group: str) -> tuple[str, ...]:
-        return self.instances.get(group, ())
 
 
 def _available_mb(conn: libvirt.virConnect) -> float:

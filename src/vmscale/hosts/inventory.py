@@ -20,14 +20,14 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from vmscale.clock import Clock, SystemClock
 from vmscale.config.hosts import ClusterConfig, HostConfig
 from vmscale.config.schema import VmscaleConfig
 from vmscale.errors import ProviderError
 from vmscale.hosts.connection import HostConnection
-from vmscale.hosts.facts import HostFacts, read_facts
+from vmscale.hosts.facts import read_facts
+from vmscale.hosts.values import HostFacts, HostStatus
 from vmscale.hosts.watch import HostWatch, Reach
 from vmscale.plan.placement import HostLimits, HostView
 from vmscale.providers.libvirt.connection import LibvirtConnection
@@ -35,32 +35,6 @@ from vmscale.providers.libvirt.connection import LibvirtConnection
 log = logging.getLogger(__name__)
 
 Connect = Callable[[HostConfig, float], LibvirtConnection]
-
-
-@dataclass(frozen=True, slots=True)
-class HostStatus:
-    """One host as a person (``vmscale hosts``) or the API sees it."""
-
-    name: str
-    uri: str
-    labels: dict[str, str]
-    reach: Reach
-    cordoned: bool
-    draining: bool
-    facts: HostFacts | None  # the last facts read (None: never reached)
-    facts_age_s: float | None
-    error: str  # the last connection error while not answering
-    retry_in_s: float
-
-    @property
-    def state(self) -> str:
-        if self.reach is Reach.UNREACHABLE:
-            return "unreachable"
-        if self.draining:
-            return "draining"
-        if self.cordoned:
-            return "cordoned"
-        return self.reach.value
 
 
 class HostHandle:
@@ -218,20 +192,23 @@ class HostInventory:
         return out
 
     # ----------------------------------------------------------------------------- wishes
+    def set_flags(self, name: str, *, cordoned: bool, draining: bool) -> None:
+        """The controller's wishes for a host: cordoned (nothing new is placed there) and draining
+        (its instances are being moved off; a draining host is cordoned too)."""
+        h = self.handle(name)
+        h.cordoned = cordoned or draining
+        h.draining = draining
+
     def cordon(self, name: str) -> None:
         """Nothing new is placed on the host; what runs there stays."""
-        self.handle(name).cordoned = True
+        self.set_flags(name, cordoned=True, draining=self.handle(name).draining)
 
     def uncordon(self, name: str) -> None:
-        h = self.handle(name)
-        h.cordoned = False
-        h.draining = False
+        self.set_flags(name, cordoned=False, draining=False)
 
     def drain(self, name: str) -> None:
         """Cordon, and mark the host for its instances to be moved off (the controller moves them)."""
-        h = self.handle(name)
-        h.cordoned = True
-        h.draining = True
+        self.set_flags(name, cordoned=True, draining=True)
 
     def close(self) -> None:
         for h in self._handles.values():

@@ -8,9 +8,10 @@ It is the libvirt provider for a config with ``[[cluster.hosts]]``, and adds the
   adopted there (idempotent launch). A name last seen on a host that does not answer is *not*
   launched elsewhere: that would make two copies of one name (see ``plan.fencing``).
 * ``list(group)`` asks every host at once; each instance records its host in ``details["host"]``.
-  The instances of a host that does not answer are reported from its last listing, marked
-  ``details["host_state"]`` = "not answering"/"unreachable" and ``details["unknown"] = "true"``,
-  so the controller can apply its grace period instead of thinking they vanished.
+  The instances of a host that does not answer are reported from its last listing with status
+  ``UNKNOWN`` (the status last seen in ``details["last_status"]``), marked ``details["host_state"]``
+  = "not answering"/"unreachable" and ``details["unknown"] = "true"``, so the controller can apply
+  its grace period instead of thinking they vanished.
 * ``terminate``, ``sample``, ``pause``, ``resume`` go to the instance's host.
 * ``migrate(name, host)`` live-migrates it (see ``migrate.py``) and returns it at its new place.
 
@@ -35,13 +36,19 @@ from vmscale.hosts.moves import move_domain
 from vmscale.hosts.remote import HostProvider
 from vmscale.plan.fencing import Copy
 from vmscale.plan.placement import Placement, Request, place
-from vmscale.providers.base import InstanceSpec, ProviderInstance, WarmKind
+from vmscale.providers.base import InstanceSpec, ProviderInstance, ProviderStatus, WarmKind
 from vmscale.providers.keyed_lock import KeyedLock
 from vmscale.providers.libvirt.migrate import MigrationProgress, MigrationResult
 
 log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
+
+
+def unknown_copy(inst: ProviderInstance, reach: str) -> ProviderInstance:
+    """``inst`` as last seen on a host that does not answer now."""
+    details = {**inst.details, "host_state": reach, UNKNOWN: "true", "last_status": inst.status.value}
+    return replace(inst, status=ProviderStatus.UNKNOWN, details=details)
 
 
 class MultiHostProvider:
@@ -209,9 +216,7 @@ class MultiHostProvider:
                 if listed is None:
                     reach = self.inventory.reach(host).value
                     stale = [i for i in self._seen.get(host, []) if i.group == group]
-                    listed = [
-                        replace(i, details={**i.details, "host_state": reach, UNKNOWN: "true"}) for i in stale
-                    ]
+                    listed = [unknown_copy(i, reach) for i in stale]
                 else:
                     self._seen[host] = [i for i in self._seen.get(host, []) if i.group != group] + listed
                 for inst in listed:

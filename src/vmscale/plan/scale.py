@@ -5,10 +5,11 @@ The policies decide *how many* instances the group should have (Kubernetes' HPA 
 this decides *which* instances move (Kubernetes' ReplicaSet ranks the pods it deletes):
 
 * **Short:** take parked instances from the warm pool first (oldest index first), then launch.
-* **Long:** stop what does not serve yet before what does: instances still launching or booting go
-  first (newest first), then the least busy ready ones, drained before they stop. An instance whose
-  launch or resume call is still running cannot be stopped this tick, but it is still the one to
-  stop: it counts as a victim to come, so a ready, serving instance is not drained in its place.
+* **Long:** stop what does not serve before what does: instances still launching or booting, or
+  whose host does not answer (``unknown``), go first (newest first), then the least busy ready
+  ones, drained before they stop. An instance whose launch or resume call is still running cannot
+  be stopped this tick, but it is still the one to stop: it counts as a victim to come, so a
+  ready, serving instance is not drained in its place.
 * **Clean-up:** failed instances are terminated, and terminations that failed are retried, each
   when its own back-off allows.
 * **Refill** the warm pool only when the group is where it should be and no capacity is still
@@ -72,6 +73,8 @@ def plan_scale(members: Iterable[Member], desired: int, pool_size: int, *, can_l
         for m in scale_in_victims(ms, -need):
             if m.state is S.READY:
                 drain.append((m.name, f"scale-in: least busy ready instance (cpu {m.cpu or 0:.0f}%)"))
+            elif m.state is S.UNKNOWN:
+                stop.append((m.name, "scale-in: its host does not answer, so it serves nobody"))
             else:
                 stop.append((m.name, "scale-in before it was ready"))
     for m in ms:

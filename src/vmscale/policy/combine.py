@@ -16,7 +16,7 @@ The reason names the winner and quotes every policy's own reason, so a log line 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vmscale.model import Decision, Figures, ReasonCode, Snapshot, direction_of
@@ -103,6 +103,9 @@ class PolicySet:
         if events and events[0][0] <= cutoff:
             events = tuple(e for e in events if e[0] > cutoff)
         figures = next((p.figures for n, p in votes if n == winner), Figures())
+        proposals = [p.desired for _n, p in votes if p.desired is not None]
+        if proposals:  # what the most demanding policy asked for, whoever won (consolidation reads it)
+            figures = replace(figures, highest_proposal=max(proposals))
         decision = Decision(
             desired=bounded,
             direction=direction_of(obs.desired, bounded),

@@ -2,10 +2,10 @@
 
 A provider is the only thing that knows how to make an instance exist. It plays small roles,
 each a Protocol of its own: ``Lifecycle`` (launch, terminate, list, close) and ``CpuSampler``
-(sample) every provider has; ``WarmPool`` (pause, resume, and the parking kinds it supports) is
-optional. ``ProviderRoles.of`` sorts a provider object into its roles once, at start-up, and each
-part of the controller receives only the roles it uses. The controller assumes only what is
-written here:
+(sample) every provider has; ``WarmPool`` (pause, resume, and the parking kinds it supports) and
+``Migrator`` (live migration to another host) are optional. ``ProviderRoles.of`` sorts a
+provider object into its roles once, at start-up, and each part of the controller receives only
+the roles it uses. The controller assumes only what is written here:
 
 * **Launches are slow, asynchronous and may fail halfway.** ``launch`` returns once the
   instance has been *started* (a process spawned, a domain defined and started); it does not
@@ -22,6 +22,9 @@ written here:
 * ``list`` reports what really exists for a group, found from the provider's own records
   (libvirt metadata, process command lines), not from the caller's memory. This is what
   restart reconciliation compares against the store.
+* ``list`` may report an instance it cannot see right now as ``ProviderStatus.UNKNOWN``: a
+  provider over several hosts does so for the instances of a host that stopped answering (their
+  guests usually keep running). Unknown is neither running nor gone.
 * ``sample`` is cheap and non-blocking where the platform allows it. CPU is a percentage of
   the instance's *own* vCPUs (0..100), computed from deltas between calls; the first call for
   an instance establishes a baseline and returns nothing for it.
@@ -31,12 +34,13 @@ written here:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
 from vmscale.provider_catalog import capabilities
+from vmscale.providers.migration import MigrationProgress
 
 WarmKind = Literal["paused", "saved"]
 
@@ -71,6 +75,8 @@ class ProviderStatus(StrEnum):
     PAUSED = "paused"  # SIGSTOPped process, suspended domain
     SAVED = "saved"  # libvirt managed save: nothing held in memory
     STOPPED = "stopped"  # exists but not running (exited process not reaped, shut-off domain)
+    # Its host does not answer: last seen there (details["last_status"]), may well still be running.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +132,22 @@ class WarmPool(Protocol):
 
 
 @runtime_checkable
+class Migrator(Protocol):
+    def migrate(
+        self,
+        name: str,
+        host: str,
+        *,
+        progress: Callable[[MigrationProgress], None] | None = None,
+        timeout_s: float | None = None,
+    ) -> ProviderInstance:
+        """Live-migrate a running instance to ``host``; returns it there (same name, and for bridged
+        guests the same address). Bounded; on failure it raises and the instance stays where it was,
+        serving. ``progress`` is called from the calling thread while the copy runs."""
+        ...
+
+
+@runtime_checkable
 class Provider(Lifecycle, CpuSampler, Protocol):
     """What every provider is: a lifecycle and a CPU sampler. Further roles are optional."""
 
@@ -137,6 +159,7 @@ class ProviderRoles:
     lifecycle: Lifecycle
     sampler: CpuSampler
     warm_pool: WarmPool | None = None
+    migrator: Migrator | None = None
 
     @classmethod
     def of(cls, provider: Provider) -> ProviderRoles:
@@ -144,4 +167,5 @@ class ProviderRoles:
             lifecycle=provider,
             sampler=provider,
             warm_pool=provider if isinstance(provider, WarmPool) else None,
+            migrator=provider if isinstance(provider, Migrator) else None,
         )

@@ -54,6 +54,19 @@ class InstanceRow:
     details: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class HostWishRow:
+    """What an operator wants of one host: nothing new placed on it (``cordoned``), its instances
+    moved off (``draining``, which implies cordoned). Who asked, why and when, for ``vmscale hosts``."""
+
+    host: str
+    cordoned: bool
+    draining: bool
+    actor: str
+    reason: str = ""
+    updated_at: float = 0.0
+
+
 @dataclass
 class GroupRow:
     name: str
@@ -183,6 +196,15 @@ class Store(Protocol):
 
     def decisions(self, group: str, limit: int = 50) -> list[dict[str, Any]]:
         """The latest ``limit`` decisions, oldest first."""
+        ...
+
+    # -- hosts
+    def host_wishes(self) -> list[HostWishRow]:
+        """Every host's last recorded wish, by host name."""
+        ...
+
+    def put_host_wish(self, row: HostWishRow) -> None:
+        """Record (replace) one host's wish; ``row.updated_at`` is its time."""
         ...
 
     # -- leadership

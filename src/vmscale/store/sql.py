@@ -16,7 +16,15 @@ from typing import Any, TypeVar
 
 from vmscale.store import lease as rules
 from vmscale.store import migrations
-from vmscale.store.base import ControllerInfo, GroupRow, InstanceRow, LeaderInfo, Lease, LeaseStore
+from vmscale.store.base import (
+    ControllerInfo,
+    GroupRow,
+    HostWishRow,
+    InstanceRow,
+    LeaderInfo,
+    Lease,
+    LeaseStore,
+)
 from vmscale.store.engine import Engine, Tx
 
 T = TypeVar("T")
@@ -25,6 +33,7 @@ _LEASE = ("scope", "holder", "epoch", "address", "acquired_at", "renewed_at", "e
 _INSTANCE = ("name", "grp", "idx", "state", "endpoint", "vcpus", "warm", "launched_at", "ready_at", "details")
 _GROUP = ("name", "desired", "paused", "policy_state", "updated_at")
 _CONTROLLER = ("id", "scope", "address", "role", "started_at", "last_seen")
+_HOST_WISH = ("host", "cordoned", "draining", "actor", "reason", "updated_at")
 
 
 def upsert(table: str, columns: tuple[str, ...], *, values: str = "", keep: tuple[str, ...] = ()) -> str:
@@ -42,6 +51,7 @@ def upsert(table: str, columns: tuple[str, ...], *, values: str = "", keep: tupl
 _UPSERT_LEASE = upsert("leases", _LEASE)
 _UPSERT_GROUP = upsert("groups", _GROUP)
 _UPSERT_INSTANCE = upsert("instances", (*_INSTANCE, "updated_at"))
+_UPSERT_HOST_WISH = upsert("host_wishes", _HOST_WISH)
 
 
 def store_now(tx: Tx, engine: Engine) -> float:
@@ -189,6 +199,16 @@ class SqlStore:
             d.setdefault("actor", actor)
             out.append(d)
         return out
+
+    # -- hosts ----------------------------------------------------------------------------------
+
+    def host_wishes(self) -> list[HostWishRow]:
+        rows = self._read(f"SELECT {', '.join(_HOST_WISH)} FROM host_wishes ORDER BY host")
+        return [HostWishRow(h, bool(c), bool(d), a, r, float(t)) for h, c, d, a, r, t in rows]
+
+    def put_host_wish(self, row: HostWishRow) -> None:
+        args = (row.host, bool(row.cordoned), bool(row.draining), row.actor, row.reason, row.updated_at)
+        self._write(lambda tx: tx.execute(_UPSERT_HOST_WISH, args))
 
     # -- leadership -----------------------------------------------------------------------------
 

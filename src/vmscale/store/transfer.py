@@ -48,8 +48,14 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     "transitions": (("id", "name", "t", "src", "dst", "reason", "epoch"), "id"),
     "decisions": (("id", "grp", "t", "actor", "record", "epoch"), "id"),
     "leases": (("scope", "holder", "epoch", "address", "acquired_at", "renewed_at", "expires_at"), "scope"),
+    "host_wishes": (("host", "cordoned", "draining", "actor", "reason", "updated_at"), "host"),
 }
-_BOOLEANS = {("groups", "paused"), ("instances", "warm")}  # 0/1 in SQLite, boolean in PostgreSQL
+_BOOLEANS = {  # 0/1 in SQLite, boolean in PostgreSQL
+    ("groups", "paused"),
+    ("instances", "warm"),
+    ("host_wishes", "cordoned"),
+    ("host_wishes", "draining"),
+}
 _HISTORY = ("groups", "instances", "transitions", "decisions")  # what makes a target "not empty"
 
 

@@ -87,8 +87,11 @@ function connect() {
   on("instance", (ev) => {
     const d = ev.data, cur = S.instances.get(d.name);
     if (d.to === "gone") S.instances.delete(d.name);
-    else S.instances.set(d.name, {...(cur || {name: d.name, vcpus: 1, cpu: null, launched_at: ev.t}),
-      state: d.to, endpoint: d.endpoint || cur?.endpoint || ""});
+    else {
+      const prev = cur || {name: d.name, vcpus: 1, cpu: null, launched_at: ev.t};
+      const details = d.host ? {...(prev.details || {}), host: d.host} : prev.details;
+      S.instances.set(d.name, {...prev, state: d.to, endpoint: d.endpoint || cur?.endpoint || "", details});
+    }
     scheduleRefresh();
   });
   on("decision", (ev) => {
@@ -155,9 +158,10 @@ function renderTable() {
       `<td class="name">${esc(i.name)}</td><td><span class="state ${esc(i.state)}">${esc(i.state)}</span></td>` +
       `<td><div class="cpu${i.state === "ready" ? "" : " stale"}"><div class="bar"><span class="${heat}" style="width:${pct.toFixed(1)}%"></span></div>` +
       `<span class="pct">${cpu == null ? "–" : cpu.toFixed(0) + "%"}</span></div></td>` +
-      `<td class="endpoint" title="${esc(i.endpoint)}">${esc(i.endpoint)}</td><td class="num">${age}</td></tr>`;
+      `<td class="endpoint" title="${esc(i.endpoint)}">${esc(i.endpoint)}</td>` +
+      `<td class="host">${esc((i.details && i.details.host) || "–")}</td><td class="num">${age}</td></tr>`;
   }).join("");
-  $("instances").tBodies[0].innerHTML = html || `<tr><td colspan="5" class="empty">no instances</td></tr>`;
+  $("instances").tBodies[0].innerHTML = html || `<tr><td colspan="6" class="empty">no instances</td></tr>`;
 }
 
 function renderDecisions() {

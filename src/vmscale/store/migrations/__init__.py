@@ -21,9 +21,9 @@ from types import ModuleType
 from vmscale import __version__
 from vmscale.store.base import SchemaTooNewError
 from vmscale.store.engine import Engine, Tx
-from vmscale.store.migrations import v1_initial, v2_leadership
+from vmscale.store.migrations import v1_initial, v2_leadership, v3_host_wishes
 
-_VERSIONS: tuple[ModuleType, ...] = (v1_initial, v2_leadership)
+_VERSIONS: tuple[ModuleType, ...] = (v1_initial, v2_leadership, v3_host_wishes)
 LATEST = len(_VERSIONS)
 
 _CREATE_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
