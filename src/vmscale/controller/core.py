@@ -27,10 +27,10 @@ from vmscale.config.schema import VmscaleConfig
 from vmscale.control import GroupStatus, InstanceInfo
 from vmscale.controller import loop
 from vmscale.controller.actions import Actions
-from vmscale.controller.autoscaler import Autoscaler, build_snapshot
+from vmscale.controller.autoscaler import Autoscaler, build_snapshot, vertical_sizing
 from vmscale.controller.backoff import Backoff
 from vmscale.controller.executor import worker_pool
-from vmscale.controller.fleet import Fleet, Instance
+from vmscale.controller.fleet import Fleet, FleetChange, Instance
 from vmscale.controller.membership import Membership
 from vmscale.controller.operations import Operations
 from vmscale.controller.probe import Prober
@@ -39,7 +39,7 @@ from vmscale.controller.records import DecisionLog, StoreRecorder
 from vmscale.controller.recovery import recover
 from vmscale.controller.reporting import ErrorReporter
 from vmscale.controller.telemetry import Telemetry
-from vmscale.event_kinds import InstanceTransition
+from vmscale.event_kinds import InstanceResized
 from vmscale.events import EventBus
 from vmscale.health import HealthChecker, build_health_checker
 from vmscale.integrations import Integrations
@@ -105,7 +105,15 @@ class Controller:
             cfg.policies, min_count=cfg.group.min, max_count=cfg.group.max
         )
         log = DecisionLog(cfg.group.name, recorder, self.events, self.metrics)
-        self.autoscaler = Autoscaler(policies, cfg.group, recorder, log, self.metrics, self.clock)
+        self.autoscaler = Autoscaler(
+            policies,
+            cfg.group,
+            recorder,
+            log,
+            self.metrics,
+            self.clock,
+            vertical=vertical_sizing(cfg, roles.resizer),
+        )
         self.telemetry = Telemetry(
             cfg.group.name,
             self.events,
@@ -131,10 +139,20 @@ class Controller:
     def fleet(self) -> Fleet:
         return self.reconciler.fleet
 
-    def _on_transition(self, inst: Instance, change: InstanceTransition) -> None:
+    def _on_transition(self, inst: Instance, change: FleetChange) -> None:
         """Fleet listener: events for every change; a gone instance's CPU series leaves /metrics."""
-        loop.log.info("%s %s -> %s: %s", change.name, change.src, change.dst, change.reason)
         self.events.publish(change)
+        if isinstance(change, InstanceResized):
+            loop.log.info(
+                "%s resize %d -> %d vCPUs %s: %s",
+                change.name,
+                change.vcpus_from,
+                change.vcpus_to,
+                change.stage,
+                change.reason,
+            )
+            return
+        loop.log.info("%s %s -> %s: %s", change.name, change.src, change.dst, change.reason)
         if change.dst == S.GONE.value:
             self.metrics.forget_instance(change.name)
 
@@ -170,6 +188,7 @@ class Controller:
             rec.report,
             self.clock.monotonic(),
         )
+        rec.actions.prepare()  # the golden snapshot (launch = "clone"), on a worker: the group serves on
         self.recovered = True
 
     def tick(self, full: bool = True) -> None:
@@ -191,7 +210,7 @@ class Controller:
                 snap = build_snapshot(self.fleet, state.desired, self.cfg.group, traffic, now, external)
                 self.autoscaler.decide(snap)
         state = self.autoscaler.state
-        rec.execute(state.desired, mono, state.last_scale_up)
+        rec.execute(state.desired, mono, state.last_scale_up, state.shape)
         rec.progress_drains(mono)
         rec.sync_balancer()
         self.telemetry.publish(self.fleet, state.desired, traffic, now, full=full)

@@ -1,6 +1,6 @@
 """The provider calls in flight: at most one per instance, each with a typed kind and a start time.
 
-Launches, terminations, parks and resumes take seconds to minutes (a VM boot, a graceful shutdown,
+Launches, terminations, parks, resumes and resizes take seconds to minutes (a VM boot, a graceful shutdown,
 a managed-save restore), so the reconcile loop never waits for one: ``start`` submits the call to an
 executor and ``collect`` hands back the finished ones, as frozen ``OpResult`` values, on a later
 tick. A finished call wakes the loop (``on_done``) so its result is acted on at once.
@@ -27,6 +27,11 @@ class OpKind(StrEnum):
     RESUME = "resume"  # take a parked instance out of the warm pool
     LAUNCH_HOOK = "launch-hook"  # the user's launch hooks, between "healthy" and "in rotation"
     TERMINATE_HOOK = "terminate-hook"  # the user's terminate hooks, out of rotation, before destroy
+    RESIZE = "resize"  # a ready instance's vCPUs, live (vertical-first); it serves on meanwhile
+    PREPARE = "prepare"  # the group's golden snapshot, made ahead (keyed ``PREPARE_KEY``, no instance)
+
+
+PREPARE_KEY = "golden:"  # + the group: what the prepare call is tracked under (never an instance name)
 
 
 @dataclass(frozen=True, slots=True)
