@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -247,9 +247,21 @@ class Fleet:
         self._notify(inst, InstanceTransition(inst.name, src.value, dst.value, reason, inst.facts.endpoint))
 
     def resized(self, inst: Instance, change: InstanceResized) -> None:
-        """A live resize moved on (see ``InstanceResized``): the record takes the size it says."""
-        if change.vcpus != inst.facts.vcpus:
-            inst.facts = Facts(inst.facts.endpoint, change.vcpus, inst.facts.details)
+        """A live resize moved on (see ``InstanceResized``): the record takes the size it says.
+
+        Its samples per vCPU (CPU percent, in flight per vCPU) are re-expressed in the new size: the
+        same demand on more vCPUs is a smaller share of each, so a policy weighing the instance by its
+        new size reads the load it had, not that load times the growth (which asked for yet more)."""
+        before, after = inst.facts.vcpus, change.vcpus
+        if after != before:
+            inst.facts = Facts(inst.facts.endpoint, after, inst.facts.details)
+            ratio = before / after
+            for i, s in enumerate(inst.samples):
+                inst.samples[i] = replace(
+                    s,
+                    cpu=None if s.cpu is None else s.cpu * ratio,
+                    inflight=None if s.inflight is None else s.inflight * ratio,
+                )
         self._notify(inst, change)
 
     def take_from_pool(self, inst: Instance, reason: str) -> None:

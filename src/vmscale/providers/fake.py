@@ -47,6 +47,7 @@ class FakeProvider:
         self.fail_always: dict[str, ProviderError] = {}  # until removed: an outage
         self.calls: list[tuple[str, str]] = []
         self.launch_count = 0
+        self._baseline: set[str] = set()  # resized since the last sample: it returns nothing for them
         self._lock = threading.Lock()
 
     def _maybe_fail(self, op: str) -> None:
@@ -89,10 +90,13 @@ class FakeProvider:
     def sample(self, names: Sequence[str]) -> dict[str, float]:
         with self._lock:
             self._maybe_fail("sample")
+            fresh, self._baseline = self._baseline, set()
             return {
                 n: self.cpu.get(n, self.default_cpu)
                 for n in names
-                if n in self.instances and self.instances[n].status is ProviderStatus.RUNNING
+                if n in self.instances
+                and self.instances[n].status is ProviderStatus.RUNNING
+                and n not in fresh
             }
 
     def pause(self, name: str, kind: WarmKind = "paused") -> None:
@@ -124,6 +128,7 @@ class FakeProvider:
             if vcpus < inst.vcpus and not self.can_shrink:
                 raise PermanentProviderError(f"cannot shrink {name} live", instance=name)
             self.instances[name] = replace(inst, vcpus=vcpus)
+            self._baseline.add(name)  # like the real ones: the next sample is only a baseline
 
     def prepare(self, spec: InstanceSpec) -> None:
         with self._lock:
