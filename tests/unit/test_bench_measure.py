@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from vmscale.bench.measure import instance_seconds, scale_events, seconds_over_slo
+from vmscale.bench.measure import (
+    first_added_s,
+    instance_seconds,
+    scale_events,
+    seconds_over_slo,
+    tick_integral,
+)
 
 
 def _rec(t: float, lat: float | None, status: int | None = 200) -> dict[str, object]:
@@ -36,3 +42,27 @@ def test_scale_events_count_reversals() -> None:
 
     events = [d("up"), d("up"), d("down"), d("up"), {"type": "tick", "t": 1, "data": {"actual": 3}}]
     assert scale_events(events) == (4, 2, 3)
+
+
+def test_vcpu_and_parked_seconds_integrate_their_tick_figures() -> None:
+    ticks = [
+        {"type": "tick", "t": t, "data": {"actual": 1, "vcpus": v, "warm": w}}
+        for t, v, w in [(10, 1, 1), (12, 2, 1), (20, 1, 0)]
+    ]
+    assert tick_integral(ticks, "vcpus", 10.0, 25.0) == pytest.approx(2 + 16 + 5)
+    assert tick_integral(ticks, "warm", 10.0, 25.0) == pytest.approx(10)
+    old = [{"type": "tick", "t": 10, "data": {"actual": 1}}]
+    assert tick_integral(old, "vcpus", 10.0, 25.0) is None, "a log from before vCPUs were counted"
+
+
+def test_first_added_capacity_counts_from_the_first_automatic_scale_up() -> None:
+    def ev(t: float, type_: str, **data: object) -> dict[str, object]:
+        return {"type": type_, "t": t, "data": data}
+
+    manual = ev(1, "decision", direction="up", actor="alice")
+    auto = ev(5, "decision", direction="up", actor="autoscaler")
+    grown = ev(5.4, "resize", stage="serving")
+    booted = ev(9, "instance", to="ready")
+    assert first_added_s([ev(0, "instance", to="ready"), manual, auto, grown, booted]) == pytest.approx(0.4)
+    assert first_added_s([auto, booted]) == pytest.approx(4.0)
+    assert first_added_s([manual, booted]) is None, "no automatic scale-up"
