@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import time
@@ -54,7 +55,8 @@ def group_config(
 ) -> VmscaleConfig:
     """One benchmark group, named uniquely (``qemu:///system`` is shared). For libvirt,
     ``state_dir`` must be reachable by the qemu user (not under a 0700 temporary folder): the VMs'
-    overlays live there. ``max_vcpus`` gives instances room to grow, ``libvirt`` adds
+    overlays live there; its guests boot from ``$VMSCALE_IMAGE_DIR`` when set (as the e2e tests do).
+    ``max_vcpus`` gives instances room to grow, ``libvirt`` adds
     provider.libvirt settings, other keywords are whole sections (``scaling``, ``warm_pool``...)."""
     base_port = free_block(max_count + 3)
     provider_section: dict[str, Any] = (
@@ -62,7 +64,14 @@ def group_config(
         if provider == "process"
         else {
             "kind": "libvirt",
-            "libvirt": {"base_port": base_port, "call_timeout_s": 15.0, **(libvirt or {})},
+            "libvirt": {
+                "base_port": base_port,
+                "call_timeout_s": 15.0,
+                # An image folder of one's own keeps a benchmark off the guests others run from the
+                # shared one (libvirt relabels a kernel file per domain: two daemons can clash on it).
+                "image_dir": os.environ.get("VMSCALE_IMAGE_DIR", ""),
+                **(libvirt or {}),
+            },
         }
     )
     return parse_config(

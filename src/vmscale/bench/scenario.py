@@ -144,7 +144,7 @@ LENGTHS = {
     ("process", False): ShapeLengths(15, 60, 30, 90, 120, 20, 3),
     ("process", True): ShapeLengths(5, 20, 10, 30, 40, 10, 2),
     # A TCG guest boots in ~7 s and serves ~14x slower: a high phase must outlast a boot.
-    ("libvirt", False): ShapeLengths(15, 90, 40, 120, 150, 30, 3),
+    ("libvirt", False): ShapeLengths(15, 90, 40, 120, 120, 30, 3),
     ("libvirt", True): ShapeLengths(8, 45, 20, 45, 60, 20, 2),
 }
 
