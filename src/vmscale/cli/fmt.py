@@ -37,6 +37,8 @@ def decision_line(d: dict[str, Any]) -> str:
     policy, reason = d.get("policy"), str(d.get("reason"))
     why = reason if reason.startswith(f"{policy}:") else f"{policy}: {reason}"  # no "manual: manual: ..."
     line = f"{verb} {counts} ({why})"
+    if d.get("code"):  # vertical-first: which way the capacity went, and why, for machines
+        line += f" [{d['code']}]"
     actor = d.get("actor")
     if actor and actor not in ("policy", "controller", "autoscaler") and str(actor) not in line:
         line += f" by {actor}"
@@ -54,6 +56,11 @@ def event_line(ev: dict[str, Any]) -> str:
             what += f" ({data['reason']})"
     elif type_ == "decision":
         what = decision_line(data)
+    elif type_ == "resize":
+        what = f"{data.get('name')} {data.get('from')} -> {data.get('to')} vCPUs {data.get('stage')}"
+        if data.get("seconds") is not None:
+            what += f", {data['seconds']:.2f} s after the decision"
+        what += f" ({data['reason']})" if data.get("reason") else ""
     elif type_ == "endpoints":
         eps = data.get("endpoints") or []
         what = "ready endpoints: " + (", ".join(f"{e.get('name')} {e.get('url')}" for e in eps) or "none")

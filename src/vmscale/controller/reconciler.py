@@ -33,7 +33,6 @@ from vmscale.controller.operations import PREPARE_KEY, Operations, OpKind, OpRes
 from vmscale.controller.probe import Prober
 from vmscale.controller.reporting import ErrorReporter
 from vmscale.errors import InstanceNotFoundError, PermanentProviderError, ProviderError
-from vmscale.event_kinds import InstanceResized, ResizeStage
 from vmscale.metrics import ControllerMetrics
 from vmscale.metrics_sources import ExternalMetrics
 from vmscale.model import InstanceState, Sample
@@ -175,16 +174,8 @@ class Reconciler:
             if inst.state in (S.BOOTING, S.READY, S.DRAINING, S.WARM):
                 if p is None or p.status is ProviderStatus.STOPPED:
                     self.actions.fail(inst, "vanished: the provider no longer reports it running")
-                elif p.vcpus != inst.facts.vcpus and inst.timers.resize is None:
-                    # Level-triggered like the rest: a resize that never completed, or one made from
-                    # outside (virsh setvcpus), is what the instance has.
-                    was = inst.facts.vcpus
-                    self.fleet.resized(
-                        inst,
-                        InstanceResized(
-                            inst.name, ResizeStage.OBSERVED, was, p.vcpus, "the provider reports this size"
-                        ),
-                    )
+                else:
+                    resizes.listed(inst, p.vcpus, self.fleet)
             elif inst.state is S.TERMINATING and p is None:
                 self.fleet.move(inst, S.GONE, "confirmed gone")
         for name, p in listed.items():
@@ -377,7 +368,8 @@ class Reconciler:
         """Something is worth polling faster than the interval: a boot, a drain or a resize in
         progress."""
         return any(
-            (i.state in (S.BOOTING, S.DRAINING) or i.timers.resize is not None) and not self.ops.busy(i.name)
+            (i.state in (S.BOOTING, S.DRAINING) or (i.state is S.READY and i.timers.resize is not None))
+            and not self.ops.busy(i.name)
             for i in self.fleet
         )
 

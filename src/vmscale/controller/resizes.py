@@ -11,8 +11,10 @@ decision on and nothing else is launched for the same demand. Then:
 * the workload reports it -> ``serving``, with the seconds since the decision (the
   decision-to-added-capacity figure; also ``vmscale_resize_to_serving_seconds``). Until then the
   balancer weighs the instance by its old size, and the controller polls fast (``transitional``).
-* it never reports it within ``health.boot_timeout_s`` (a process resized beyond the host's CPUs
-  reports the CPUs it can use) -> taken as arrived anyway, saying what it reports.
+* the workload never reports it within ``health.boot_timeout_s`` (a process resized beyond the
+  host's CPUs reports the CPUs it can use) -> taken as arrived anyway, saying what it reports;
+* apart from any of this, the provider's listing shows another size than recorded, with no resize
+  under way -> that size (``observed``).
 
 Each step is an ``InstanceResized`` through ``Fleet.resized``: the store, the event log and the
 event stream record every resize with why.
@@ -76,6 +78,17 @@ def follow(
             f"the workload still reports {cpus} CPUs after {timeout_s:g} s (health.boot_timeout_s); "
             "counting the resize as done",
         )
+
+
+def listed(inst: Instance, vcpus: int, fleet: Fleet) -> None:
+    """The provider's listing says the instance has ``vcpus``. Level-triggered like the rest: a
+    resize whose answer was lost, or one made from outside (``virsh setvcpus``), is what it has.
+    (While a resize is in transit the listing already shows its new size.)"""
+    if vcpus != inst.facts.vcpus and inst.timers.resize is None:
+        change = InstanceResized(
+            inst.name, ResizeStage.OBSERVED, inst.facts.vcpus, vcpus, "the provider reports this size"
+        )
+        fleet.resized(inst, change)
 
 
 def arrived(inst: Instance, fleet: Fleet, metrics: ControllerMetrics | None, now: float, why: str) -> None:
