@@ -72,10 +72,8 @@ def run(args: argparse.Namespace, paths: list[str], work: Path) -> int:
             got = decision.measure_once(state, path, args.provider, n)
             raw[path].append({**got, "load_1m": load})
             shutil.rmtree(state, ignore_errors=True)
-            print(
-                f"round {rnd}: {path} {got['seconds']:.3f} s ({got['code'] or 'horizontal'}, load {load})",
-                flush=True,
-            )
+            how = got["placement"] or "horizontal"
+            print(f"round {rnd}: {path} {got['seconds']:.3f} s ({how}, load {load})", flush=True)
         write(args, n, raw)
     table = write(args, n, raw)
     print(f"{'path':<16}{'runs':>6}{'median':>10}{'min':>10}{'max':>10}  goal")

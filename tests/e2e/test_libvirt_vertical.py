@@ -84,7 +84,7 @@ def test_the_vertical_first_policy_resizes_before_it_launches(
     started = resize_events(svc, "started")
     assert started[0]["name"] == first and (started[0]["from"], started[0]["to"]) == (1, 2)
     assert started[0]["t"] < first_transition(svc, second), "the resize came before the launch"
-    codes = [d.get("code") for d in svc.controller.decisions(limit=50) if d.get("actor") == "autoscaler"]
+    codes = [d.get("placement") for d in svc.controller.decisions(limit=50) if d.get("actor") == "autoscaler"]
     assert codes[:2] == ["resize-up", "add/at-max-vcpus"], codes
 
 

@@ -100,8 +100,8 @@ def test_a_process_grows_in_place_under_load_and_shrinks_back(state_dir: Path) -
             wait_until(lambda: weight(svc, name) == 2, "HAProxy to weigh it by its 2 vCPUs", 30)
         assert load.answers and load.failed == 0, "nothing failed meanwhile"
         decided = svc.controller.decisions(limit=50)
-        decision = next(d for d in decided if d.get("code", "").startswith("resize"))
-        assert decision["code"] == "resize-up" and decision["capacity"]["resizes"] == [[name, 1, 2]]
+        decision = next(d for d in decided if d.get("placement", "").startswith("resize"))
+        assert decision["placement"] == "resize-up" and decision["capacity"]["resizes"] == [[name, 1, 2]]
         started = [e for e in events(svc, "resize") if e["stage"] == "started" and e["to"] == 2]
         assert started and started[0]["reason"].startswith("vertical-first: 1 -> 2 vCPUs wanted")
         # Idle now: three quiet samples take the vCPU back, and the backend its worker.

@@ -498,7 +498,8 @@ def test_a_resize_and_a_vertical_decision_read_as_lines() -> None:
         "desired": 1,
         "policy": "target",
         "reason": "r",
-        "code": "resize-up",
+        "code": "above_target",
+        "placement": "resize-up",
     }
     assert event_line({"t": 0, "type": "decision", "data": grow}).endswith(
         "scale up 1 -> 1 (target: r) [resize-up]"

@@ -55,7 +55,7 @@ def test_a_hot_instance_is_grown_before_anything_is_launched(tmp_path: Path) -> 
     assert rig.instance("web-1").facts.vcpus == 2
     assert [i.vcpus for i in rig.ctl.instances()] == [2], "the API shows the new size"
     decision = rig.ctl.decisions()[-1]
-    assert decision["code"] == "resize-up" and decision["direction"] == "up"
+    assert decision["placement"] == "resize-up" and decision["direction"] == "up"
     assert decision["capacity"]["resizes"] == [["web-1", 1, 2]]
     assert decision["reason"].startswith("vertical-first: 1 -> 2 vCPUs wanted: web-1 1->2 vCPUs")
     started = resize_events(rig, "started")
@@ -104,7 +104,7 @@ def test_beyond_max_vcpus_instances_are_added_at_the_templates_size(tmp_path: Pa
     # ceil(2 * 90/60) = 3 vCPUs, one more than fits.
     rig.tick(3)
     decision = rig.ctl.decisions()[-1]
-    assert decision["code"] == "add/at-max-vcpus" and decision["desired"] == 2
+    assert decision["placement"] == "add/at-max-vcpus" and decision["desired"] == 2
     rig.set_cpu(55)  # inside the dead band from here on
     rig.tick(3)
     assert rig.states() == {"web-1": "ready", "web-2": "ready"}
@@ -158,7 +158,7 @@ def two_instances(tmp_path: Path, *, can_shrink: bool) -> Rig:
 def test_where_vcpus_cannot_be_removed_exactly_the_named_instance_goes(tmp_path: Path) -> None:
     rig = two_instances(tmp_path, can_shrink=False)
     decision = rig.ctl.decisions()[-1]
-    assert decision["code"] == "remove/cannot-shrink,kept"
+    assert decision["placement"] == "remove/cannot-shrink,kept"
     assert decision["capacity"]["remove"] == ["web-2"] and decision["desired"] == 1
     rig.tick(3)
     assert rig.states() == {"web-1": "ready"}
@@ -169,7 +169,7 @@ def test_where_vcpus_cannot_be_removed_exactly_the_named_instance_goes(tmp_path:
 def test_where_vcpus_can_be_removed_the_big_one_shrinks_and_the_rest_goes(tmp_path: Path) -> None:
     rig = two_instances(tmp_path, can_shrink=True)
     decision = rig.ctl.decisions()[-1]
-    assert decision["code"] == "resize-down+remove/at-base-vcpus"
+    assert decision["placement"] == "resize-down+remove/at-base-vcpus"
     rig.tick(3)
     assert rig.states() == {"web-1": "ready"}
     assert rig.instance("web-1").facts.vcpus == 1

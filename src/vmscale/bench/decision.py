@@ -94,7 +94,11 @@ def measure_once(
         decision = next(
             e.data for e in svc.events.recent(["decision"], limit=5000) if e.data.get("actor") == "autoscaler"
         )
-        return {"seconds": seconds, "code": decision.get("code", ""), "reason": decision["reason"][:200]}
+        return {
+            "seconds": seconds,
+            "placement": decision.get("placement", ""),
+            "reason": decision["reason"][:200],
+        }
     finally:
         stop.set()
         for t in loaders:

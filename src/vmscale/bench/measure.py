@@ -6,9 +6,17 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from vmscale.event_kinds import (
+    DecisionApplied,
+    InstanceResized,
+    InstanceTransition,
+    ResizeStage,
+    TickSummary,
+    read_logged,
+)
 from vmscale.percentile import percentile
 
 
@@ -28,15 +36,15 @@ def seconds_over_slo(records: Sequence[dict[str, Any]], slo_s: float, start: flo
 
 def instance_seconds(events: Sequence[dict[str, Any]], start: float, end: float) -> float:
     """Integral of the live instance count (from tick events) over [start, end]."""
-    return tick_integral(events, "actual", start, end) or 0.0
+    return tick_integral(events, lambda tick: tick.actual, start, end) or 0.0
 
 
-def tick_integral(events: Sequence[dict[str, Any]], key: str, start: float, end: float) -> float | None:
-    """Integral of a tick figure (``actual`` instances, ``vcpus``, ``warm``) over [start, end], each
+def tick_integral(
+    events: Sequence[dict[str, Any]], figure: Callable[[TickSummary], int | None], start: float, end: float
+) -> float | None:
+    """Integral of a tick figure (live instances, their vCPUs, parked ones) over [start, end], each
     value holding until the next tick; None when no tick carries it (a log from before it existed)."""
-    ticks = sorted(
-        (e["t"], e["data"][key]) for e in events if e["type"] == "tick" and e["data"].get(key) is not None
-    )
+    ticks = [(e.t, v) for e in read_logged(events, TickSummary) if (v := figure(e.kind)) is not None]
     if not ticks:
         return None
     total, prev_t, prev_n = 0.0, start, None
@@ -56,15 +64,10 @@ def tick_integral(events: Sequence[dict[str, Any]], key: str, start: float, end:
 
 def scale_events(events: Sequence[dict[str, Any]]) -> tuple[int, int, int]:
     """(applied scale decisions, direction reversals, peak live count)."""
-    dirs = [
-        e["data"]["direction"]
-        for e in events
-        if e["type"] == "decision"
-        and e["data"].get("applied")
-        and e["data"].get("direction") in ("up", "down")
-    ]
+    decisions = read_logged(events, DecisionApplied)
+    dirs = [e.kind.direction for e in decisions if e.kind.direction in ("up", "down")]
     reversals = sum(1 for a, b in itertools.pairwise(dirs) if a != b)
-    peak = max((e["data"]["actual"] for e in events if e["type"] == "tick"), default=0)
+    peak = max((e.kind.actual for e in read_logged(events, TickSummary)), default=0)
     return len(dirs), reversals, peak
 
 
@@ -72,25 +75,17 @@ def first_added_s(events: Sequence[dict[str, Any]]) -> float | None:
     """Seconds from the first automatic scale-up decision to the first capacity it added serving: an
     instance of the group becoming ready (launched, cloned or resumed) or a live resize reaching
     the workload. None without a scale-up (or when nothing arrived)."""
-    decided = next(
-        (
-            e["t"]
-            for e in events
-            if e["type"] == "decision"
-            and e["data"].get("direction") == "up"
-            and e["data"].get("actor") == "autoscaler"
-        ),
-        None,
-    )
-    if decided is None:
+    ups = [
+        e.t
+        for e in read_logged(events, DecisionApplied)
+        if e.kind.direction == "up" and e.kind.actor == "autoscaler"
+    ]
+    if not ups:
         return None
-    for e in events:
-        if e["t"] < decided:
-            continue
-        became_ready = e["type"] == "instance" and e["data"].get("to") == "ready"
-        if became_ready or (e["type"] == "resize" and e["data"].get("stage") == "serving"):
-            return round(e["t"] - decided, 3)
-    return None
+    arrivals = [e.t for e in read_logged(events, InstanceTransition) if e.kind.dst == "ready"]
+    arrivals += [e.t for e in read_logged(events, InstanceResized) if e.kind.stage == ResizeStage.SERVING]
+    after = [t for t in arrivals if t >= ups[0]]
+    return round(min(after) - ups[0], 3) if after else None
 
 
 def figures(
@@ -102,8 +97,8 @@ def figures(
 ) -> dict[str, Any]:
     ok = [float(r["latency_s"]) for r in records if r.get("status") == 200 and r.get("latency_s") is not None]
     n_scale, reversals, peak = scale_events(events)
-    vcpu_s = tick_integral(events, "vcpus", start, end)
-    parked_s = tick_integral(events, "warm", start, end)
+    vcpu_s = tick_integral(events, lambda tick: tick.vcpus, start, end)
+    parked_s = tick_integral(events, lambda tick: tick.warm, start, end)
     return {
         "requests": len(records),
         "failed": sum(1 for r in records if r.get("status") != 200),
@@ -117,7 +112,9 @@ def figures(
         "scale_events": n_scale,
         "reversals": reversals,
         "peak_instances": peak,
-        "peak_vcpus": max((e["data"].get("vcpus") or 0 for e in events if e["type"] == "tick"), default=0),
-        "resizes": sum(1 for e in events if e["type"] == "resize" and e["data"].get("stage") == "serving"),
+        "peak_vcpus": max((e.kind.vcpus or 0 for e in read_logged(events, TickSummary)), default=0),
+        "resizes": sum(
+            1 for e in read_logged(events, InstanceResized) if e.kind.stage == ResizeStage.SERVING
+        ),
         "first_added_s": first_added_s(events),
     }

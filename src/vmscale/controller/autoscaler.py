@@ -14,8 +14,9 @@ policies' memory is then in vCPUs: a memory saved in the other unit is not resto
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 from vmscale.clock import Clock
@@ -26,7 +27,16 @@ from vmscale.controller.records import UNIT_KEY, DecisionLog, StoreRecorder, log
 from vmscale.event_kinds import DecisionApplied
 from vmscale.metrics import ControllerMetrics
 from vmscale.metrics_sources import ExternalMetrics
-from vmscale.model import Decision, Direction, InstanceState, Metric, Sample, Snapshot, direction_of
+from vmscale.model import (
+    Decision,
+    Direction,
+    InstanceState,
+    Metric,
+    ReasonCode,
+    Sample,
+    Snapshot,
+    direction_of,
+)
 from vmscale.plan.scale import Shape
 from vmscale.policy import PolicySet, PolicySetState, decision_record, observe
 from vmscale.policy.vertical import CapacityPlan, Route, Sizing, decide_vertical
@@ -177,26 +187,25 @@ class Autoscaler:
         return decision
 
     def _apply_plan(self, plan: CapacityPlan, snap: Snapshot, record: dict[str, Any]) -> None:
-        """A vertical-first decision: the count, and the shape the reconciler carries out."""
+        """A vertical-first decision: the count, and the shape the reconciler carries out. The
+        policies' reason code says why they wanted the vCPUs; ``placement`` says where they went."""
         d = plan.decision
-        figures = {
-            **d.figures,
-            "vcpus_before": float(plan.vcpus_before),
-            "vcpus_wanted": float(d.desired),
-            "vcpus_after": float(plan.vcpus_after),
+        vcpus = {
+            "vcpus_before": plan.vcpus_before,
+            "vcpus_wanted": d.desired,
+            "vcpus_after": plan.vcpus_after,
         }
-        counted = Decision(plan.desired, d.direction, plan.reason, d.policy, snap.desired, figures)
+        counted = replace(d, desired=plan.desired, reason=plan.reason, current=snap.desired)
         shape = Shape(tuple((r.name, r.vcpus_to) for r in plan.resizes), plan.remove, plan.reason)
-        self._apply(counted, "autoscaler", record, code=plan.code, shape=shape)
+        self._apply(counted, "autoscaler", record, placement=plan.placement, shape=shape, extra=vcpus)
 
     def set_desired(self, count: int, actor: str) -> None:
         lo, hi = self._scaling.group.min, self._scaling.group.max
         if not lo <= count <= hi:
             raise ValueError(f"desired must be within [min, max] = [{lo}, {hi}], got {count}")
         current = self._state.desired
-        d = Decision(
-            count, direction_of(current, count), f"manual: set to {count} by {actor}", "manual", current
-        )
+        words = f"manual: set to {count} by {actor}"
+        d = Decision(count, direction_of(current, count), words, "manual", current, code=ReasonCode.MANUAL)
         self._apply(d, actor, {"now": self._clock.now(), "manual": True})
 
     def set_paused(self, paused: bool, actor: str) -> None:
@@ -224,8 +233,9 @@ class Autoscaler:
         actor: str,
         record: dict[str, Any],
         *,
-        code: str = "",
+        placement: str = "",
         shape: Shape = Shape(),
+        extra: Mapping[str, float] = MappingProxyType({}),
     ) -> None:
         """Make ``decision`` the one in force. A manual change (or a horizontal decision) brings an
         empty shape: the sizes reached stay, and scale-in picks its own victims again."""
@@ -236,8 +246,9 @@ class Autoscaler:
             reason=decision.reason,
             policy=decision.policy,
             actor=actor,
-            code=code,
-            figures=dict(decision.figures),
+            figures={**decision.figures.to_dict(), **dict(extra)},
+            code=decision.code.value,
+            placement=placement,
         )
         with self._lock:
             up = decision.direction is Direction.UP

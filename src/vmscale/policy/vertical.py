@@ -20,7 +20,7 @@ How it decides, in two pure steps:
    asked for and ``min`` instances.
 
 The result is a ``CapacityPlan``: the instance count to run, the live resizes, the instances to
-remove, and the reason in words, with a machine-readable ``code`` beside it that says which way it
+remove, and the reason in words, with a machine-readable ``placement`` beside it that says which way it
 went and why (``"resize-up"``, ``"add/at-max-vcpus"``, ``"remove/cannot-shrink"`` ...: a ``Move``,
 then the ``Why`` codes). ``plan_capacity`` never adds capacity the decision did not ask for, and
 never removes more than it asked to remove.
@@ -49,7 +49,7 @@ class Route(StrEnum):
 
 
 class Move(StrEnum):
-    """What a vertical-first decision did, for machines (``CapacityPlan.code``)."""
+    """What a vertical-first decision did, for machines (``CapacityPlan.placement``)."""
 
     RESIZE_UP = "resize-up"
     ADD = "add"
@@ -122,7 +122,7 @@ class CapacityPlan:
         return Move.ADD if added else Move.REMOVE if removed else Move.HOLD
 
     @property
-    def code(self) -> str:
+    def placement(self) -> str:
         """Which way and why, for machines: ``"add/at-max-vcpus"``, ``"resize-up"``..."""
         return self.move.value + ("/" + ",".join(w.value for w in self.because) if self.because else "")
 
@@ -134,7 +134,7 @@ class CapacityPlan:
             "vcpus_before": self.vcpus_before,
             "vcpus_after": self.vcpus_after,
             "route": self.route.value,
-            "code": self.code,
+            "placement": self.placement,
             "because": [w.value for w in self.because],
             "reason": self.reason,
             "decision": self.decision.to_dict(),
