@@ -8,6 +8,7 @@ fakes) get the same values again with ``parse``. The dictionary keys are therefo
 ``type``       class                  when
 =============  =====================  =================================================================
 ``instance``   ``InstanceTransition``  an instance changed lifecycle state (or appeared as an orphan)
+``resize``     ``InstanceResized``     a live resize started, failed, reached the workload, or was found
 ``decision``   ``DecisionApplied``     the desired count changed, or automatic scaling was paused/resumed
 ``tick``       ``TickSummary``         once per full reconcile tick: counts, per-instance CPU, traffic
 ``endpoints``  ``EndpointsChanged``    the set of ready endpoints changed (clients that balance follow it)
@@ -89,6 +90,55 @@ class InstanceTransition:
         )
 
 
+class ResizeStage:
+    """Where a live resize is (``InstanceResized.stage``)."""
+
+    STARTED = "started"  # recorded; the provider call is under way (the vCPUs count from now)
+    SERVING = "serving"  # the workload reports the new size (``/healthz`` ``cpus``): capacity arrived
+    FAILED = "failed"  # the provider refused or failed: the instance keeps ``vcpus_from``
+    OBSERVED = "observed"  # the provider reports another size than recorded (changed from outside)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceResized:
+    """A live resize of one instance. ``seconds`` on ``serving``: from the decision it answers."""
+
+    TYPE: ClassVar[str] = "resize"
+    name: str
+    stage: str
+    vcpus_from: int
+    vcpus_to: int
+    reason: str
+    seconds: float | None = None
+
+    @property
+    def vcpus(self) -> int:
+        """The instance's vCPUs once this is recorded (a failed resize leaves the old count)."""
+        return self.vcpus_from if self.stage == ResizeStage.FAILED else self.vcpus_to
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "stage": self.stage,
+            "from": self.vcpus_from,
+            "to": self.vcpus_to,
+            "reason": self.reason,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> InstanceResized:
+        seconds = d.get("seconds")
+        return cls(
+            str(d["name"]),
+            str(d["stage"]),
+            int(d["from"]),
+            int(d["to"]),
+            str(d.get("reason", "")),
+            None if seconds is None else float(seconds),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionApplied:
     """A change a person or the autoscaler made. ``action`` is ``scale``, ``paused`` or ``resumed``;
@@ -104,6 +154,9 @@ class DecisionApplied:
     code: str = ""
     action: str = "scale"
     figures: Mapping[str, Any] = field(default_factory=dict)
+    # Vertical-first: where the capacity went and why, for machines ("resize-up", "add/at-max-vcpus";
+    # ``vmscale.policy.vertical.CapacityPlan.code``); "" for a horizontal decision.
+    placement: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,6 +167,7 @@ class DecisionApplied:
             "direction": self.direction,
             "reason": self.reason,
             "code": self.code,
+            "placement": self.placement,
             "policy": self.policy,
             "actor": self.actor,
             "applied": True,
@@ -134,6 +188,7 @@ class DecisionApplied:
             actor=str(d.get("actor", "")),
             code=str(d.get("code", "")),
             action=str(d.get("action", "scale")),
+            placement=str(d.get("placement", "")),
             figures=dict(d.get("figures") or {}),
         )
 
@@ -154,6 +209,7 @@ class TickSummary:
     instances: Mapping[str, InstanceBrief] = field(default_factory=dict)
     latency_p95_s: float | None = None
     rps: float | None = None
+    vcpus: int | None = None  # of the instances counted in ``actual`` (what the group pays for)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,6 +217,7 @@ class TickSummary:
             "actual": self.actual,
             "ready": self.ready,
             "warm": self.warm,
+            "vcpus": self.vcpus,
             "instances": {n: {"state": b.state, "cpu": b.cpu} for n, b in self.instances.items()},
             "latency_p95_s": self.latency_p95_s,
             "rps": self.rps,
@@ -179,6 +236,7 @@ class TickSummary:
             },
             latency_p95_s=d.get("latency_p95_s"),
             rps=d.get("rps"),
+            vcpus=None if d.get("vcpus") is None else int(d["vcpus"]),
         )
 
 
@@ -218,7 +276,15 @@ class ErrorReported:
 
 
 KINDS: Mapping[str, Any] = {
-    k.TYPE: k for k in (InstanceTransition, DecisionApplied, TickSummary, EndpointsChanged, ErrorReported)
+    k.TYPE: k
+    for k in (
+        InstanceTransition,
+        InstanceResized,
+        DecisionApplied,
+        TickSummary,
+        EndpointsChanged,
+        ErrorReported,
+    )
 }
 
 

@@ -8,7 +8,9 @@ Two kinds, chosen by ``[health] kind``:
 * ``http`` — ``GET endpoint + path`` without following redirects. Healthy means the status is in
   ``expected_status`` (default any 2xx or 3xx, as Kubernetes probes and HAProxy's checks judge it:
   a ``/healthz`` answering 204 is ready). A JSON body with an integer ``inflight`` (the fib
-  backend's) adds the requests in progress; any other body is fine.
+  backend's) adds the requests in progress, and integers ``cpus`` and ``workers`` the CPUs it
+  serves with (the smaller of the two: a live resize has arrived when the workload both has the
+  CPUs and runs on them); any other body is fine.
 * ``tcp`` — a TCP connect to the endpoint's host and port, for services with no HTTP health.
 """
 
@@ -31,6 +33,7 @@ class HealthResult:
     ok: bool
     inflight: int | None = None
     error: str | None = None
+    cpus: int | None = None  # CPUs the workload says it serves with (None: it does not say)
 
 
 class HealthChecker(Protocol):
@@ -67,22 +70,34 @@ class HttpHealthChecker:
             return HealthResult(False, error=f"{type(exc).__name__}: {exc}".strip())
         if not self.rule.accepts(r.status_code):
             return HealthResult(False, error=f"HTTP {r.status_code} (healthy: {self.rule})")
-        return HealthResult(True, inflight=_inflight(r))
+        body = _json_object(r)
+        return HealthResult(True, inflight=_int(body, "inflight"), cpus=_serving_cpus(body))
 
     def close(self) -> None:
         self._client.close()
 
 
-def _inflight(r: httpx.Response) -> int | None:
-    """The optional in-flight count from a JSON body such as the fib backend's ``{"inflight": 3}``."""
+def _json_object(r: httpx.Response) -> dict[str, object]:
+    """The body as a JSON object, or {} (no body, not JSON, not an object: any body is fine)."""
     if not r.content:
-        return None
+        return {}
     try:
         body = r.json()
     except ValueError:
-        return None
-    value = body.get("inflight") if isinstance(body, dict) else None
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _int(body: dict[str, object], key: str) -> int | None:
+    """An optional integer field such as the fib backend's ``{"inflight": 3}``."""
+    value = body.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _serving_cpus(body: dict[str, object]) -> int | None:
+    """The CPUs the workload serves with: the smaller of ``cpus`` and ``workers`` when it says both."""
+    said = [v for v in (_int(body, "cpus"), _int(body, "workers")) if v is not None]
+    return min(said) if said else None
 
 
 class TcpHealthChecker:
@@ -122,13 +137,14 @@ class FakeHealthChecker:
     def __init__(self) -> None:
         self.down: set[str] = set()
         self.inflight: dict[str, int] = {}
+        self.cpus: dict[str, int] = {}  # what the workload reports; absent: it does not say
         self.probes: list[str] = []
 
     def check(self, endpoint: str) -> HealthResult:
         self.probes.append(endpoint)
         if endpoint in self.down:
             return HealthResult(False, error="connection refused (fake)")
-        return HealthResult(True, inflight=self.inflight.get(endpoint, 0))
+        return HealthResult(True, inflight=self.inflight.get(endpoint, 0), cpus=self.cpus.get(endpoint))
 
     def close(self) -> None:
         pass

@@ -45,7 +45,7 @@ _DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
 # Provider calls the controller makes, and the error classes of vmscale.errors they raise; their
 # counters exist at 0 from the start. Another kind (a bug's exception) still counts, under its name.
-PROVIDER_OPERATIONS = ("launch", "terminate", "list", "sample", "pause", "resume")
+PROVIDER_OPERATIONS = ("launch", "terminate", "list", "sample", "pause", "resume", "resize", "prepare")
 PROVIDER_ERROR_KINDS = ("TemporaryProviderError", "PermanentProviderError", "InstanceNotFoundError")
 
 # One gauge per metric the policies read, each with its unit in its name.
@@ -121,6 +121,13 @@ class ControllerMetrics:
             buckets=_DURATION_BUCKETS,
             registry=r,
         )
+        self.resize_to_serving = Histogram(
+            "vmscale_resize_to_serving_seconds",
+            "From the decision to the workload serving with the vCPUs a live resize gave it",
+            ["group"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
         self.provider_errors = Counter(
             "vmscale_provider_errors_total", "Provider errors", ["group", "operation", "kind"], registry=r
         )
@@ -137,6 +144,7 @@ class ControllerMetrics:
             self.launch_seconds,
             self.terminate_seconds,
             self.time_to_ready,
+            self.resize_to_serving,
             self.health_failures,
             self.replacements,
             self.ticks,

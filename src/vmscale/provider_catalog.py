@@ -32,24 +32,25 @@ class Capabilities:
         return f"the {self.kind} provider needs `pip install 'vmscale[{self.extra}]'`{build}"
 
 
-# ``resize`` is False until the Resizer role is implemented (issue 17): flip it with the code.
+# ``resize`` says which kinds play the ``Resizer`` role (``providers/base.py``); a unit test holds each
+# provider class to it. ``vmscale config check`` refuses vertical-first scaling without it.
 CATALOG: dict[str, Capabilities] = {
     "process": Capabilities(
         kind="process",
         warm_kinds=("paused",),
-        resize=False,
+        resize=True,
         warm_note="a process can only be paused with SIGSTOP: it has no state saved on disk",
     ),
     "libvirt": Capabilities(
         kind="libvirt",
         warm_kinds=("paused", "saved"),
-        resize=False,
+        resize=True,
         extra="libvirt",
         module="libvirt",
         build_needs="libvirt-dev",
         warm_note="a VM can be paused, its memory held, or saved, its memory on disk",
     ),
-    "fake": Capabilities(kind="fake", warm_kinds=("paused", "saved"), resize=False),
+    "fake": Capabilities(kind="fake", warm_kinds=("paused", "saved"), resize=True),
 }
 
 

@@ -62,9 +62,13 @@ def group_config(
     policies: list[dict[str, Any]] | None = None,
     api_port: int | None = None,
     warm_pool: dict[str, Any] | None = None,
+    libvirt: dict[str, Any] | None = None,
+    **sections: Any,
 ) -> dict[str, Any]:
-    """A config (as a dict, for parse_config or a TOML file) for one libvirt group on loopback."""
-    return {
+    """A config (as a dict, for parse_config or a TOML file) for one libvirt group on loopback.
+    ``libvirt`` adds provider.libvirt settings; other keywords replace whole sections
+    (``template``, ``scaling``, ``health``...)."""
+    data = {
         "group": {
             "name": group,
             "min": min_count,
@@ -79,6 +83,7 @@ def group_config(
                 "image_dir": str(image_dir),
                 "base_port": free_block(max_count + 2),
                 "call_timeout_s": 10.0,
+                **(libvirt or {}),
             },
         },
         "template": {"vcpus": 1, "memory_mb": 512},
@@ -91,6 +96,7 @@ def group_config(
         "state": {"dir": str(state_dir)},
         **({"warm_pool": warm_pool} if warm_pool else {}),
     }
+    return {**data, **sections}
 
 
 def to_toml(data: dict[str, Any]) -> str:

@@ -478,3 +478,29 @@ def test_every_command_teaches_with_examples(command: tuple[str, ...]) -> None:
 def test_help_documents_environment_overrides(command: list[str]) -> None:
     text = help_text(*command)
     assert "VMSCALE_<SECTION>__<SETTING>=value" in text and "VMSCALE_GROUP__MAX=6" in text
+
+
+def test_a_resize_and_a_vertical_decision_read_as_lines() -> None:
+    from vmscale.cli.fmt import event_line
+
+    resize = {
+        "name": "web-1",
+        "stage": "serving",
+        "from": 1,
+        "to": 2,
+        "reason": "the workload serves with 2 CPUs",
+    }
+    line = event_line({"t": 0, "type": "resize", "data": {**resize, "seconds": 0.42}})
+    assert "resize    web-1 1 -> 2 vCPUs serving, 0.42 s after the decision (the workload serves" in line
+    grow = {
+        "direction": "up",
+        "current": 1,
+        "desired": 1,
+        "policy": "target",
+        "reason": "r",
+        "code": "above_target",
+        "placement": "resize-up",
+    }
+    assert event_line({"t": 0, "type": "decision", "data": grow}).endswith(
+        "scale up 1 -> 1 (target: r) [resize-up]"
+    )

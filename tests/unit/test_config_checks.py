@@ -143,6 +143,30 @@ def test_the_warm_pool_rule_asks_the_provider_catalog(monkeypatch: pytest.Monkey
     assert "the libvirt provider cannot keep warm instances 'saved'" in found["warm_pool.kind"]
 
 
+def test_vertical_first_asks_the_provider_catalog_whether_it_can_resize(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = {"scaling": {"mode": "vertical-first"}, "template": {"vcpus": 1, "max_vcpus": 2}}
+    parse_config(data)  # the process provider resizes (a cgroup quota and its worker count)
+    monkeypatch.setitem(CATALOG, "process", CATALOG["process"].__class__("process", ("paused",), False))
+    found = problems_of(data)
+    assert list(found) == ["scaling.mode"]
+    assert "the process provider cannot resize a running instance" in found["scaling.mode"]
+    assert "provider.kind = 'libvirt'" in found["scaling.mode"]
+
+
+def test_vertical_first_is_refused_with_cluster_hosts() -> None:
+    found = problems_of(
+        {
+            "provider": {"kind": "libvirt"},
+            "scaling": {"mode": "vertical-first"},
+            "template": {"vcpus": 1, "max_vcpus": 2},
+            "cluster": {"hosts": [{"name": "a", "uri": "qemu+tls://a/system"}]},
+        }
+    )
+    assert "not available with [[cluster.hosts]]" in found["scaling.mode"]
+
+
 def test_what_works_passes(tmp_path: Path) -> None:
     image = tmp_path / "debian.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "16M"], check=True, timeout=30)

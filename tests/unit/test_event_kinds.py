@@ -12,6 +12,7 @@ from vmscale.event_kinds import (
     ErrorReported,
     EventKind,
     InstanceBrief,
+    InstanceResized,
     InstanceTransition,
     TickSummary,
     parse,
@@ -25,7 +26,10 @@ KINDS: list[EventKind] = [
     TickSummary(
         2, 2, 1, 0, {"web-1": InstanceBrief("ready", 55.0), "web-2": InstanceBrief("booting")}, 0.12, 8.0
     ),
+    TickSummary(1, 1, 1, 0, {"web-1": InstanceBrief("ready", 40.0)}, vcpus=3),
     EndpointsChanged((Endpoint("web-1", "http://127.0.0.1:18101"),)),
+    InstanceResized("web-1", "started", 1, 2, "vertical-first: web-1 1->2 vCPUs"),
+    InstanceResized("web-1", "serving", 1, 2, "the workload serves with 2 CPUs", seconds=0.42),
     ErrorReported("provider.launch", "launch failed (TemporaryProviderError): busy", "web-3"),
 ]
 

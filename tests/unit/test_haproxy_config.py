@@ -15,7 +15,7 @@ from vmscale.config.health import HealthConfig
 from vmscale.errors import LoadBalancerError
 from vmscale.lb.base import LoadBalancer, Server
 from vmscale.lb.haproxy import HaproxyLoadBalancer, _state_of
-from vmscale.lb.haproxy_config import HaproxyPaths, render_config, server_args
+from vmscale.lb.haproxy_config import HaproxyPaths, render_config, server_args, weight_command
 from vmscale.lb.haproxy_log import LOG_FORMAT
 from vmscale.lb.haproxy_runtime import RuntimeApi, parse_servers_state, parse_show_stat
 from vmscale.lb.none import NullBalancer
@@ -122,8 +122,8 @@ def test_every_request_of_the_group_is_logged_to_the_latency_socket(tmp_path: Pa
 def test_runtime_server_args_are_valid_haproxy_server_settings(tmp_path: Path) -> None:
     """Whatever ``add server`` is given must also parse as a static ``server`` line."""
     config = HaproxyConfig(check_inter_s=0.25, check_rise=2, check_fall=3, server_maxconn=8)
-    args = server_args(config, Server("web-1", "127.0.0.1", 18101))
-    assert args.startswith("127.0.0.1:18101 check inter 250ms rise 2 fall 3")
+    args = server_args(config, Server("web-1", "127.0.0.1", 18101, weight=3))
+    assert args.startswith("127.0.0.1:18101 check inter 250ms rise 2 fall 3 weight 3")
     base = render_config(config, "web", HaproxyPaths(tmp_path))
     result = haproxy_check(write(tmp_path, base + f"\nbackend probe\n    server web-1 {args}\n"))
     assert result.returncode == 0, result.stderr
@@ -188,6 +188,14 @@ def test_parse_servers_state_reads_address_and_admin_flags() -> None:
     )
     assert two.draining and not two.in_maint
     assert three.in_maint and not three.check_enabled  # freshly added: maint, checks off
+    assert (one.weight, two.weight) == (1, 1)
+    grown = parse_servers_state(SERVERS_STATE.replace("127.0.0.1 2 0 1 1", "127.0.0.1 2 0 2 1"))
+    assert grown["web-1"].weight == 2, "srv_uweight: the weight vmscale set"
+
+
+@pytest.mark.parametrize(("vcpus", "weight"), [(1, 1), (4, 4), (0, 1), (300, 256)])
+def test_a_weight_is_what_haproxy_accepts(vcpus: int, weight: int) -> None:
+    assert weight_command("web/web-1", vcpus) == f"set server web/web-1 weight {weight}"
 
 
 def test_parse_empty_backend() -> None:

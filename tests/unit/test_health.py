@@ -86,6 +86,24 @@ def test_inflight_is_an_optional_extra(body: bytes, inflight: int | None) -> Non
     assert ok and got == inflight
 
 
+@pytest.mark.parametrize(
+    ("body", "cpus"),
+    [
+        pytest.param(b'{"status":"ok","workers":2,"cpus":2}', 2, id="a-resize-arrived"),
+        pytest.param(b'{"workers":1,"cpus":2}', 1, id="the-cpu-is-online-but-no-worker-runs-on-it"),
+        pytest.param(b'{"workers":2,"cpus":1}', 1, id="workers-beyond-the-cpus-it-may-use"),
+        pytest.param(b'{"cpus":3}', 3, id="cpus-alone"),
+        pytest.param(b'{"status":"ok"}', None, id="a-workload-that-does-not-say"),
+        pytest.param(b'{"cpus":true}', None, id="a-bool-is-not-a-count"),
+    ],
+)
+def test_the_cpus_a_workload_serves_with(body: bytes, cpus: int | None) -> None:
+    """The smaller of the CPUs it has and the workers it runs: a live resize has reached the
+    workload once both have grown (the controller's capacity in transit ends there)."""
+    checker = HttpHealthChecker(transport=httpx.MockTransport(lambda _: httpx.Response(200, content=body)))
+    assert checker.check(ENDPOINT).cpus == cpus
+
+
 def test_transport_errors_are_unhealthy_not_raised() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)

@@ -74,3 +74,14 @@ def test_injected_failures_surface_once() -> None:
     assert lb.in_rotation() == {"web-1"}
     with pytest.raises(LoadBalancerError):
         lb.drain("web-9")
+
+
+def test_a_new_weight_keeps_the_servers_sessions_like_haproxys_set_weight() -> None:
+    lb = FakeLoadBalancer()
+    lb.sync({"web-1": A})
+    lb.set_sessions("web-1", 2)
+    lb.sync({"web-1": Server("web-1", "127.0.0.1", 18101, weight=2)})
+    assert lb.weights() == {"web-1": 2}
+    assert lb.stats()["web-1"].sessions_current == 2, "the same server, weighed anew"
+    lb.sync({"web-1": Server("web-1", "127.0.0.1", 18199, weight=2)})
+    assert lb.stats()["web-1"].sessions_current == 0, "a new address is a new server"

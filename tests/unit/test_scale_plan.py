@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vmscale.model import InstanceState
-from vmscale.plan.scale import Member, ScalePlan, plan_scale
+from vmscale.plan.scale import Member, ScalePlan, Shape, plan_scale
 
 S = InstanceState
 
@@ -129,6 +129,103 @@ def test_plan(members: list[Member], desired: int, pool: int, can_launch: bool, 
     assert plan_scale(members, desired, pool, can_launch=can_launch) == expected
 
 
+NAMED = "scale-in: named by the vertical-first decision"
+
+# A vertical-first decision's shape, carried out exactly: (members, desired, shape, can_resize, expected).
+SHAPED = [
+    pytest.param(
+        [m(1, S.READY), m(2, S.READY)],
+        2,
+        Shape(sizes=(("web-1", 2),)),
+        True,
+        ScalePlan(resize=(("web-1", 2),)),
+        id="a-size-resizes-the-named-instance-and-launches-nothing",
+    ),
+    pytest.param(
+        [m(1, S.READY, vcpus=4)],
+        3,
+        Shape(sizes=(("web-1", 4),)),
+        True,
+        ScalePlan(launch=2),
+        id="resized-already-then-launches-the-rest-at-template-size",
+    ),
+    pytest.param(
+        [m(1, S.READY), m(2, S.READY)],
+        3,
+        Shape(sizes=(("web-1", 2), ("web-2", 2))),
+        True,
+        ScalePlan(resize=(("web-1", 2), ("web-2", 2)), launch=1),
+        id="resizes-first-and-launches-beside-them",
+    ),
+    pytest.param(
+        [m(1, S.READY, busy=True), m(2, S.BOOTING), m(3, S.WARM, pool=True)],
+        2,
+        Shape(sizes=(("web-1", 2), ("web-2", 2), ("web-3", 2), ("web-9", 2))),
+        True,
+        ScalePlan(),
+        id="only-ready-instances-free-of-calls-are-resized",
+    ),
+    pytest.param(
+        [m(1, S.READY)],
+        1,
+        Shape(sizes=(("web-1", 2),)),
+        False,
+        ScalePlan(),
+        id="a-resize-back-off-waits",
+    ),
+    pytest.param(
+        [m(1, S.READY, cpu=90.0), m(2, S.READY, cpu=5.0), m(3, S.READY, cpu=50.0)],
+        2,
+        Shape(remove=("web-1",)),
+        True,
+        ScalePlan(drain=(("web-1", f"{NAMED} (cpu 90%)"),)),
+        id="named-removal-drains-exactly-that-one-not-the-least-busy",
+    ),
+    pytest.param(
+        [m(1, S.READY, cpu=5.0), m(2, S.READY, cpu=5.0, busy=True)],
+        1,
+        Shape(remove=("web-2",)),
+        True,
+        ScalePlan(),
+        id="a-named-victim-with-a-call-in-flight-is-waited-for",
+    ),
+    pytest.param(
+        [m(1, S.READY, cpu=5.0), m(2, S.READY, cpu=50.0), m(3, S.BOOTING)],
+        1,
+        Shape(remove=("web-2",)),
+        True,
+        ScalePlan(
+            drain=(("web-2", f"{NAMED} (cpu 50%)"),),
+            stop=(("web-3", "scale-in before it was ready"),),
+        ),
+        id="an-excess-the-names-do-not-cover-falls-back-to-the-ranking",
+    ),
+    pytest.param(
+        [m(1, S.READY), m(2, S.READY)],
+        1,
+        Shape(sizes=(("web-2", 2),), remove=("web-2",)),
+        True,
+        ScalePlan(drain=(("web-2", f"{NAMED} (cpu 0%)"),)),
+        id="an-instance-on-its-way-out-is-not-resized",
+    ),
+    pytest.param(
+        [m(1, S.READY)],
+        1,
+        Shape(remove=("web-1",)),
+        True,
+        ScalePlan(),
+        id="names-do-nothing-without-an-excess",
+    ),
+]
+
+
+@pytest.mark.parametrize(("members", "desired", "shape", "can_resize", "expected"), SHAPED)
+def test_a_vertical_first_shape(
+    members: list[Member], desired: int, shape: Shape, can_resize: bool, expected: ScalePlan
+) -> None:
+    assert plan_scale(members, desired, 0, can_launch=True, shape=shape, can_resize=can_resize) == expected
+
+
 states = st.sampled_from([S.PENDING, S.BOOTING, S.READY, S.WARM, S.RESUMING, S.DRAINING, S.FAILED])
 
 
@@ -161,3 +258,19 @@ def test_the_plan_never_overshoots_and_never_touches_a_busy_instance(
     assert arriving <= max(desired, live), "a plan never brings the group above what is asked"
     leaving = len(plan.drain) + sum(1 for n, r in plan.stop if r.startswith("scale-in"))
     assert live - leaving >= min(desired, live), "a plan never takes the group below what is asked"
+
+
+@given(fleets(), st.integers(0, 10), st.data())
+def test_a_shaped_plan_resizes_only_ready_instances_free_of_calls_that_stay(
+    members: list[Member], desired: int, data: st.DataObject
+) -> None:
+    names = [x.name for x in members] + ["web-99"]
+    sizes = data.draw(st.lists(st.tuples(st.sampled_from(names), st.integers(1, 4)), max_size=4))
+    remove = data.draw(st.lists(st.sampled_from(names), max_size=3, unique=True))
+    plan = plan_scale(members, desired, 0, can_launch=True, shape=Shape(tuple(sizes), tuple(remove)))
+    by_name = {x.name: x for x in members}
+    going = {n for n, _ in plan.drain} | {n for n, _ in plan.stop}
+    for name, vcpus in plan.resize:
+        x = by_name[name]
+        assert x.state is S.READY and not x.busy and not x.pool and x.vcpus != vcpus and name not in going
+    assert not {n for n, _ in plan.drain} & {x.name for x in members if x.busy}

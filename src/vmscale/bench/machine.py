@@ -34,6 +34,17 @@ def describe() -> dict[str, Any]:
     }
 
 
+def wait_for_quiet(max_load: float | None, max_wait_s: float = 900.0, poll_s: float = 5.0) -> float:
+    """Wait (at most ``max_wait_s``) until the 1-minute load average is at or below ``max_load``, so a
+    measurement on a shared machine starts when the others' work has come and gone; returns the
+    load average it starts at (``None``: no waiting). Bounded: a machine that never calms down is
+    measured anyway, and the load is recorded with the figures."""
+    deadline = time.monotonic() + max_wait_s
+    while max_load is not None and os.getloadavg()[0] > max_load and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    return round(os.getloadavg()[0], 2)
+
+
 def write_result(name: str, payload: dict[str, Any], out: Path | None = None) -> Path:
     path = out or RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

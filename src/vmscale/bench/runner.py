@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -47,26 +49,42 @@ def group_config(
     max_count: int,
     interval_s: float = 1.0,
     provider: Provider = "process",
+    max_vcpus: int | None = None,
+    libvirt: dict[str, Any] | None = None,
+    **sections: Any,
 ) -> VmscaleConfig:
-    """One benchmark group. For libvirt, ``state_dir`` must be reachable by the qemu user (not
-    under a 0700 temporary folder): the VMs' overlays live there."""
-    base_port = free_block(max_count + 2)
+    """One benchmark group, named uniquely (``qemu:///system`` is shared). For libvirt,
+    ``state_dir`` must be reachable by the qemu user (not under a 0700 temporary folder): the VMs'
+    overlays live there; its guests boot from ``$VMSCALE_IMAGE_DIR`` when set (as the e2e tests do).
+    ``max_vcpus`` gives instances room to grow, ``libvirt`` adds
+    provider.libvirt settings, other keywords are whole sections (``scaling``, ``warm_pool``...)."""
+    base_port = free_block(max_count + 3)
     provider_section: dict[str, Any] = (
         {"kind": "process", "process": {"base_port": base_port}}
         if provider == "process"
-        else {"kind": "libvirt", "libvirt": {"base_port": base_port, "call_timeout_s": 15.0}}
+        else {
+            "kind": "libvirt",
+            "libvirt": {
+                "base_port": base_port,
+                "call_timeout_s": 15.0,
+                # An image folder of one's own keeps a benchmark off the guests others run from the
+                # shared one (libvirt relabels a kernel file per domain: two daemons can clash on it).
+                "image_dir": os.environ.get("VMSCALE_IMAGE_DIR", ""),
+                **(libvirt or {}),
+            },
+        }
     )
     return parse_config(
         {
             "group": {
-                "name": "bench",
+                "name": "bench" + uuid.uuid4().hex[:6],
                 "min": min_count,
                 "max": max_count,
                 "initial": min_count,
                 "interval_s": interval_s,
             },
             "provider": provider_section,
-            "template": {"vcpus": 1, "memory_mb": 512},
+            "template": {"vcpus": 1, "memory_mb": 512, "max_vcpus": max_vcpus},
             "policies": policies,
             "health": {"timeout_s": 1.0, "boot_timeout_s": 30} if provider == "process" else TCG_HEALTH,
             "drain": {"timeout_s": 10 if provider == "process" else 30, "grace_s": 0.3},
@@ -74,6 +92,7 @@ def group_config(
             "launch": {"terminate_timeout_s": 10.0 if provider == "process" else 2.0},
             "api": {"bind": f"127.0.0.1:{free_port()}"},
             "state": {"dir": str(state_dir)},
+            **sections,
         },
         "bench",
     )

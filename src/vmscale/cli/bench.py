@@ -17,7 +17,7 @@ import typer
 BENCHMARKS = {
     "reaction": "from a load step to the scale-up decision; flapping on a steady load",
     "boot": "decision to serving, per provider and path (process, warm pool, libvirt cold/paused/saved)",
-    "scenario": "the original experiment three ways: fixed, the original rule, vmscale (latency, SLO, cost)",
+    "scenario": "the original rule, the HPA's defaults and vmscale's variants under step, ramp and bursts",
     "metrics": "cost of one metrics sample for 10, 100 and 1,000 libvirt domains",
     "simulate": "simulator speed: a 24 h, 1 s trace for a 1,000-instance group",
     "haproxy": "runtime-API latency, time to first request, throughput, failures over scale-in cycles",
@@ -26,6 +26,7 @@ BENCHMARKS = {
     "placement": "placement cost over 100 hosts x 1,000 instances; host facts and listing over libvirt",
     "migration": "live migration of a serving guest between namespaced hosts; drain time for 1, 2, 4 guests",
     "capacity": "call to added capacity serving (TCG): cold boot, warm pools, vCPU hot-add, snapshot clone",
+    "decision": "the controller's decision to added capacity serving: the same five paths, through the loop",
     "host-failure": "a host's libvirtd killed: detection, replacement ready, first answer (TCG, netns hosts)",
 }
 _SCRIPT = {
@@ -57,8 +58,9 @@ def bench(
 
     * **reaction**: from a load step to the scale-up decision; flapping on a steady load
     * **boot**: decision to serving, per provider and path (cold, paused pool, saved pool)
-    * **scenario**: fixed vs the original rule vs vmscale: latency, seconds over SLO, cost
-      (add `--provider libvirt` for TCG guests)
+    * **scenario**: the original rule, the HPA's defaults and vmscale (cold, warm pool,
+      vertical-first, clones) under a step, a ramp and bursts: seconds over SLO, instance- and
+      vCPU-seconds (add `--provider libvirt` for TCG guests)
     * **metrics**: one metrics sample for 10/100/1,000 libvirt domains
     * **simulate**: simulator speed on a 24 h trace for 1,000 instances
     * **haproxy**: balancer runtime API and loss-free scale-in
@@ -67,6 +69,8 @@ def bench(
     * **placement**: one placement decision over 100 hosts, 1,000 placed, drain and consolidation
     * **migration**: live migration of a serving guest (root: network namespaces), drain time
     * **host-failure**: a host's libvirtd killed: to its guest replaced and serving (root)
+    * **capacity**: a provider call to added capacity serving, per path (TCG)
+    * **decision**: the controller's scale-up decision to added capacity serving, per path
 
     Examples:
 

@@ -6,7 +6,14 @@ import json
 from datetime import datetime
 from typing import Any
 
-from vmscale.event_kinds import EndpointsChanged, ErrorReported, InstanceTransition, TickSummary, parse
+from vmscale.event_kinds import (
+    EndpointsChanged,
+    ErrorReported,
+    InstanceResized,
+    InstanceTransition,
+    TickSummary,
+    parse,
+)
 
 
 def clock(t: Any) -> str:
@@ -39,6 +46,8 @@ def decision_line(d: dict[str, Any]) -> str:
     policy, reason = d.get("policy"), str(d.get("reason"))
     why = reason if reason.startswith(f"{policy}:") else f"{policy}: {reason}"  # no "manual: manual: ..."
     line = f"{verb} {counts} ({why})"
+    if d.get("placement"):  # vertical-first: where the capacity went, and why, for machines
+        line += f" [{d['placement']}]"
     actor = d.get("actor")
     if actor and actor not in ("policy", "controller", "autoscaler") and str(actor) not in line:
         line += f" by {actor}"
@@ -55,6 +64,11 @@ def event_line(ev: dict[str, Any]) -> str:
         what = f"{kind.name} {kind.src} -> {kind.dst}" + (f" ({kind.reason})" if kind.reason else "")
     elif type_ == "decision":
         what = decision_line(data)
+    elif isinstance(kind, InstanceResized):
+        what = f"{kind.name} {kind.vcpus_from} -> {kind.vcpus_to} vCPUs {kind.stage}"
+        if kind.seconds is not None:
+            what += f", {kind.seconds:.2f} s after the decision"
+        what += f" ({kind.reason})" if kind.reason else ""
     elif isinstance(kind, EndpointsChanged):
         what = "ready endpoints: " + (", ".join(f"{e.name} {e.url}" for e in kind.endpoints) or "none")
     elif isinstance(kind, TickSummary):

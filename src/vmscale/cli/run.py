@@ -104,13 +104,14 @@ def down(
     """Remove every instance of the group (and its balancer), e.g. after `up --keep-instances`.
 
     Uses the provider's own records (process records, libvirt metadata), so it also finds
-    instances the database forgot.
+    instances the database forgot. The group's golden snapshots (`launch = "clone"`) go too.
 
     Example:
 
         vmscale down -c vmscale.toml
     """
     cfg = _load(config)
+    from vmscale.providers.base import Cloner
     from vmscale.service import build_lb, build_provider, state_dir_of
     from vmscale.store import InstanceRow, open_state_store
 
@@ -134,6 +135,8 @@ def down(
                 InstanceRow(name, cfg.group.name, 0, "gone"), time.time(), src="?", reason="vmscale down"
             )
             typer.echo(f"terminated {name}")
+        if isinstance(provider, Cloner):  # the golden snapshots (launch = "clone") go with the group
+            provider.drop_goldens(cfg.group.name)
         build_lb(cfg, state).stop()
     except ProviderUnavailableError as exc:
         _fail(str(exc), 2)  # e.g. libvirtd not running: the message says how to start it

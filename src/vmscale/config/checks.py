@@ -116,7 +116,7 @@ def metric_references(v: Validated) -> Iterable[Problem]:
 
 
 def vertical_room(v: Validated) -> Iterable[Problem]:
-    """Vertical-first scaling needs instances that can grow."""
+    """Vertical-first scaling needs instances that can grow, and a provider that can grow them."""
     if not v.has("scaling", "template") or v.sections["scaling"].mode != "vertical-first":
         return
     template = v.sections["template"]
@@ -125,6 +125,22 @@ def vertical_room(v: Validated) -> Iterable[Problem]:
             "template.max_vcpus",
             "scaling.mode = 'vertical-first' needs room to grow: set template.max_vcpus above "
             f"template.vcpus ({template.vcpus})",
+        )
+    if not v.has("provider"):
+        return
+    kind = v.sections["provider"].kind
+    if not capabilities(kind).resize:
+        able = sorted(k for k, c in CATALOG.items() if c.resize and k != "fake")
+        yield Problem(
+            "scaling.mode",
+            f"the {kind} provider cannot resize a running instance, which vertical-first scaling does; "
+            f"use mode = 'horizontal', or provider.kind = {' or '.join(map(repr, able))}",
+        )
+    elif v.has("cluster") and v.sections["cluster"].hosts:
+        yield Problem(
+            "scaling.mode",
+            "vertical-first scaling is not available with [[cluster.hosts]] yet (their domains are "
+            "defined without room to grow); use mode = 'horizontal', or one host",
         )
 
 

@@ -3,7 +3,9 @@ the provider as an asynchronous call (see ``operations``).
 
 Recording first is what makes a crash at any point recoverable: an instance is ``pending`` in the
 store before the provider is asked to launch it, and ``terminating`` before it is asked to remove
-it, so restart recovery can finish or undo the step (``recovery.py``).
+it, so restart recovery can finish or undo the step (``recovery.py``). A resize is recorded at its
+new size before the provider is asked (the vCPUs count as capacity on their way from then on); the
+provider's own listing corrects the record if the call never completes.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from functools import partial
 
 from vmscale.clock import Clock
 from vmscale.controller.backoff import Backoff
-from vmscale.controller.fleet import Facts, Fleet, Instance, Purpose, Timers
+from vmscale.controller.fleet import Facts, Fleet, Instance, Purpose, Timers, Transit
 from vmscale.controller.membership import Membership
-from vmscale.controller.operations import Operations, OpKind
+from vmscale.controller.operations import PREPARE_KEY, Operations, OpKind
+from vmscale.event_kinds import InstanceResized, ResizeStage
 from vmscale.hooks import HookSubject, LifecycleHooks
 from vmscale.model import InstanceState
 from vmscale.providers.base import InstanceSpec, ProviderRoles, WarmKind
@@ -82,6 +85,27 @@ class Actions:
         inst.timers.wanted_at = wanted_at
         self._fleet.take_from_pool(inst, "taken from the warm pool")
         self._ops.start(inst.name, OpKind.RESUME, self._clock.monotonic(), pool.resume, inst.name)
+
+    def resize(self, inst: Instance, vcpus: int, reason: str, wanted_at: float | None) -> None:
+        """Resize a ready instance live. It keeps serving; the new vCPUs count from now, and are
+        followed until the workload reports them (``Transit``)."""
+        resizer = self._roles.resizer
+        assert resizer is not None, "only a provider with the resizer role is asked to resize"
+        before, now = inst.facts.vcpus, self._clock.monotonic()
+        inst.timers.resize = Transit(before, vcpus, now, wanted_at)
+        self._fleet.resized(inst, InstanceResized(inst.name, ResizeStage.STARTED, before, vcpus, reason))
+        self._ops.start(inst.name, OpKind.RESIZE, now, resizer.resize, inst.name, vcpus)
+
+    def prepare(self) -> bool:
+        """Have the provider make the group's golden snapshot now, on a worker (the group serves
+        meanwhile). False when the provider boots every instance (nothing to prepare)."""
+        cloner = self._roles.cloner
+        key = PREPARE_KEY + self._group
+        if cloner is None or self._ops.busy(key):
+            return False
+        spec = self._make_spec(f"{self._group}-golden", 0)
+        self._ops.start(key, OpKind.PREPARE, self._clock.monotonic(), cloner.prepare, spec)
+        return True
 
     def park(self, inst: Instance, kind: WarmKind) -> None:
         pool = self._roles.warm_pool

@@ -28,10 +28,10 @@ from vmscale.config.schema import VmscaleConfig
 from vmscale.control import GroupStatus, HostInfo, InstanceInfo
 from vmscale.controller import loop
 from vmscale.controller.actions import Actions
-from vmscale.controller.autoscaler import Autoscaler, build_snapshot
+from vmscale.controller.autoscaler import Autoscaler, build_snapshot, vertical_sizing
 from vmscale.controller.backoff import Backoff
 from vmscale.controller.executor import worker_pool
-from vmscale.controller.fleet import Fleet, Instance
+from vmscale.controller.fleet import Fleet, FleetChange, Instance
 from vmscale.controller.hosts_step import build_host_step
 from vmscale.controller.membership import Membership
 from vmscale.controller.operations import Operations
@@ -41,7 +41,7 @@ from vmscale.controller.records import DecisionLog, StoreRecorder
 from vmscale.controller.recovery import recover
 from vmscale.controller.reporting import ErrorReporter
 from vmscale.controller.telemetry import Telemetry
-from vmscale.event_kinds import InstanceTransition
+from vmscale.event_kinds import InstanceResized
 from vmscale.events import EventBus
 from vmscale.health import HealthChecker, build_health_checker
 from vmscale.integrations import Integrations
@@ -109,7 +109,14 @@ class Controller:
         log = DecisionLog(cfg.group.name, recorder, self.events, self.metrics)
         external = integrations.external_metrics if integrations is not None else None
         self.autoscaler = Autoscaler(
-            policies, cfg.group, recorder, log, self.metrics, self.clock, external=external
+            policies,
+            cfg.group,
+            recorder,
+            log,
+            self.metrics,
+            self.clock,
+            external=external,
+            vertical=vertical_sizing(cfg, roles.resizer),
         )
         self.host_step = build_host_step(
             cfg, roles, fleet, ops, actions, recorder, self.events.publish, report, self.clock
@@ -138,10 +145,20 @@ class Controller:
     def fleet(self) -> Fleet:
         return self.reconciler.fleet
 
-    def _on_transition(self, inst: Instance, change: InstanceTransition) -> None:
+    def _on_transition(self, inst: Instance, change: FleetChange) -> None:
         """Fleet listener: events for every change; a gone instance's CPU series leaves /metrics."""
-        loop.log.info("%s %s -> %s: %s", change.name, change.src, change.dst, change.reason)
         self.events.publish(change)
+        if isinstance(change, InstanceResized):
+            loop.log.info(
+                "%s resize %d -> %d vCPUs %s: %s",
+                change.name,
+                change.vcpus_from,
+                change.vcpus_to,
+                change.stage,
+                change.reason,
+            )
+            return
+        loop.log.info("%s %s -> %s: %s", change.name, change.src, change.dst, change.reason)
         if change.dst == S.GONE.value:
             self.metrics.forget_instance(change.name)
 
@@ -178,6 +195,7 @@ class Controller:
             rec.report,
             self.clock.monotonic(),
         )
+        rec.actions.prepare()  # the golden snapshot (launch = "clone"), on a worker: the group serves on
         self.recovered = True
 
     def tick(self, full: bool = True) -> None:
@@ -201,7 +219,7 @@ class Controller:
                 snap = build_snapshot(self.fleet, state.desired, self.cfg.group, traffic, now, external)
                 decision = self.autoscaler.decide(snap)
         state = self.autoscaler.state
-        rec.execute(state.desired, mono, state.last_scale_up)
+        rec.execute(state.desired, mono, state.last_scale_up, state.shape)
         rec.progress_drains(mono)
         self.host_step.act(state.desired, decision, mono, full=full)
         rec.sync_balancer()

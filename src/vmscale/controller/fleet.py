@@ -7,19 +7,22 @@ records it, the event bus publishes it, the metrics forget a gone instance's ser
 writes those, so a state seen in the API, the database and the log is always the same state.
 
 The other fields of a record (what the provider said, health counters, samples, timers) are
-written by the reconcile step that measures them; they never change what the instance *is*.
+written by the reconcile step that measures them; they never change what the instance *is*. The
+one exception is its size: a live resize changes ``Facts.vcpus`` through ``Fleet.resized``, which
+hands the listeners an ``InstanceResized`` the same way (the store updates the row, the bus
+publishes it), so the size seen in the API, the database and the log is one size too.
 """
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from urllib.parse import urlsplit
 
 from vmscale.controller.backoff import Backoff
-from vmscale.event_kinds import NO_STATE, InstanceTransition
+from vmscale.event_kinds import NO_STATE, InstanceResized, InstanceTransition
 from vmscale.model import LIVE_STATES, InstanceSnapshot, InstanceState, Sample, can_transition
 from vmscale.store import InstanceRow
 
@@ -53,6 +56,22 @@ class Facts:
         return parts.hostname, parts.port
 
 
+@dataclass(frozen=True, slots=True)
+class Transit:
+    """A live resize on its way: recorded (``Facts.vcpus`` is ``vcpus_to`` already, so it counts as
+    capacity) but not yet taken by the workload. Monotonic times."""
+
+    vcpus_from: int
+    vcpus_to: int
+    started: float  # when the resize was recorded (the deadline for the workload counts from it)
+    wanted_at: float | None = None  # the decision it answers (decision-to-serving)
+
+    @property
+    def serving_vcpus(self) -> int:
+        """What the workload serves with meanwhile: the old size growing, the new one shrinking."""
+        return min(self.vcpus_from, self.vcpus_to)
+
+
 @dataclass(slots=True)
 class Timers:
     """Deadlines and durations, all on the monotonic clock."""
@@ -61,12 +80,14 @@ class Timers:
     launched: float = 0.0  # when the launch (or adoption) started: the boot timeout counts from it
     wanted_at: float | None = None  # the scale-up this instance answers (decision-to-ready histogram)
     drain_started: float | None = None
+    resize: Transit | None = None  # a live resize the workload has not taken yet
 
 
 @dataclass(slots=True)
 class Health:
     failures: int = 0  # consecutive failed probes while ready
     inflight: int | None = None  # requests in progress, from the workload's own health answer
+    cpus: int | None = None  # CPUs the workload serves with, from its health answer (None: not said)
 
 
 class Instance:
@@ -117,6 +138,12 @@ class Instance:
         """Counts toward the group's size (``actual``): live, including on its way from the pool."""
         return self.purpose is Purpose.GROUP and self._state in LIVE_STATES
 
+    @property
+    def serving_vcpus(self) -> int:
+        """The vCPUs it serves with now (a resize in transit has not arrived yet): its balancer weight."""
+        transit = self.timers.resize
+        return transit.serving_vcpus if transit is not None else self.facts.vcpus
+
     def latest_cpu(self) -> float | None:
         for s in reversed(self.samples):
             if s.cpu is not None:
@@ -148,17 +175,19 @@ class Instance:
         )
 
 
-Listener = Callable[[Instance, InstanceTransition], None]
+FleetChange = InstanceTransition | InstanceResized
+Listener = Callable[[Instance, FleetChange], None]
 
 
 @dataclass(frozen=True, slots=True)
 class Counts:
-    """How many instances are in each state, and the three figures everyone asks for."""
+    """How many instances are in each state, and the figures everyone asks for."""
 
     by_state: Mapping[str, int]
     actual: int  # counting toward the group (see ``Instance.in_group``)
     ready: int
     warm: int
+    vcpus: int = 0  # of the instances counted in ``actual``
 
 
 class Fleet:
@@ -214,6 +243,24 @@ class Fleet:
             self._table.pop(inst.name, None)
         self._notify(inst, _change(inst, src.value, dst.value, reason))
 
+    def resized(self, inst: Instance, change: InstanceResized) -> None:
+        """A live resize moved on (see ``InstanceResized``): the record takes the size it says.
+
+        Its samples per vCPU (CPU percent, in flight per vCPU) are re-expressed in the new size: the
+        same demand on more vCPUs is a smaller share of each, so a policy weighing the instance by its
+        new size reads the load it had, not that load times the growth (which asked for yet more)."""
+        before, after = inst.facts.vcpus, change.vcpus
+        if after != before:
+            inst.facts = Facts(inst.facts.endpoint, after, inst.facts.details)
+            ratio = before / after
+            for i, s in enumerate(inst.samples):
+                inst.samples[i] = replace(
+                    s,
+                    cpu=None if s.cpu is None else s.cpu * ratio,
+                    inflight=None if s.inflight is None else s.inflight * ratio,
+                )
+        self._notify(inst, change)
+
     def take_from_pool(self, inst: Instance, reason: str) -> None:
         """A parked instance joins the group: its purpose and its state change in one record."""
         inst.purpose = Purpose.GROUP
@@ -221,13 +268,14 @@ class Fleet:
 
     def counts(self) -> Counts:
         by_state = {s.value: 0 for s in S if s is not S.GONE}
-        actual = 0
+        actual = vcpus = 0
         for inst in self._table.values():
             by_state[inst.state.value] += 1
             actual += inst.in_group
-        return Counts(by_state, actual, by_state[S.READY.value], by_state[S.WARM.value])
+            vcpus += inst.facts.vcpus if inst.in_group else 0
+        return Counts(by_state, actual, by_state[S.READY.value], by_state[S.WARM.value], vcpus)
 
-    def _notify(self, inst: Instance, change: InstanceTransition) -> None:
+    def _notify(self, inst: Instance, change: FleetChange) -> None:
         for listener in self._listeners:
             listener(inst, change)
 

@@ -28,8 +28,10 @@ class Traffic:
 
 
 def _server(inst: Instance) -> Server | None:
+    """The balancer's view of an instance; weighed by the vCPUs it serves with (a resize in transit
+    counts once the workload has taken it)."""
     hp = inst.facts.host_port
-    return Server(inst.name, *hp) if hp is not None else None
+    return Server(inst.name, *hp, weight=inst.serving_vcpus) if hp is not None else None
 
 
 class Membership:

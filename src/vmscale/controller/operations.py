@@ -1,6 +1,6 @@
 """The provider calls in flight: at most one per instance, each with a typed kind and a start time.
 
-Launches, terminations, parks and resumes take seconds to minutes (a VM boot, a graceful shutdown,
+Launches, terminations, parks, resumes and resizes take seconds to minutes (a VM boot, a graceful shutdown,
 a managed-save restore), so the reconcile loop never waits for one: ``start`` submits the call to an
 executor and ``collect`` hands back the finished ones, as frozen ``OpResult`` values, on a later
 tick. A finished call wakes the loop (``on_done``) so its result is acted on at once.
@@ -30,10 +30,14 @@ class OpKind(StrEnum):
     MIGRATE = "migrate"  # live migration to another host (drain, consolidation): it keeps serving
     FENCE = "fence"  # removing a second copy of a name from a host that came back (plan/fencing.py)
     HOST_COMMAND = "host-command"  # the command for a host left empty (keyed "host:NAME")
+    RESIZE = "resize"  # a ready instance's vCPUs, live (vertical-first); it serves on meanwhile
+    PREPARE = "prepare"  # the group's golden snapshot, made ahead (keyed ``PREPARE_KEY``, no instance)
 
 
 # Calls the host step starts and collects (``hosts_step``); the reconciler hands their results on.
 HOST_KINDS = frozenset({OpKind.MIGRATE, OpKind.FENCE, OpKind.HOST_COMMAND})
+
+PREPARE_KEY = "golden:"  # + the group: what the prepare call is tracked under (never an instance name)
 
 
 @dataclass(frozen=True, slots=True)

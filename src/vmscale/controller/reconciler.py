@@ -1,19 +1,22 @@
 """The reconciler: makes what exists match the desired count, one level-triggered step at a time.
 
-    collect   finished provider calls: launched -> booting, terminated -> gone, parked -> warm, ...
+    collect   finished provider calls: launched -> booting, terminated -> gone, parked -> warm,
+              resized -> in transit (``resizes.py``), the golden prepared (or why not), ...
     observe   the provider's list against the table: what vanished fails, what is unknown is an
-              orphan (recorded as failed, so the plan's clean-up removes it); the listing goes on
-              to the host step (silent hosts, fencing)
-    probe     health: booting -> ready (or parked, for the pool); ready -> failed after N misses
+              orphan (recorded as failed, so the plan's clean-up removes it), a size that differs
+              is taken from the provider; the listing goes on to the host step (silent hosts, fencing)
+    probe     health: booting -> ready (or parked, for the pool); ready -> failed after N misses;
+              a resize in transit has arrived once the workload reports the new size
     sample    one sample per instance: CPU from the provider, traffic from the balancer, requests in
               flight from the probe; returns the group's traffic figures
-    execute   the scale plan (``vmscale.plan.scale``) for the desired count
+    execute   the scale plan (``vmscale.plan.scale``) for the desired count (and, vertical-first,
+              the decision's sizes and named removals)
     drains    draining -> terminating once nothing is in flight, or at the drain timeout
     sync      the balancer's server set, every tick
 
 It knows nothing of policies or the API: it is handed the desired count. Every call to the
-provider that can fail over and over (launch, list, sample, each instance's terminate) backs off
-with the same rule (``Backoff``).
+provider that can fail over and over (launch, list, sample, resize, each instance's terminate)
+backs off with the same rule (``Backoff``).
 """
 
 from __future__ import annotations
@@ -21,18 +24,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vmscale.config.schema import VmscaleConfig
+from vmscale.controller import resizes
 from vmscale.controller.actions import Actions
 from vmscale.controller.backoff import Backoff
 from vmscale.controller.fleet import Facts, Fleet, Instance, Purpose
 from vmscale.controller.membership import Membership, Traffic
-from vmscale.controller.operations import HOST_KINDS, Operations, OpKind, OpResult
+from vmscale.controller.operations import HOST_KINDS, PREPARE_KEY, Operations, OpKind, OpResult
 from vmscale.controller.probe import Prober
 from vmscale.controller.reporting import ErrorReporter
 from vmscale.errors import InstanceNotFoundError, PermanentProviderError, ProviderError
 from vmscale.metrics import ControllerMetrics
 from vmscale.metrics_sources import ExternalMetrics
 from vmscale.model import InstanceState, Sample
-from vmscale.plan.scale import Member, plan_scale
+from vmscale.plan.scale import Member, Shape, plan_scale
 from vmscale.providers.base import ProviderInstance, ProviderRoles, ProviderStatus
 
 S = InstanceState
@@ -45,6 +49,7 @@ class Backoffs:
     launch: Backoff
     listing: Backoff
     sampling: Backoff
+    resize: Backoff
 
 
 class Reconciler:
@@ -70,7 +75,7 @@ class Reconciler:
         self.report = report
         self._metrics = metrics
         first = Backoff(cfg.launch.backoff_initial_s, cfg.launch.backoff_max_s)
-        self.backoffs = Backoffs(first, first, first)
+        self.backoffs = Backoffs(first, first, first, first)
 
     @property
     def _group(self) -> str:
@@ -88,11 +93,23 @@ class Reconciler:
                 others.append(result)
             elif inst is not None:
                 self._finished(inst, result, now_wall, now)
+            elif result.kind is OpKind.PREPARE:
+                self._prepared(result)
         return others
+
+    def _prepared(self, r: OpResult) -> None:
+        """The golden snapshot was made ahead (or could not be: the first clone launch makes it)."""
+        if r.error is not None:
+            self.report.provider_error("prepare", r.error, r.name.removeprefix(PREPARE_KEY))
 
     def _finished(self, inst: Instance, r: OpResult, now_wall: float, now: float) -> None:
         if r.kind in (OpKind.LAUNCH_HOOK, OpKind.TERMINATE_HOOK):
             self._hooks_answered(inst, r, now_wall, now)
+            return
+        if r.kind is OpKind.RESIZE:
+            self.backoffs.resize = resizes.resize_finished(
+                inst, r, self.fleet, self.report, self.backoffs.resize, now
+            )
             return
         if r.kind is OpKind.LAUNCH:
             if r.error is not None:
@@ -165,6 +182,8 @@ class Reconciler:
             if inst.state in (S.BOOTING, S.READY, S.DRAINING, S.WARM):
                 if p is None or p.status is ProviderStatus.STOPPED:
                     self.actions.fail(inst, "vanished: the provider no longer reports it running")
+                else:
+                    resizes.listed(inst, p.vcpus, self.fleet)
             elif inst.state is S.TERMINATING and p is None:
                 self.fleet.move(inst, S.GONE, "confirmed gone")
         for name, p in listed.items():
@@ -187,10 +206,15 @@ class Reconciler:
     def probe(self, now_wall: float, now: float, *, full: bool) -> None:
         """Booting -> ready (or parked), ready -> failed after ``unhealthy_threshold`` misses in a row.
         Ready instances are probed on full ticks only, so the threshold keeps meaning "consecutive
-        intervals" however often fast ticks run."""
+        intervals" however often fast ticks run; a ready one with a resize in transit is probed on
+        fast ticks too (only to see the resize arrive: a miss there counts for nothing)."""
         states = (S.BOOTING, S.READY, S.DRAINING) if full else (S.BOOTING, S.DRAINING)
         targets = [
-            i for i in self.fleet if not self.ops.busy(i.name) and i.facts.endpoint and i.state in states
+            i
+            for i in self.fleet
+            if not self.ops.busy(i.name)
+            and i.facts.endpoint
+            and (i.state in states or (i.state is S.READY and i.timers.resize is not None))
         ]
         if not targets:
             return
@@ -199,6 +223,12 @@ class Reconciler:
         for inst in targets:
             r = results[inst.name]
             inst.health.inflight = r.inflight
+            if r.ok and r.cpus is not None:
+                inst.health.cpus = r.cpus
+            if r.ok and inst.timers.resize is not None:
+                resizes.follow(inst, self.fleet, self._metrics, now, hc.boot_timeout_s)
+            if inst.state is S.READY and not full:
+                continue
             if inst.state is S.BOOTING:
                 if r.ok and inst.purpose is Purpose.POOL:
                     self.actions.park(inst, self._cfg.warm_pool.kind)
@@ -243,6 +273,11 @@ class Reconciler:
             except ProviderError as exc:
                 self.backoffs.sampling = self.backoffs.sampling.failed(now)
                 self.report.provider_error("sample", exc, None, self.backoffs.sampling)
+        for name in names:
+            if self.ops.kind_of(name) is OpKind.RESIZE:
+                # A percentage of the old size or the new? Neither is right mid-call: no value (on
+                # the way up the policies count a missing sample as idle, the HPA's rule).
+                cpu.pop(name, None)
         stats = self.membership.stats()
         # A p95 is a p95: a balancer's mean response time is never passed off as one.
         backend = self.membership.backend_stats()
@@ -270,8 +305,9 @@ class Reconciler:
 
     # ------------------------------------------------------------------ execute, drains, sync
 
-    def execute(self, desired: int, now: float, wanted_at: float | None) -> None:
-        """Carry out the scale plan for ``desired`` (see ``vmscale.plan.scale``)."""
+    def execute(self, desired: int, now: float, wanted_at: float | None, shape: Shape = Shape()) -> None:
+        """Carry out the scale plan for ``desired`` and, vertical-first, the decision's ``shape``
+        (see ``vmscale.plan.scale``): resizes first, then resumes and launches, then removals."""
         members = [
             Member(
                 i.name,
@@ -281,12 +317,23 @@ class Reconciler:
                 busy=self.ops.busy(i.name),
                 cpu=i.latest_cpu(),
                 retry_ready=i.timers.terminate.ready(now),
+                vcpus=i.facts.vcpus,
             )
             for i in self.fleet
         ]
         can_launch = self.backoffs.launch.ready(now)
-        plan = plan_scale(members, desired, self._cfg.warm_pool.size, can_launch=can_launch)
+        plan = plan_scale(
+            members,
+            desired,
+            self._cfg.warm_pool.size,
+            can_launch=can_launch,
+            shape=shape,
+            can_resize=self.roles.resizer is not None and self.backoffs.resize.ready(now),
+        )
         wanted = wanted_at if wanted_at is not None else now
+        for name, vcpus in plan.resize:
+            if (inst := self.fleet.get(name)) is not None:
+                self.actions.resize(inst, vcpus, shape.reason or "resize asked for", wanted)
         for name in plan.resume:
             inst = self.fleet.get(name)
             if inst is not None:
@@ -327,8 +374,13 @@ class Reconciler:
         self.membership.sync(self.fleet)
 
     def transitional(self) -> bool:
-        """Something is worth polling faster than the interval: a boot or a drain in progress."""
-        return any(i.state in (S.BOOTING, S.DRAINING) and not self.ops.busy(i.name) for i in self.fleet)
+        """Something is worth polling faster than the interval: a boot, a drain or a resize in
+        progress."""
+        return any(
+            (i.state in (S.BOOTING, S.DRAINING) or (i.state is S.READY and i.timers.resize is not None))
+            and not self.ops.busy(i.name)
+            for i in self.fleet
+        )
 
 
 def _index_of(name: str) -> int:

@@ -11,14 +11,15 @@ import logging
 from typing import Any
 
 from vmscale.clock import Clock
-from vmscale.controller.fleet import Instance
-from vmscale.event_kinds import DecisionApplied, InstanceTransition
+from vmscale.controller.fleet import FleetChange, Instance
+from vmscale.event_kinds import DecisionApplied, InstanceResized
 from vmscale.events import EventBus
 from vmscale.metrics import ControllerMetrics
 from vmscale.policy import PolicySetState
 from vmscale.store import GroupRow, HostWishRow, InstanceRow, Store
 
 log = logging.getLogger("vmscale.controller")
+UNIT_KEY = "unit"  # in the saved policy state: what the policies counted ("instances" or "vcpus")
 
 
 class StoreRecorder:
@@ -27,8 +28,12 @@ class StoreRecorder:
         self._group = group
         self._clock = clock
 
-    def on_transition(self, inst: Instance, change: InstanceTransition) -> None:
-        """Fleet listener: every real change is written before the provider is asked to act on it."""
+    def on_transition(self, inst: Instance, change: FleetChange) -> None:
+        """Fleet listener: every real change is written before the provider is asked to act on it
+        (a resize updates the row's vCPUs, with no transition record: the state did not change)."""
+        if isinstance(change, InstanceResized):
+            self._store.put_instance(inst.row(self._group), self._clock.now())
+            return
         if change.src == change.dst:  # an adoption at restart: already recorded
             return
         self._store.put_instance(
@@ -46,8 +51,12 @@ class StoreRecorder:
     def put_host_wish(self, row: HostWishRow) -> None:
         self._store.put_host_wish(row)
 
-    def save_group(self, desired: int, paused: bool, state: PolicySetState) -> None:
-        self._store.save_group(self._group, desired, paused, state.to_dict(), self._clock.now())
+    def save_group(
+        self, desired: int, paused: bool, state: PolicySetState, *, unit: str = "instances"
+    ) -> None:
+        """``unit``: what the policies count (their memory is in it; see ``Autoscaler.restore``)."""
+        saved = {**state.to_dict(), UNIT_KEY: unit}
+        self._store.save_group(self._group, desired, paused, saved, self._clock.now())
 
     def load_group(self) -> GroupRow | None:
         return self._store.load_group(self._group)

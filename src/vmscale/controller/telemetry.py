@@ -88,6 +88,7 @@ class Telemetry:
             instances={i.name: InstanceBrief(i.state, i.cpu) for i in instances},
             latency_p95_s=traffic.latency_p95_s,
             rps=traffic.rps,
+            vcpus=counts.vcpus,
         )
         self._events.publish(tick)
         with self._history_lock:

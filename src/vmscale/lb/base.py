@@ -19,6 +19,9 @@ class Server:
     name: str  # the instance name
     host: str
     port: int
+    # Its share of new requests against the others': the vCPUs it serves with, so a grown instance
+    # gets more (round-robin and least-connections both weigh by it). ``sync`` applies a change.
+    weight: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,7 +67,9 @@ class FakeLoadBalancer:
                 del self.members[name]
         for name, server in servers.items():
             member = self.members.get(name)
-            if member is None or member.server != server:
+            if member is not None and member.server == replace(server, weight=member.server.weight):
+                member.server = server  # a new weight only (HAProxy's ``set server ... weight``)
+            elif member is None or member.server != server:
                 member = self.members[name] = FakeMember(server)
             member.draining = name in draining
         for name in draining:
@@ -122,6 +124,9 @@ class FakeLoadBalancer:
     def restart(self) -> None:
         """Simulate a balancer restart: the runtime state (all servers) is forgotten."""
         self.members.clear()
+
+    def weights(self) -> dict[str, int]:
+        return {n: m.server.weight for n, m in self.members.items()}
 
     def in_rotation(self) -> set[str]:
         """Servers that receive new requests (present, healthy, not draining)."""

@@ -2,7 +2,8 @@
 server list only through the runtime API, never by reloading.
 
 Lifecycle of a server (see ``vmscale.lb.base`` for who calls what):
-    add     ``add server`` (it arrives in maintenance) → ``enable health`` → ``enable server``
+    add     ``add server ... weight W`` (it arrives in maintenance) → ``enable health`` → ``enable server``
+    weight  ``set server B/S weight W`` when the instance's vCPUs changed (a live resize), by ``sync``
     drain   ``set server B/S state drain``: no new requests, in-flight ones finish
     remove  ``set server B/S state maint`` → ``shutdown sessions`` (only left-overs after the
             controller's drain wait) → ``del server``
@@ -34,7 +35,14 @@ from vmscale.config.haproxy import HaproxyConfig
 from vmscale.config.health import HealthConfig
 from vmscale.errors import LoadBalancerError
 from vmscale.lb.base import Server, ServerStats
-from vmscale.lb.haproxy_config import HaproxyPaths, check_ident, render_config, server_args
+from vmscale.lb.haproxy_config import (
+    HaproxyPaths,
+    check_ident,
+    clamp_weight,
+    render_config,
+    server_args,
+    weight_command,
+)
 from vmscale.lb.haproxy_log import LatencyTracker, LogReceiver
 from vmscale.lb.haproxy_runtime import RuntimeApi, ServerState
 
@@ -254,8 +262,11 @@ class HaproxyLoadBalancer:
             have = None
         if have is None:
             self._add(server, draining=draining)
-        elif have.in_maint or not have.check_enabled or have.draining != draining:
+            return
+        if have.in_maint or not have.check_enabled or have.draining != draining:
             self._enable(server.name, draining=draining)
+        if have.weight != clamp_weight(server.weight):
+            self.api.expect(weight_command(self._ref(server.name), server.weight))
 
     def sync(self, servers: Mapping[str, Server], draining: frozenset[str] = frozenset()) -> None:
         """Repair every difference. An HAProxy that vmscale started and that died since is started

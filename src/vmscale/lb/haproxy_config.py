@@ -148,6 +148,16 @@ frontend stats
 """
 
 
+def clamp_weight(weight: int) -> int:
+    """HAProxy takes weights 0..256; 0 would take the server out of rotation, which a weight never means."""
+    return max(1, min(256, weight))
+
+
+def weight_command(ref: str, weight: int) -> str:
+    """The runtime command that gives the server ``ref`` (backend/server) a new weight."""
+    return f"set server {ref} weight {clamp_weight(weight)}"
+
+
 def server_args(config: HaproxyConfig, server: Server) -> str:
     """Arguments after ``add server B/S`` — the per-server settings a static config would have
     put in ``default-server``."""
@@ -160,6 +170,7 @@ def server_args(config: HaproxyConfig, server: Server) -> str:
         f"inter {_ms(config.check_inter_s)}",
         f"rise {config.check_rise}",
         f"fall {config.check_fall}",
+        f"weight {clamp_weight(server.weight)}",
     ]
     if config.observe_error_limit:
         parts += ["observe layer4", f"error-limit {config.observe_error_limit}", "on-error mark-down"]

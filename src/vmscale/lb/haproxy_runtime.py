@@ -37,6 +37,7 @@ class ServerState:
     op_state: int  # 0 stopped, 1 starting, 2 running, 3 stopping
     admin_state: int
     check_state: int
+    weight: int = 1  # srv_uweight: the weight vmscale set (the one ``set server ... weight`` changes)
 
     @property
     def in_maint(self) -> bool:
@@ -71,6 +72,7 @@ def parse_servers_state(text: str) -> dict[str, ServerState]:
                 op_state=int(row["srv_op_state"]),
                 admin_state=int(row["srv_admin_state"]),
                 check_state=int(row["srv_check_state"]),
+                weight=int(row.get("srv_uweight", 1)),
             )
         except (KeyError, ValueError) as exc:
             raise LoadBalancerError(f"unexpected 'show servers state' line: {line!r}") from exc

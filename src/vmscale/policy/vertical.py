@@ -20,8 +20,10 @@ How it decides, in two pure steps:
    asked for and ``min`` instances.
 
 The result is a ``CapacityPlan``: the instance count to run, the live resizes, the instances to
-remove, and the reason in words. ``plan_capacity`` never adds capacity the decision did not ask
-for, and never removes more than it asked to remove.
+remove, and the reason in words, with a machine-readable ``placement`` beside it that says which way it
+went and why (``"resize-up"``, ``"add/at-max-vcpus"``, ``"remove/cannot-shrink"`` ...: a ``Move``,
+then the ``Why`` codes). ``plan_capacity`` never adds capacity the decision did not ask for, and
+never removes more than it asked to remove.
 """
 
 from __future__ import annotations
@@ -44,6 +46,29 @@ class Route(StrEnum):
     HORIZONTAL = "horizontal"  # only instances added or removed
     BOTH = "vertical+horizontal"  # resized, and the rest as instances
     NONE = "none"
+
+
+class Move(StrEnum):
+    """What a vertical-first decision did, for machines (``CapacityPlan.placement``)."""
+
+    RESIZE_UP = "resize-up"
+    ADD = "add"
+    RESIZE_UP_ADD = "resize-up+add"
+    RESIZE_DOWN = "resize-down"
+    REMOVE = "remove"
+    RESIZE_DOWN_REMOVE = "resize-down+remove"
+    HOLD = "hold"
+
+
+class Why(StrEnum):
+    """Why it went that way (instances rather than vCPUs, or less than asked)."""
+
+    AT_MAX_VCPUS = "at-max-vcpus"  # every ready instance already has template.max_vcpus
+    NONE_READY = "none-ready"  # no ready instance to grow
+    AT_MAX_COUNT = "at-max-count"  # the group's max bounded the instances added
+    AT_BASE_VCPUS = "at-base-vcpus"  # shrunk to template.vcpus: the rest comes off as instances
+    CANNOT_SHRINK = "cannot-shrink"  # the provider cannot remove vCPUs live: whole instances go
+    KEPT = "kept"  # some excess kept: no whole instance fits in it, or the group is at its min
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +106,25 @@ class CapacityPlan:
     route: Route
     reason: str
     decision: Decision
+    count_before: int = 0  # the instance count in force before it
+    because: tuple[Why, ...] = ()
+
+    @property
+    def move(self) -> Move:
+        up = any(r.vcpus_to > r.vcpus_from for r in self.resizes)
+        down = any(r.vcpus_to < r.vcpus_from for r in self.resizes)
+        added = self.desired > self.count_before
+        removed = self.desired < self.count_before or bool(self.remove)
+        if up:
+            return Move.RESIZE_UP_ADD if added else Move.RESIZE_UP
+        if down:
+            return Move.RESIZE_DOWN_REMOVE if removed else Move.RESIZE_DOWN
+        return Move.ADD if added else Move.REMOVE if removed else Move.HOLD
+
+    @property
+    def placement(self) -> str:
+        """Which way and why, for machines: ``"add/at-max-vcpus"``, ``"resize-up"``..."""
+        return self.move.value + ("/" + ",".join(w.value for w in self.because) if self.because else "")
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -90,6 +134,8 @@ class CapacityPlan:
             "vcpus_before": self.vcpus_before,
             "vcpus_after": self.vcpus_after,
             "route": self.route.value,
+            "placement": self.placement,
+            "because": [w.value for w in self.because],
             "reason": self.reason,
             "decision": self.decision.to_dict(),
         }
@@ -138,6 +184,7 @@ class _Placement:
         self.cancelled = 0  # instances wanted but not launched yet that the plan drops
         self.removed: list[str] = []
         self.notes: list[str] = []
+        self.because: list[Why] = []
 
     def grow(self, need: int) -> int:
         """Add up to ``need`` vCPUs to ready instances, smallest first; returns what did not fit."""
@@ -209,19 +256,25 @@ def plan_capacity(snapshot: Snapshot, decision: Decision, sizing: Sizing) -> Cap
         if left:
             added = math.ceil(left / base)
             room = max(0, snapshot.max_count - work.count)
+            full = f"every ready instance at its max of {sizing.max_vcpus}" if work.ready else "none ready"
+            work.because.append(Why.AT_MAX_VCPUS if work.ready else Why.NONE_READY)
             if added > room:
                 work.notes.append(f"only {room} more instance(s) within max {snapshot.max_count}")
+                work.because.append(Why.AT_MAX_COUNT)
                 added = room
-            full = f"every ready instance at its max of {sizing.max_vcpus}" if work.ready else "none ready"
             work.notes.append(f"{left} vCPU(s) did not fit ({full})")
             work.count += added
     elif want < before:
         excess = work.shrink(before - want) if sizing.can_shrink else before - want
         if not sizing.can_shrink:
             work.notes.append("this provider cannot remove vCPUs live")
+            work.because.append(Why.CANNOT_SHRINK)
+        elif excess:
+            work.because.append(Why.AT_BASE_VCPUS)
         left = work.remove(excess, snapshot.min_count)
         if left:
             work.notes.append(f"{left} vCPU(s) kept (no whole instance fits in them, or at min)")
+            work.because.append(Why.KEPT)
     resizes = work.resizes()
     after = before + sum(r.vcpus_to - r.vcpus_from for r in resizes) + added * base
     after -= sum(work.original[n] for n in work.removed) + work.cancelled * base
@@ -244,6 +297,8 @@ def plan_capacity(snapshot: Snapshot, decision: Decision, sizing: Sizing) -> Cap
         route=route,
         reason=_reason(before, want, resizes, added, work, decision),
         decision=decision,
+        count_before=snapshot.desired,
+        because=tuple(work.because),
     )
 
 

@@ -2,10 +2,12 @@
 
 A provider is the only thing that knows how to make an instance exist. It plays small roles,
 each a Protocol of its own: ``Lifecycle`` (launch, terminate, list, close) and ``CpuSampler``
-(sample) every provider has; ``WarmPool`` (pause, resume, and the parking kinds it supports) and
-``Migrator`` (live migration to another host) are optional. ``ProviderRoles.of`` sorts a
-provider object into its roles once, at start-up, and each part of the controller receives only
-the roles it uses. The controller assumes only what is written here:
+(sample) every provider has; ``WarmPool`` (pause, resume, and the parking kinds it supports),
+``Migrator`` (live migration to another host), ``Resizer`` (a running instance's vCPUs, live) and
+``Cloner`` (launch from a group's golden snapshot, made ahead) are optional. ``ProviderRoles.of``
+sorts a provider object into its roles once, at start-up, and each part of the controller receives
+only the roles it uses. Which kinds have which role is declared once, in ``vmscale.provider_catalog``,
+and a unit test holds the classes to it. The controller assumes only what is written here:
 
 * **Launches are slow, asynchronous and may fail halfway.** ``launch`` returns once the
   instance has been *started* (a process spawned, a domain defined and started); it does not
@@ -28,6 +30,12 @@ the roles it uses. The controller assumes only what is written here:
 * ``sample`` is cheap and non-blocking where the platform allows it. CPU is a percentage of
   the instance's *own* vCPUs (0..100), computed from deltas between calls; the first call for
   an instance establishes a baseline and returns nothing for it.
+* ``resize`` returns once the provider has changed the instance (a vCPU hot-added, a quota
+  written); the workload takes the new CPUs a moment later, and says so on its ``/healthz``
+  (``cpus``). ``list`` reports the new count from then on, and the first CPU sample after a
+  resize is only a baseline (a percentage of the new size). A resize to the current count is a
+  no-op; out of range or unsupported (shrinking where ``can_shrink`` is false) is a
+  ``PermanentProviderError``.
 * Providers are called from the controller's worker threads; implementations must be safe to
   call concurrently for *different* instance names.
 """
@@ -148,6 +156,28 @@ class Migrator(Protocol):
 
 
 @runtime_checkable
+class Resizer(Protocol):
+    can_shrink: bool  # whether ``resize`` may take vCPUs away live (not libvirt 9.0 + QEMU 7.2 TCG)
+
+    def resize(self, name: str, vcpus: int) -> None:
+        """Give a running instance ``vcpus`` vCPUs, live (see the contract above)."""
+        ...
+
+
+@runtime_checkable
+class Cloner(Protocol):
+    def prepare(self, spec: InstanceSpec) -> None:
+        """Make what launches of ``spec``'s group need ahead of time (a golden snapshot: tens of
+        seconds), so the first scale-up does not wait for it. Idempotent; a no-op when the provider
+        boots every instance."""
+        ...
+
+    def drop_goldens(self, group: str) -> None:
+        """Remove what ``prepare`` made for the group (the group itself is being removed)."""
+        ...
+
+
+@runtime_checkable
 class Provider(Lifecycle, CpuSampler, Protocol):
     """What every provider is: a lifecycle and a CPU sampler. Further roles are optional."""
 
@@ -160,6 +190,8 @@ class ProviderRoles:
     sampler: CpuSampler
     warm_pool: WarmPool | None = None
     migrator: Migrator | None = None
+    resizer: Resizer | None = None
+    cloner: Cloner | None = None
 
     @classmethod
     def of(cls, provider: Provider) -> ProviderRoles:
@@ -168,4 +200,6 @@ class ProviderRoles:
             sampler=provider,
             warm_pool=provider if isinstance(provider, WarmPool) else None,
             migrator=provider if isinstance(provider, Migrator) else None,
+            resizer=provider if isinstance(provider, Resizer) else None,
+            cloner=provider if isinstance(provider, Cloner) else None,
         )

@@ -3,7 +3,9 @@
 It keeps the real provider contract (deterministic names, idempotent launch and terminate,
 typed errors) so controller tests exercise the same paths a real provider drives. Tests set
 ``cpu[name]`` to what ``sample`` should report, ``fail_next[op]`` to make the next call of an
-operation raise, and can ``vanish(name)`` to simulate a crashed process or domain.
+operation raise, and can ``vanish(name)`` to simulate a crashed process or domain. It plays every
+optional role: a warm pool, ``resize`` (with ``can_shrink`` settable, and the same errors as the
+real providers) and ``prepare``/``drop_goldens`` (recorded in ``calls``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from vmscale.clock import Clock, FakeClock
-from vmscale.errors import InstanceNotFoundError, ProviderError, TemporaryProviderError
+from vmscale.errors import (
+    InstanceNotFoundError,
+    PermanentProviderError,
+    ProviderError,
+    TemporaryProviderError,
+)
 from vmscale.providers.base import (
     InstanceSpec,
     ProviderInstance,
@@ -28,6 +35,9 @@ class FakeProvider:
     kind = "fake"
     warm_kinds: frozenset[WarmKind] = warm_kinds_of("fake")
 
+    can_shrink = True  # set False to play libvirt under TCG (no live vCPU removal)
+    max_vcpus = 64  # the largest size ``resize`` accepts (a domain's room to grow)
+
     def __init__(self, clock: Clock | None = None, base_port: int = 20000) -> None:
         self.clock = clock or FakeClock()
         self.base_port = base_port
@@ -38,6 +48,7 @@ class FakeProvider:
         self.fail_always: dict[str, ProviderError] = {}  # until removed: an outage
         self.calls: list[tuple[str, str]] = []
         self.launch_count = 0
+        self._baseline: set[str] = set()  # resized since the last sample: it returns nothing for them
         self._lock = threading.Lock()
 
     def _maybe_fail(self, op: str) -> None:
@@ -80,10 +91,13 @@ class FakeProvider:
     def sample(self, names: Sequence[str]) -> dict[str, float]:
         with self._lock:
             self._maybe_fail("sample")
+            fresh, self._baseline = self._baseline, set()
             return {
                 n: self.cpu.get(n, self.default_cpu)
                 for n in names
-                if n in self.instances and self.instances[n].status is ProviderStatus.RUNNING
+                if n in self.instances
+                and self.instances[n].status is ProviderStatus.RUNNING
+                and n not in fresh
             }
 
     def pause(self, name: str, kind: WarmKind = "paused") -> None:
@@ -100,6 +114,31 @@ class FakeProvider:
             if inst is None:
                 raise InstanceNotFoundError(f"{name} does not exist", instance=name)
             self.instances[name] = replace(inst, status=status)
+
+    def resize(self, name: str, vcpus: int) -> None:
+        with self._lock:
+            self.calls.append(("resize", f"{name}:{vcpus}"))
+            self._maybe_fail("resize")
+            inst = self.instances.get(name)
+            if inst is None or inst.status is not ProviderStatus.RUNNING:
+                raise InstanceNotFoundError(f"no running instance named {name}", instance=name)
+            if not 1 <= vcpus <= self.max_vcpus:
+                raise PermanentProviderError(
+                    f"cannot resize {name} to {vcpus} vCPUs: between 1 and {self.max_vcpus}", instance=name
+                )
+            if vcpus < inst.vcpus and not self.can_shrink:
+                raise PermanentProviderError(f"cannot shrink {name} live", instance=name)
+            self.instances[name] = replace(inst, vcpus=vcpus)
+            self._baseline.add(name)  # like the real ones: the next sample is only a baseline
+
+    def prepare(self, spec: InstanceSpec) -> None:
+        with self._lock:
+            self.calls.append(("prepare", spec.group))
+            self._maybe_fail("prepare")
+
+    def drop_goldens(self, group: str) -> None:
+        with self._lock:
+            self.calls.append(("drop_goldens", group))
 
     def vanish(self, name: str) -> None:
         """Simulate a crash: the instance is gone without the controller asking."""
