@@ -23,7 +23,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from vmscale.clock import Clock, SystemClock
-from vmscale.config.schema import VmscaleConfig
+from vmscale.config.schema import GroupSettings
 from vmscale.control import GroupStatus, InstanceInfo
 from vmscale.controller import loop
 from vmscale.controller.actions import Actions
@@ -57,7 +57,7 @@ S = InstanceState
 class Controller:
     def __init__(
         self,
-        cfg: VmscaleConfig,
+        cfg: GroupSettings,
         provider: Provider,
         store: Store,
         *,
@@ -71,10 +71,11 @@ class Controller:
         integrations: Integrations | None = None,
     ) -> None:
         """``integrations`` brings the user's lifecycle hooks and external metric sources (see
-        ``vmscale.integrations``); without it the group has neither."""
+        ``vmscale.integrations``); without it the group has neither. ``events`` may be shared with
+        other groups: this controller publishes through its group's view of it."""
         self.cfg = cfg
         self.clock = clock or SystemClock()
-        self.events = events or EventBus(clock=self.clock.now)
+        self.events = (events or EventBus(clock=self.clock.now)).for_group(cfg.group.name)
         self.metrics = metrics or ControllerMetrics(cfg.group.name)
         self._wake = threading.Event()
         executor = executor or worker_pool()

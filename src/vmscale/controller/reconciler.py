@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vmscale.config.schema import VmscaleConfig
+from vmscale.config.schema import GroupSettings
 from vmscale.controller.actions import Actions
 from vmscale.controller.backoff import Backoff
 from vmscale.controller.fleet import Facts, Fleet, Instance, Purpose
@@ -49,7 +49,7 @@ class Backoffs:
 class Reconciler:
     def __init__(
         self,
-        cfg: VmscaleConfig,
+        cfg: GroupSettings,
         fleet: Fleet,
         ops: Operations,
         actions: Actions,
