@@ -41,7 +41,7 @@ from vmscale.providers.base import (
 from vmscale.providers.libvirt import xml
 from vmscale.providers.libvirt.accel import AccelChoice, choose_accel
 from vmscale.providers.libvirt.connection import LibvirtConnection
-from vmscale.providers.libvirt.host import HostLoad, headroom_problem
+from vmscale.providers.libvirt.host import HeadroomGuard, HostLoad, headroom_problem
 from vmscale.providers.libvirt.image import DEFAULT_IMAGE_DIR, load_manifest
 from vmscale.providers.libvirt.seed import make_seed_iso
 from vmscale.providers.libvirt.stats import CpuReading, CpuTracker, fetch_cpu
@@ -102,8 +102,12 @@ class LibvirtProvider:
         clock: Clock | None = None,
         connection: LibvirtConnection | None = None,
         accel: AccelChoice | None = None,
+        headroom: HeadroomGuard | None = None,
     ) -> None:
+        """``headroom``: the host's guard, shared with every other provider on the same host (by
+        default the process-wide one for ``config.uri``)."""
         self.config = config
+        self.headroom = headroom or HeadroomGuard.for_host(config.uri)
         self.clock = clock or SystemClock()
         self.conn = connection or LibvirtConnection(config.uri, config.call_timeout_s)
         self.accel = accel or choose_accel(config.accel)
@@ -256,7 +260,8 @@ class LibvirtProvider:
 
     def launch(self, spec: InstanceSpec) -> ProviderInstance:
         port = self._port(spec)
-        with self._lock(spec.name):
+        # The host's turn: headroom check and start as one step among every launch on this host.
+        with self._lock(spec.name), self.headroom.turn():
             dom = self._lookup(spec.name)
             if dom is not None and self.config.boot == "kernel" and not self.overlay_path(spec.name).exists():
                 # Its disk is gone (deleted by hand?): the domain cannot boot; remake it from scratch
