@@ -291,9 +291,8 @@ def _recent_decisions(client: ApiClient, group: str | None, limit: int) -> tuple
     """The last ``limit`` decisions (of ``group``, or of every group merged by time, each saying
     its group), oldest first, and whether several groups are shown."""
     if group:
-        return listing(
-            client.request("GET", group_path(group, "/decisions"), params={"limit": limit}), "decisions"
-        ), False
+        body = client.request("GET", group_path(group, "/decisions"), params={"limit": limit})
+        return with_group(listing(body, "decisions"), group), False
     names = [str(g.get("name")) for g in every_group(client)]
     if len(names) == 1:
         return listing(client.request("GET", "/v1/decisions", params={"limit": limit}), "decisions"), False
