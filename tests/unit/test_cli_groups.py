@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -134,3 +135,19 @@ def test_logs_follow_one_group_only(api) -> None:
     result = run("logs", "--api", url, "-f", "--group", "batch", "--types", "endpoints", "--max-events", "1")
     assert result.exit_code == 0, result.output
     assert "ready endpoints: batch-1" in result.stdout and "web-1" not in result.stdout
+
+
+def test_simulate_replays_the_named_group(tmp_path) -> None:
+    config = tmp_path / "groups.toml"
+    config.write_text(
+        '[[groups]]\ngroup = { name = "web", max = 3 }\n'
+        '[[groups]]\ngroup = { name = "batch", max = 6 }\nprovider = { process = { base_port = 18300 } }\n'
+    )
+    trace = str(Path(__file__).resolve().parents[2] / "examples" / "traces" / "step.csv")
+    refused = run("simulate", "-c", str(config), "-t", trace)
+    assert (
+        refused.exit_code == 2 and "several groups (web, batch): name one with --group NAME" in refused.output
+    )
+    doc = json.loads(run("simulate", "-c", str(config), "-t", trace, "--group", "batch", "--json").stdout)
+    assert doc["group"] == {"min": 1, "max": 6}
+    assert run("simulate", "-c", str(config), "-t", trace, "--group", "nope").exit_code == 2
