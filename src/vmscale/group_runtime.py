@@ -17,6 +17,7 @@ import contextlib
 import threading
 from pathlib import Path
 
+from vmscale.config.hosts import ClusterConfig
 from vmscale.config.schema import GroupSettings, VmscaleConfig
 from vmscale.controller import Controller
 from vmscale.errors import ProviderError, ProviderUnavailableError, StartupError
@@ -47,18 +48,26 @@ def group_dir(cfg: VmscaleConfig, settings: GroupSettings) -> Path:
     return state / "groups" / settings.group.name if cfg.uses_groups else state
 
 
-def build_provider(cfg: GroupSettings, state_dir: Path) -> Provider:
-    """The configured provider; ``StartupError`` with the install command if its library is missing."""
+def build_provider(cfg: GroupSettings, state_dir: Path, cluster: ClusterConfig | None = None) -> Provider:
+    """The group's provider; ``StartupError`` with the install command if its library is missing.
+    ``cluster`` (the process-wide ``[cluster]``, by default ``cfg``'s own when it is a whole file)
+    makes a libvirt group's provider span its hosts."""
     kind = cfg.provider.kind
+    if cluster is None:
+        cluster = cfg.cluster if isinstance(cfg, VmscaleConfig) else ClusterConfig()
     try:
         if kind == "process":
             from vmscale.providers.process import ProcessProvider
 
-            return ProcessProvider(cfg.provider.process, state_dir, fib_max_n=cfg.template.fib_max_n)
+            return ProcessProvider(cfg.provider.process, state_dir, fib_max_n=cfg.workload.fib.max_n)
+        if kind == "libvirt" and cluster.hosts:
+            from vmscale.hosts.multihost import build_multihost
+
+            return build_multihost(cfg.provider.libvirt, cluster)
         if kind == "libvirt":
             from vmscale.providers.libvirt.provider import LibvirtProvider
 
-            return LibvirtProvider(cfg.provider.libvirt, state_dir)
+            return LibvirtProvider(cfg.provider.libvirt, state_dir, max_vcpus=cfg.template.max_vcpus)
     except ImportError as exc:
         raise (missing_library(kind, exc) or exc) from None
     from vmscale.providers.fake import FakeProvider

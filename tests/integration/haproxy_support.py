@@ -96,6 +96,19 @@ def backends(*names: str) -> Iterator[list[Backend]]:
             b.kill()
 
 
+@contextlib.contextmanager
+def short_state_dir(prefix: str) -> Iterator[Path]:
+    """A state folder with a short path: HAProxy's runtime socket lives in it, and Unix socket paths
+    max out at 107 bytes (pytest's tmp_path is too long)."""
+    if shutil.which("haproxy") is None:
+        raise AssertionError("haproxy is not installed: apt-get install haproxy")
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def fast_config(**overrides: object) -> HaproxyConfig:
     values: dict[str, object] = {
         "bind": f"127.0.0.1:{free_port()}",

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.haproxy_support import running_haproxy, wait_until
+from tests.integration.haproxy_support import running_haproxy
 from tests.integration.stub_http import StubServer, stub_servers
+from tests.support.wait import wait_until
 from vmscale.config.health import HealthConfig
 from vmscale.health import build_health_checker
 from vmscale.lb.haproxy import HaproxyLoadBalancer

@@ -10,8 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.integration.haproxy_support import running_haproxy, wait_until
+from tests.integration.haproxy_support import running_haproxy
 from tests.integration.stub_http import StubServer, stub_servers
+from tests.support.wait import wait_until
 from vmscale.lb.haproxy import HaproxyLoadBalancer
 from vmscale.percentile import percentile
 

@@ -41,7 +41,10 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_a_command_that_succeeds_gets_the_instance_in_its_environment(tmp_path: Path) -> None:
+def test_a_command_that_succeeds_gets_the_instance_in_its_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMSCALE_TOKENS", "write:the-controllers-own-secret")  # never handed to a hook
     out = tmp_path / "env.json"
     code = (
         "import json, os; "

@@ -22,8 +22,8 @@ from tests.integration.live_support import (
     free_port,
     live_config_data,
     running_service,
-    wait_until,
 )
+from tests.support.wait import wait_until
 from tests.unit.test_api_grafana import dashboard_exprs
 from vmscale.config import parse_config
 from vmscale.service import Service
@@ -49,9 +49,9 @@ class Traffic:
         self.url = url
         self.sent = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=self.run_step, daemon=True)
 
-    def _run(self) -> None:
+    def run_step(self) -> None:
         deadline = time.monotonic() + MAX_LOAD_S
         with httpx.Client(timeout=10, trust_env=False) as client:
             while not self._stop.is_set() and self.sent < MAX_REQUESTS and time.monotonic() < deadline:

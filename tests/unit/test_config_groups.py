@@ -227,3 +227,24 @@ def test_config_example_groups_prints_a_valid_several_groups_file() -> None:
     assert result.exit_code == 0
     cfg = parse_config(tomllib.loads(result.stdout))
     assert len(cfg.groups) == 2
+
+
+def test_each_group_has_its_own_workload_and_old_key_names_are_noted_at_its_path() -> None:
+    cfg = parse_config(
+        {
+            "groups": [
+                group("web", 18100, workload={"fib": {"max_n": 30}}),
+                group("batch", 18200, template={"fib_max_n": 40}),  # the old name, in one group
+            ]
+        }
+    )
+    assert [g.workload.fib.max_n for g in cfg.groups] == [30, 40]
+    assert cfg.notes == (
+        "groups[1].template.fib_max_n is deprecated and was read as workload.fib.max_n: "
+        "move it to [workload.fib] max_n = 40",
+    )
+
+
+def test_the_cluster_is_one_per_process_not_a_groups_section() -> None:
+    assert "cluster" not in GROUP_SECTIONS and "workload" in GROUP_SECTIONS and "scaling" in GROUP_SECTIONS
+    assert paths({"groups": [{"group": {"name": "a"}, "cluster": {}}]}) == ["groups[0].cluster"]

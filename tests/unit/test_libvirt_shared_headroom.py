@@ -15,7 +15,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from tests.unit.test_libvirt_provider import image_dir, make_provider, spec  # noqa: F401 (a fixture)
+from tests.unit.test_libvirt_provider import make_provider, spec
 from vmscale.errors import TemporaryProviderError
 from vmscale.providers.libvirt.connection import LibvirtConnection
 from vmscale.providers.libvirt.host import HeadroomGuard
@@ -77,7 +77,7 @@ def two_groups(made: Made, tmp_path: Path, image: Path) -> Made:
 def test_each_groups_vms_count_against_the_others_launches(
     made: Made,
     tmp_path: Path,
-    image_dir: Path,  # noqa: F811
+    image_dir: Path,
 ) -> None:
     (pa, a), (pb, b) = two_groups(made, tmp_path, image_dir)
     pa.launch(spec(a, 1))
@@ -91,7 +91,7 @@ def test_each_groups_vms_count_against_the_others_launches(
 def test_racing_launches_of_two_groups_never_overcommit_the_host(
     made: Made,
     tmp_path: Path,
-    image_dir: Path,  # noqa: F811
+    image_dir: Path,
 ) -> None:
     (pa, a), (pb, b) = two_groups(made, tmp_path, image_dir)
     assert pa.headroom is pb.headroom, "providers on one host share its guard"
@@ -113,7 +113,7 @@ def test_racing_launches_of_two_groups_never_overcommit_the_host(
 def test_without_a_shared_guard_two_checks_at_once_would_both_pass(
     made: Made,
     tmp_path: Path,
-    image_dir: Path,  # noqa: F811
+    image_dir: Path,
 ) -> None:
     """Why the guard exists: the same race with a guard per provider overcommits the host."""
     barrier = threading.Barrier(2)

@@ -23,6 +23,9 @@ BENCHMARKS = {
     "haproxy": "runtime-API latency, time to first request, throughput, failures over scale-in cycles",
     "store": "state store write latency per tick (SQLite vs PostgreSQL), ticks/s for 100 groups of 10",
     "prometheus": "a PromQL query to a decision against a real Prometheus; a value change to the query",
+    "placement": "placement cost over 100 hosts x 1,000 instances; host facts and listing over libvirt",
+    "migration": "live migration of a serving guest between namespaced hosts; drain time for 1, 2, 4 guests",
+    "capacity": "call to added capacity serving (TCG): cold boot, warm pools, vCPU hot-add, snapshot clone",
 }
 _SCRIPT = {"metrics": "bench_libvirt_metrics.py", "prometheus": "bench_prometheus_query.py"}
 
@@ -56,6 +59,8 @@ def bench(
     * **haproxy**: balancer runtime API and loss-free scale-in
     * **store**: state store writes per tick, SQLite vs PostgreSQL (starts a throw-away server)
     * **prometheus**: query, query to decision, value change to query (real Prometheus)
+    * **placement**: one placement decision over 100 hosts, 1,000 placed, drain and consolidation
+    * **migration**: live migration of a serving guest (root: network namespaces), drain time
 
     Examples:
 

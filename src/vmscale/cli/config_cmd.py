@@ -52,12 +52,17 @@ def describe_group(cfg: GroupSettings) -> str:
     start = g.initial_count
     if cfg.provider.kind == "process":
         p = cfg.provider.process
+        what = f"`{' '.join(p.command)}`" if p.command else "vmscale's fib backend"
         where = (
-            f"local backend processes on {p.host}, ports from {p.base_port + 1} (CPU limit: {p.cpu_limit})"
+            f"local processes running {what} on {p.host}, ports from {p.base_port + 1} "
+            f"(CPU limit: {p.cpu_limit})"
         )
     elif cfg.provider.kind == "libvirt":
         lv = cfg.provider.libvirt
         where = f"libvirt VMs on {lv.uri} (acceleration: {lv.accel})"
+        if lv.boot == "disk":
+            given = f" with the user-data {lv.user_data}" if lv.user_data else " (no user-data)"
+            where += f" booted from the cloud image {lv.cloud_image}{given}"
     else:
         where = "the in-memory fake provider (nothing real is started)"
     if cfg.policies:
@@ -175,6 +180,8 @@ def check(
         typer.echo(json.dumps(body, indent=2))
         return
     typer.echo("ok")
+    for note in cfg.notes:
+        typer.echo(f"note: {note}", err=True)
     typer.echo(describe(cfg))
     if overrides:
         typer.echo(f"Set from the environment: {', '.join(overrides)}.")

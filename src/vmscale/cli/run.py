@@ -75,6 +75,8 @@ def up(
         _fail("--log-format must be text or json", 2)
     setup_logging(log_format, verbose)
     cfg = _load(config)
+    for note in cfg.notes:  # deprecated keys that were read under their new name
+        logging.getLogger("vmscale.config").warning("%s: %s", config, note)
     from vmscale.service import Service
 
     try:
@@ -144,15 +146,15 @@ def _remove_group(cfg: VmscaleConfig, gs: GroupSettings, state: Path) -> int:
     from vmscale.store import InstanceRow, open_state_store
 
     name = gs.group.name
-    try:
-        provider = build_provider(gs, state)
-    except StartupError as exc:
-        _fail(str(exc), 2)
-    try:
+    try:  # the store first: nothing else is opened when it cannot be reached
         store = open_state_store(cfg.state, state)
     except VmscaleError as exc:
-        provider.close()
         _fail(str(exc), 1)
+    try:
+        provider = build_provider(gs, state, cfg.cluster)
+    except StartupError as exc:
+        store.close()
+        _fail(str(exc), 2)
     try:
         names = {i.name for i in provider.list(name)} | {r.name for r in store.instances(name)}
         for inst in sorted(names):

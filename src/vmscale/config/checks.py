@@ -119,16 +119,16 @@ def metric_references(v: Validated) -> Iterable[Problem]:
             yield Problem(f"policies[{i}].metric", why)
 
 
-def disk_boot_image(v: Validated) -> Iterable[Problem]:
-    if not v.has("provider"):
+def vertical_room(v: Validated) -> Iterable[Problem]:
+    """Vertical-first scaling needs instances that can grow."""
+    if not v.has("scaling", "template") or v.sections["scaling"].mode != "vertical-first":
         return
-    provider = v.sections["provider"]
-    if provider.kind == "libvirt" and provider.libvirt.boot == "disk" and not provider.libvirt.cloud_image:
+    template = v.sections["template"]
+    if template.vcpu_ceiling <= template.vcpus:
         yield Problem(
-            "provider.libvirt.cloud_image",
-            "boot = 'disk' boots a cloud image and none is set: set cloud_image to a qcow2 cloud "
-            "image file (e.g. Debian's genericcloud image), or use boot = 'kernel' with the image "
-            "`vmscale image build` makes",
+            "template.max_vcpus",
+            "scaling.mode = 'vertical-first' needs room to grow: set template.max_vcpus above "
+            f"template.vcpus ({template.vcpus})",
         )
 
 
@@ -137,7 +137,7 @@ RULES: tuple[Callable[[Validated], Iterable[Problem]], ...] = (
     warm_pool_kind,
     balancer_metrics,
     metric_references,
-    disk_boot_image,
+    vertical_room,
 )
 
 

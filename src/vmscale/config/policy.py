@@ -244,3 +244,17 @@ class SimulateConfig(Section):
     step_s: float | None = Field(None, gt=0, description="time step; default = group.interval_s")
     capacity_rps: float = Field(100.0, gt=0, description="requests per second one instance serves at 100%")
     base_latency_s: float = Field(0.05, gt=0, description="p95 latency of an idle instance")
+
+
+class ScalingConfig(Section):
+    """How a decision changes capacity (``vmscale.policy.vertical``).
+
+    ``horizontal`` (default): the policies count instances, and instances are added or removed.
+    ``vertical-first``: the policies count vCPUs; ready instances grow (live vCPU hot-add, a larger
+    cgroup quota) up to ``template.max_vcpus`` before instances are added, and shrink back to
+    ``template.vcpus`` before instances are removed.
+    """
+
+    mode: Literal["horizontal", "vertical-first"] = Field(
+        "horizontal", description="horizontal = add/remove instances; vertical-first = resize them first"
+    )

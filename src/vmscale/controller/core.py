@@ -125,7 +125,7 @@ class Controller:
             index=index,
             vcpus=t.vcpus,
             memory_mb=t.memory_mb,
-            workload_args={"fib_max_n": str(t.fib_max_n)},
+            workload_args={"fib_max_n": str(self.cfg.workload.fib.max_n)},
         )
 
     @property

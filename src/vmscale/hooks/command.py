@@ -56,7 +56,10 @@ def run_command(
     timeout_s: float,
     running: RunningCommands | None = None,
 ) -> Answer:
-    """Run ``argv`` with ``env`` added to the environment; exit 0 = succeeded, else rejected."""
+    """Run ``argv`` with ``env`` added to the environment; exit 0 = succeeded, else rejected.
+
+    The command inherits the controller's environment except vmscale's own variables (``VMSCALE_*``:
+    API tokens, config overrides), which a user's script has no business seeing."""
     with tempfile.TemporaryFile() as out:
         try:
             proc = subprocess.Popen(
@@ -64,7 +67,7 @@ def run_command(
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **env},
+                env={**{k: v for k, v in os.environ.items() if not k.startswith("VMSCALE_")}, **env},
                 start_new_session=True,
                 close_fds=True,
             )

@@ -38,20 +38,57 @@ ScaleEvent = tuple[float, int]
 """(t, change in desired count) of a change the policy set decided; positive = scale-up."""
 
 
+# Metrics that are a use of the instance's own capacity (per vCPU): across instances of different
+# sizes their group figure is the sum of use over the sum of capacity, as the HPA computes a
+# resource utilisation (sum of usage / sum of requests). Requests per second is a plain
+# per-instance figure and, as the HPA's pods metrics, is averaged per instance.
+CAPACITY_METRICS = frozenset({Metric.CPU, Metric.INFLIGHT})
+
+
 @dataclass(frozen=True, slots=True)
 class MetricView:
-    """One metric over the group. For per-instance metrics the sums run over *ready* instances."""
+    """One metric over the group. For per-instance metrics the sums run over *ready* instances.
+
+    ``weighted_total``/``capacity``/``missing_capacity`` are set for capacity metrics (cpu, in
+    flight per vCPU): each value times the instance's vCPUs, and the vCPUs summed. Left at None
+    (the simulator's views, rps, latency, external metrics), every instance weighs one.
+    """
 
     total: float = 0.0  # sum of the newest value of every ready instance that reported one
     reporting: int = 0  # ready instances with a value
     missing: int = 0  # ready instances without one
     t: float | None = None  # newest sample time seen (None: nothing reported)
+    weighted_total: float | None = None  # sum of value x vCPUs over the reporting instances
+    capacity: float | None = None  # vCPUs of the reporting instances
+    missing_capacity: float | None = None  # vCPUs of the ready instances without a value
     group_level: bool = False  # one figure for the whole group (an external per-group query)
     note: str = ""  # why there is no data, when the source said (query failed, empty result)
 
     @property
+    def weighted(self) -> bool:
+        return self.capacity is not None
+
+    @property
+    def use(self) -> float:
+        """Sum of use: value x vCPUs for a capacity metric, the plain sum otherwise."""
+        return self.weighted_total if self.weighted_total is not None else self.total
+
+    @property
+    def cap(self) -> float:
+        """What the use is divided by: vCPUs for a capacity metric, the reporting count otherwise."""
+        return self.capacity if self.capacity is not None else float(self.reporting)
+
+    @property
+    def missing_cap(self) -> float:
+        return self.missing_capacity if self.missing_capacity is not None else float(self.missing)
+
+    @property
     def mean(self) -> float | None:
-        return self.total / self.reporting if self.reporting else None
+        """The group figure: sum of use over sum of capacity (a per-instance mean when unweighted)."""
+        if not self.reporting:
+            return None
+        cap = self.cap
+        return self.use / cap if cap > 0 else self.total / self.reporting
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +102,11 @@ class Observation:
     ready: int  # instances in rotation
     unready: int  # launched or resumed but not ready yet (pending, resuming, booting)
     metrics: Mapping[MetricName, MetricView] = field(default_factory=dict)
+    unready_capacity: float | None = None  # vCPUs of the unready instances (None: one per instance)
+
+    @property
+    def unready_cap(self) -> float:
+        return self.unready_capacity if self.unready_capacity is not None else float(self.unready)
 
     def metric(self, metric: str) -> MetricView:
         return self.metrics.get(metric_name(metric), _EMPTY)
@@ -73,7 +115,7 @@ class Observation:
 _EMPTY = MetricView()
 
 
-def observe(snapshot: Snapshot) -> Observation:
+def observe(snapshot: Snapshot, *, vcpu_unit: int = 0) -> Observation:
     """Reduce a snapshot to an ``Observation``: one pass over the instances.
 
     Per-instance metrics use each ready instance's newest sample. ``latency_p95`` is group-level:
@@ -84,21 +126,26 @@ def observe(snapshot: Snapshot) -> Observation:
     each ready instance counts (a series that vanished is missing at once, never an old value); a
     name in the group samples is one group-level figure. A name in ``snapshot.metric_notes`` has
     no data this tick, whatever older samples say: its view is empty and carries the note.
+
+    ``vcpu_unit`` > 0 counts capacity instead of instances (vertical-first, ``policy.vertical``):
+    every instance counts as its vCPUs (ready, starting, reporting, missing), and a per-instance
+    figure (rps) is read per ``vcpu_unit`` vCPUs, the size of a new instance, so that its target
+    keeps meaning "per instance of the template's size".
     """
-    ready = unready = 0
-    accs = {m: _Acc() for m in (Metric.CPU, Metric.RPS, Metric.INFLIGHT, Metric.LATENCY_P95)}
+    ready = unready = unready_vcpus = 0
+    accs = {m: _Acc(vcpu_unit) for m in (Metric.CPU, Metric.RPS, Metric.INFLIGHT, Metric.LATENCY_P95)}
     extra = _Accs()
     for inst in snapshot.instances:
+        weight = inst.vcpus if vcpu_unit else 1
         if inst.state is InstanceState.READY:
-            ready += 1
+            ready += weight
             for metric, acc in accs.items():
-                acc.add(*_latest(inst.samples, metric))
+                acc.add(*_latest(inst.samples, metric), vcpus=inst.vcpus)
             extra.add_instance(inst.samples[-1] if inst.samples else None)
         elif inst.state in UNREADY_STATES:
-            unready += 1
-    views: dict[MetricName, MetricView] = {
-        m: MetricView(a.total, a.count, a.missing, a.t) for m, a in accs.items()
-    }
+            unready += weight
+            unready_vcpus += inst.vcpus
+    views: dict[MetricName, MetricView] = {m: a.view(weighted=m in CAPACITY_METRICS) for m, a in accs.items()}
     views.update(extra.views())
     for s in reversed(snapshot.group_samples):
         if s.latency_p95 is not None:
@@ -119,28 +166,47 @@ def observe(snapshot: Snapshot) -> Observation:
         ready=ready,
         unready=unready,
         metrics=views,
+        unready_capacity=float(unready_vcpus),
     )
 
 
 class _Acc:
-    """Running sums for one metric while ``observe`` walks the instances."""
+    """Running sums for one metric while ``observe`` walks the instances.
 
-    __slots__ = ("count", "missing", "t", "total")
+    ``vcpu_unit`` 0 counts instances; > 0 counts vCPUs (see ``observe``)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("capacity", "count", "missing", "missing_capacity", "t", "total", "unit", "weighted")
+
+    def __init__(self, vcpu_unit: int = 0) -> None:
+        self.unit = vcpu_unit
         self.total = 0.0
+        self.weighted = 0.0
+        self.capacity = 0.0
         self.count = 0
         self.missing = 0
+        self.missing_capacity = 0.0
         self.t: float | None = None
 
-    def add(self, value: float | None, t: float) -> None:
+    def add(self, value: float | None, t: float, *, vcpus: int = 1) -> None:
+        weight = vcpus if self.unit else 1
         if value is None:
-            self.missing += 1
+            self.missing += weight
+            self.missing_capacity += vcpus
             return
-        self.total += value
-        self.count += 1
+        # Counted in vCPUs, a per-instance figure is read per unit of capacity.
+        self.total += value * self.unit if self.unit else value
+        self.weighted += value * vcpus
+        self.capacity += vcpus
+        self.count += weight
         if self.t is None or t > self.t:
             self.t = t
+
+    def view(self, *, weighted: bool) -> MetricView:
+        if not weighted:
+            return MetricView(self.total, self.count, self.missing, self.t)
+        return MetricView(
+            self.total, self.count, self.missing, self.t, self.weighted, self.capacity, self.missing_capacity
+        )
 
 
 class _Accs:

@@ -1,14 +1,11 @@
 """Target tracking with the Kubernetes HPA semantics, step by step as the HPA does it.
 
-1. **Ratio** (``replica_recommendation``): ``ratio = mean / target`` over ready instances that reported;
-   inside the dead band ``|1 - ratio| <= tolerance`` nothing changes; otherwise
-   ``desired = ceil(ready_reporting x ratio)``. When some ready instances have no sample, or the ratio
-   says "up" while instances are still booting, the HPA's conservative correction applies: missing
-   instances count as 100% (cpu; the target for rps) when scaling in and 0% when scaling out,
-   booting instances count as 0% when scaling out; if that correction lands in the dead band or
-   flips the direction, nothing changes. (The HPA counts not-ready pods as 0%, i.e. as capacity that
-   is on its way, which damps a scale-up that boot delay would otherwise double.)
-   ``latency_p95`` is one group-level figure: ``desired = ceil(ready x observed / target)``.
+1. **Ratio** (``replica_recommendation``, the HPA's replica calculator in our words; the rules are
+   listed on the function). For cpu and in-flight-per-vCPU the group figure is the *sum of use over
+   the sum of capacity* (each instance's value times its vCPUs, over all their vCPUs), as the HPA
+   computes a resource utilisation, so a resized instance weighs what it holds; requests per second
+   is averaged per instance, like the HPA's pods metrics. ``latency_p95`` is one group-level
+   figure: ``desired = ceil(ready x observed / target)``.
 2. **Stabilization**: the recommendation actually used is the *lowest* of the last
    ``up_stabilization_s`` (for scale-up) and the *highest* of the last ``down_stabilization_s`` (for
    scale-down), so a brief dip does not remove capacity that is needed again a minute later. As the
@@ -27,7 +24,6 @@ from dataclasses import replace
 from vmscale.config.policy import RateLimit, TargetPolicyConfig
 from vmscale.model import Metric
 from vmscale.policy.base import (
-    MetricView,
     Observation,
     PolicyState,
     Proposal,
@@ -40,62 +36,79 @@ from vmscale.policy.base import (
 )
 
 
-def replica_recommendation(
-    view: MetricView,
-    current: int,
-    ready: int,
-    unready: int,
-    metric: str,
-    target: float,
-    tolerance: float,
-) -> tuple[int, str]:
-    """The HPA's ratio step (``calcPlainMetricReplicas``). Returns the count and the arithmetic in words.
+def _within(ratio: float, tolerance: float) -> bool:
+    """The dead band is on the usage ratio (observed / target), not on the metric's own unit."""
+    return abs(1.0 - ratio) <= tolerance
 
-    A group-level figure (``latency_p95``, an external per-group query) scales the ready count by
-    its ratio to the target; a per-instance one takes the mean over the instances that reported.
+
+def replica_recommendation(obs: Observation, metric: str, target: float, tolerance: float) -> tuple[int, str]:
+    """The HPA's replica calculation for one metric. Returns the count and the arithmetic in words.
+
+    The rules, as ``replica_calculator.go`` applies them:
+
+    * No value from any ready instance: hold (the HPA reports an error and changes nothing).
+    * A group-level figure (``latency_p95``, an external per-group query) scales the ready count by
+      its ratio to the target.
+    * ``ratio = use / capacity / target``. With every ready instance reporting, and unless the ratio
+      says "up" while instances are still starting: inside the tolerance hold, otherwise
+      ``ceil(ratio x reporting instances)``.
+    * Otherwise the ratio is recomputed conservatively. Ready instances without a value count as
+      using 100 % (cpu; max(100 %, target) for targets above 100) or exactly the target (other
+      metrics) when the ratio says "down", as 0 when it says "up", and are left out when the ratio
+      is exactly 1. Starting instances count as 0 (with their capacity) only when it says "up".
+      If the new ratio is inside the tolerance, or points the other way than the first one: hold.
+      Otherwise ``ceil(new ratio x instances counted)``, unless that count moves against the new
+      ratio's direction (fewer on "up", more on "down"): hold.
     """
     name = str(metric)
-    if view.mean is None:
-        return current, f"{no_data(name, view)}; holding at {current}"
+    view = obs.metric(metric)
+    current = obs.desired
     observed = view.mean
+    if observed is None:
+        return current, f"{no_data(name, view)}; holding at {current}"
     ratio = observed / target
     side = "over" if observed > target else "under"
     head = f"{name} {fmt(metric, observed)} {side} target {fmt(metric, target, exact=True)}"
     if metric == Metric.LATENCY_P95 or view.group_level:
-        if abs(1.0 - ratio) <= tolerance:
+        if _within(ratio, tolerance):
             return current, f"{head}: within the {tolerance:g} dead band"
-        n = math.ceil(ready * ratio)
-        return (
-            n,
-            f"{head} with {plural(ready, 'ready instance')} -> ceil({ready}*{observed:.3g}/{target:g})={n}",
-        )
-    count, total = view.reporting, view.total
+        n = math.ceil(obs.ready * ratio)
+        arithmetic = f"ceil({obs.ready}*{observed:.3g}/{target:g})={n}"
+        return n, f"{head} with {plural(obs.ready, 'ready instance')} -> {arithmetic}"
+    count = view.reporting
     across = f"across {plural(count, 'ready instance')}"
-    up_with_unready = unready > 0 and ratio > 1.0
+    if view.weighted and view.cap != count:
+        across += f" ({view.cap:g} vCPUs: sum of use over sum of capacity)"
+    up_with_unready = obs.unready > 0 and ratio > 1.0
     if not up_with_unready and view.missing == 0:
-        if abs(1.0 - ratio) <= tolerance:
+        if _within(ratio, tolerance):
             return current, f"{head} {across}: within the {tolerance:g} dead band"
         n = math.ceil(count * ratio)
         return n, f"{head} {across} -> ceil({count}*{observed:.3g}/{target:g})={n}"
-    notes = []
-    if view.missing:
+    use, cap, notes = view.use, view.cap, []
+    if view.missing and ratio != 1.0:
         fill = (max(100.0, target) if metric == Metric.CPU else target) if ratio < 1.0 else 0.0
-        total += fill * view.missing
+        use += fill * view.missing_cap
+        cap += view.missing_cap
         count += view.missing
         notes.append(f"{view.missing} without samples counted as {fmt(metric, fill)}")
+    elif view.missing:
+        notes.append(f"{view.missing} without samples left out (the ratio is exactly 1)")
     if up_with_unready:
-        count += unready
-        notes.append(f"{unready} not ready counted as {fmt(metric, 0.0)}")
-    new_ratio = total / count / target
-    corrected = f"{head} {across}; {', '.join(notes)} -> {fmt(metric, total / count)}"
-    if abs(1.0 - new_ratio) <= tolerance:
+        cap += obs.unready_cap
+        count += obs.unready
+        notes.append(f"{obs.unready} not ready counted as {fmt(metric, 0.0)}")
+    corrected_mean = use / cap if cap > 0 else 0.0
+    new_ratio = corrected_mean / target
+    corrected = f"{head} {across}; {', '.join(notes)} -> {fmt(metric, corrected_mean)}"
+    if _within(new_ratio, tolerance):
         return current, f"{corrected}: within the dead band, holding"
     if (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
         return current, f"{corrected}: direction flips, holding"
     n = math.ceil(count * new_ratio)
     if (new_ratio < 1.0 and n > current) or (new_ratio > 1.0 and n < current):
         return current, f"{corrected} -> {n} is the wrong way, holding"
-    return n, f"{corrected} -> ceil({count}*{total / count:.3g}/{target:g})={n}"
+    return n, f"{corrected} -> ceil({count}*{corrected_mean:.3g}/{target:g})={n}"
 
 
 def stabilize(
@@ -139,9 +152,7 @@ class TargetPolicy:
         cfg = self.cfg
         current = obs.desired
         view = obs.metric(cfg.metric)
-        raw, reason = replica_recommendation(
-            view, current, obs.ready, obs.unready, cfg.metric, cfg.target, cfg.tolerance
-        )
+        raw, reason = replica_recommendation(obs, cfg.metric, cfg.target, cfg.tolerance)
         figures = {"target": cfg.target, "ready": float(obs.ready), "recommendation": float(raw)}
         if view.mean is not None:
             figures["observed"] = view.mean
