@@ -1,8 +1,9 @@
 """Several groups in one real `vmscale up`: two process groups with real backends, each behind its own
 real HAProxy front, scale independently while a third group is broken — its command fails at once,
-so every launch fails and is retried with back-off — and nothing of that reaches the other two. Asserted the way an
-operator sees it: the control API (/v1/groups), `vmscale status` and `vmscale instances`, the fronts
-answering from their own group's backends, /metrics, and nothing left running after SIGTERM."""
+so every launch fails and is retried with back-off — and nothing of that reaches the other two.
+Asserted the way an operator sees it: the control API (/v1/groups), `vmscale status`, `instances`
+and `logs`, the fronts answering from their own group's backends, /metrics, and nothing left
+running after SIGTERM."""
 
 from __future__ import annotations
 
