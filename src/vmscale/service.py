@@ -106,9 +106,11 @@ class Service:
             self.metrics = MetricFamilies()
             for i, gs in enumerate(settings):
                 name = gs.group.name
-                prov = providers.get(name) or build_provider(gs, self.state_dir, cfg.cluster)
+                prov = (
+                    providers[name] if name in providers else build_provider(gs, self.state_dir, cfg.cluster)
+                )
                 undo.callback(prov.close)
-                balancer = lbs.get(name) or build_lb(gs, group_dir(cfg, gs))
+                balancer = lbs[name] if name in lbs else build_lb(gs, group_dir(cfg, gs))
                 runtime = GroupRuntime(
                     gs,
                     prov,

@@ -164,6 +164,9 @@ def test_environment_sets_a_setting_of_one_group_by_its_index() -> None:
     cfg = parse_config(data, env=env)
     assert (cfg.groups[0].group.max, cfg.groups[1].group.max, cfg.api.bind) == (4, 7, "127.0.0.1:8999")
     assert data["groups"][1]["group"] == {"name": "b"}, "the file's data is not changed"
+    data["groups"][1]["policies"] = [{"kind": "target", "target": 50}]
+    cfg = parse_config(data, env={"VMSCALE_GROUPS__1__POLICIES__0__TARGET": "70"})
+    assert cfg.groups[1].policies[0].target == 70.0, "a group's policy, by both indices"
 
 
 def test_environment_mistakes_with_groups_name_the_variable() -> None:
