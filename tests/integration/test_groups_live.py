@@ -69,10 +69,14 @@ class Groups:
         api_port = free_port()
         self.api = f"http://127.0.0.1:{api_port}"
         text = f'[api]\nbind = "127.0.0.1:{api_port}"\n\n[state]\ndir = "{tmp / "state"}"\n'
-        for name in (self.web, self.batch, self.broken):
+        bases: list[int] = []
+        while len(bases) < 3:  # three blocks of free ports, apart (nothing listens on them yet)
+            base = free_base_port(4)
+            bases += [base] if all(abs(base - b) > 4 for b in bases) else []
+        for name, base in zip((self.web, self.batch, self.broken), bases, strict=True):
             text += group_toml(
                 name,
-                base_port=free_base_port(4),
+                base_port=base,
                 front=self.fronts[name],
                 stats=free_port(),
                 command=BROKEN_COMMAND if name == self.broken else "",
