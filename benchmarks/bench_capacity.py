@@ -36,8 +36,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "capacity.json"
 MAX_VCPUS = 4
 
 from vmscale.config.libvirt import LibvirtProviderConfig  # noqa: E402
-from vmscale.ports import free_port  # noqa: E402
-from vmscale.providers.base import InstanceSpec  # noqa: E402
+from vmscale.ports import free_block  # noqa: E402
+from vmscale.providers.base import InstanceSpec, instance_port  # noqa: E402
 from vmscale.providers.libvirt.image import DEFAULT_IMAGE_DIR, build_image  # noqa: E402
 from vmscale.providers.libvirt.provider import LibvirtProvider  # noqa: E402
 
@@ -61,8 +61,8 @@ def until(url: str, ok: Callable[[dict[str, Any]], bool], deadline_s: float = 30
 
 def one_round(booter: LibvirtProvider, cloner: LibvirtProvider, group: str, r: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {p: [] for p in PATHS}
-    spec = InstanceSpec(group=group, name=f"{group}-{r}", index=r, memory_mb=512, port=free_port())
-    url = f"http://127.0.0.1:{spec.port}"
+    spec = InstanceSpec(group=group, name=f"{group}-{r}", index=r, memory_mb=512)
+    url = f"http://127.0.0.1:{instance_port(booter.config.base_port, spec.index)}"
     try:
         t0 = time.monotonic()
         booter.launch(spec)
@@ -79,8 +79,8 @@ def one_round(booter: LibvirtProvider, cloner: LibvirtProvider, group: str, r: i
             out["vCPU hot-add"].append(until(url, lambda h, n=n: h["cpus"] == n == h["workers"]) - t0)
     finally:
         booter.terminate(spec.name, graceful_timeout_s=0)
-    clone = InstanceSpec(group=group, name=f"{group}-c{r}", index=100 + r, memory_mb=512, port=free_port())
-    curl = f"http://127.0.0.1:{clone.port}"
+    clone = InstanceSpec(group=group, name=f"{group}-c{r}", index=100 + r, memory_mb=512)
+    curl = f"http://127.0.0.1:{instance_port(cloner.config.base_port, clone.index)}"
     try:
         t0 = time.monotonic()
         cloner.launch(clone)
@@ -102,7 +102,7 @@ def main() -> None:
     state = Path("/var/lib/vmscale/bench") / uuid.uuid4().hex[:8]  # reachable by the qemu user
     state.mkdir(parents=True)
     group = "capb" + uuid.uuid4().hex[:4]
-    common = {"image_dir": str(image_dir)}
+    common = {"image_dir": str(image_dir), "base_port": free_block(args.rounds + 101, 30000) or 30000}
     booter = LibvirtProvider(LibvirtProviderConfig(**common), state, max_vcpus=MAX_VCPUS)  # type: ignore[arg-type]
     cloner = LibvirtProvider(
         LibvirtProviderConfig(launch="clone", **common),  # type: ignore[arg-type]

@@ -23,9 +23,9 @@ form simply their fields (``FieldsEvent``): ``metric_source`` (``MetricSourceSta
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Protocol, cast
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 NO_STATE = "(none)"  # the "from" of an instance record that did not exist before
 UNKNOWN_STATE = "(unknown)"  # the "from" of an orphan found at the provider
@@ -113,6 +113,8 @@ class DecisionApplied:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DecisionApplied:
+        if d.get("applied") is False:  # a proposal that was logged but not applied is not one of these
+            raise ValueError("not applied")
         previous = d.get("previous", d.get("current", 0))
         return cls(
             desired=int(d.get("desired", 0)),
@@ -221,3 +223,32 @@ def parse(type_: str, data: Mapping[str, Any]) -> EventKind | None:
         return kind.from_dict(data)
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
+
+
+K = TypeVar("K")
+
+
+@dataclass(frozen=True, slots=True)
+class Logged(Generic[K]):
+    """One event read back from a log (or an SSE stream): its time and its typed value."""
+
+    t: float
+    kind: K
+
+
+def read_logged(events: Iterable[Mapping[str, Any]], kind: type[K]) -> list[Logged[K]]:
+    """The events of one kind in a log, typed and sorted by time. Lines that are not well formed (no
+    numeric time, a damaged payload) are skipped: logs are read tolerantly."""
+    type_ = getattr(kind, "TYPE", None)
+    out: list[Logged[K]] = []
+    for e in events:
+        t, data = e.get("t"), e.get("data")
+        if e.get("type") != type_ or not isinstance(data, Mapping) or isinstance(t, bool):
+            continue
+        if not isinstance(t, int | float):
+            continue
+        value = parse(str(type_), data)
+        if isinstance(value, kind):
+            out.append(Logged(float(t), value))
+    out.sort(key=lambda logged: logged.t)
+    return out

@@ -170,6 +170,48 @@ class Direction(StrEnum):
     NONE = "none"
 
 
+class ReasonCode(StrEnum):
+    """Why a policy (or the set) proposes what it does, for machines: beside the prose ``reason``,
+    the way the Kubernetes HPA sets conditions (AbleToScale, ScalingActive, ScalingLimited)."""
+
+    ABOVE_TARGET = "above_target"  # target tracking asks for more
+    BELOW_TARGET = "below_target"  # ...or for fewer
+    WITHIN_TOLERANCE = "within_tolerance"  # inside the dead band (or a conservative correction holds)
+    ABOVE_UPPER = "above_upper"  # threshold/step: above the upper bound for enough samples
+    BELOW_LOWER = "below_lower"  # ...below the lower bound
+    STREAK_SHORT = "streak_short"  # beyond a bound, not for enough samples yet
+    WITHIN_BOUNDS = "within_bounds"  # between the bounds
+    NO_DATA = "no_data"  # the metric has no value: hold
+    STABILIZED = "stabilized"  # the stabilization window holds the count
+    RATE_LIMITED = "rate_limited"  # the move was cut by a rate limit
+    COOLDOWN = "cooldown"  # the move waits for a cooldown
+    LIMITED_MAX = "limited_max"  # ScalingLimited: at (or cut to) max
+    LIMITED_MIN = "limited_min"  # ScalingLimited: at (or cut to) min
+    SCHEDULE_FLOOR = "schedule_floor"  # a schedule's minimum sets the count
+    SCALE_IN_VETOED = "scale_in_vetoed"  # a policy wants fewer, another does not agree
+    NO_OPINION = "no_opinion"  # the policy abstains (a schedule outside its windows)
+    MANUAL = "manual"  # a person set the count
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """The numbers behind a proposal, typed: ``metric`` is what ``observed`` measures (its unit is
+    the metric's: percent for cpu, seconds for latency); None means not part of this decision."""
+
+    metric: str | None = None
+    observed: float | None = None
+    target: float | None = None
+    upper: float | None = None
+    lower: float | None = None
+    ready: int | None = None
+    recommendation: int | None = None
+    floor: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures that are set, for the decision log and the event stream."""
+        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """A policy's answer: how many instances should run, and why, in words a person can check."""
@@ -179,16 +221,18 @@ class Decision:
     reason: str
     policy: str
     current: int
-    figures: Mapping[str, float] = field(default_factory=dict)
+    figures: Figures = field(default_factory=Figures)
+    code: ReasonCode = ReasonCode.NO_OPINION
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "desired": self.desired,
             "direction": self.direction.value,
             "reason": self.reason,
+            "code": self.code.value,
             "policy": self.policy,
             "current": self.current,
-            "figures": dict(self.figures),
+            "figures": self.figures.to_dict(),
         }
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from tests.e2e.libvirt_support import virsh
 from tests.e2e.test_libvirt_provider import BOOT_DEADLINE_S, spec, wait_healthy
+from tests.integration.live_support import free_base_port
 from tests.support.wait import wait_until
 from vmscale.bench.runner import measure_request
 from vmscale.config.libvirt import LibvirtProviderConfig
@@ -33,7 +34,12 @@ def make_provider(
     made: list[LibvirtProvider] = []
 
     def factory(max_vcpus: int | None = None, **settings: object) -> LibvirtProvider:
-        config = LibvirtProviderConfig(uri=libvirt_daemons, image_dir=str(guest_image), **settings)  # type: ignore[arg-type]
+        config = LibvirtProviderConfig(
+            uri=libvirt_daemons,
+            image_dir=str(guest_image),
+            base_port=free_base_port(8),
+            **settings,  # type: ignore[arg-type]
+        )
         made.append(LibvirtProvider(config, libvirt_state_dir, max_vcpus=max_vcpus))
         return made[-1]
 

@@ -11,9 +11,9 @@ from tests.support.wait import wait_until
 from vmscale.config.hooks import DecisionWebhookConfig
 from vmscale.event_kinds import EventKind
 from vmscale.hooks import DecisionWebhooks, WebhookDelivery
-from vmscale.model import Decision, Direction
+from vmscale.model import Decision, Direction, Figures
 
-UP = Decision(3, Direction.UP, "cpu 92% over target 60%", "target", 2, {"observed": 92.0}).to_dict()
+UP = Decision(3, Direction.UP, "cpu 92% over target 60%", "target", 2, Figures("cpu", 92.0)).to_dict()
 DOWN = Decision(1, Direction.DOWN, "cpu 10% under target 60%", "target", 2).to_dict()
 
 

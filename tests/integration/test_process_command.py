@@ -18,11 +18,13 @@ import httpx
 import psutil
 import pytest
 
-from tests.integration.test_process_provider import free_port, wait_for
+from tests.integration.live_support import free_base_port
+from tests.integration.test_process_provider import DEADLINE_S
+from tests.support.wait import wait_until
 from vmscale.config.process import ProcessProviderConfig
 from vmscale.errors import TemporaryProviderError
 from vmscale.providers import proctree
-from vmscale.providers.base import InstanceSpec
+from vmscale.providers.base import InstanceSpec, instance_port
 from vmscale.providers.process import ProcessProvider
 from vmscale.providers.process_command import shim_argv
 
@@ -46,15 +48,19 @@ class Group:
     def __init__(self, tmp_path: Path) -> None:
         self.dir = tmp_path
         self.group = "pc" + uuid.uuid4().hex[:6]
+        self.base_port = free_base_port(4)
         (tmp_path / "service.py").write_text(SERVICE)
 
     def provider(self, *extra: str, **config: object) -> ProcessProvider:
         command = [sys.executable, str(self.dir / "service.py"), "{port}", "{name}", *extra]
-        settings = {"command": command, **config}
+        settings = {"command": command, "base_port": self.base_port, **config}
         return ProcessProvider(ProcessProviderConfig.model_validate(settings), self.dir / "state")
 
+    def port(self, spec: InstanceSpec) -> int:
+        return instance_port(self.base_port, spec.index)
+
     def spec(self, index: int = 1) -> InstanceSpec:
-        return InstanceSpec(group=self.group, name=f"{self.group}-{index}", index=index, port=free_port())
+        return InstanceSpec(group=self.group, name=f"{self.group}-{index}", index=index)
 
     def cleanup(self) -> None:
         """Terminate every instance still recorded (processes, cgroups, records), then kill anything
@@ -87,7 +93,7 @@ def test_whole_tree_is_marked_held_in_its_cgroup_and_terminated(grp: Group) -> N
     provider = grp.provider("fork")
     spec = grp.spec()
     started = provider.launch(spec)
-    wait_for(lambda: answer(started.endpoint) is not None, "the service to answer")
+    wait_until(lambda: answer(started.endpoint) is not None, "the service to answer", DEADLINE_S)
     reply = answer(started.endpoint)
     assert reply is not None and reply["server"] == spec.name
     leader, child = psutil.Process(int(started.details["pid"])), psutil.Process(int(str(reply["child"])))
@@ -127,12 +133,12 @@ def test_command_that_dies_later_is_dropped_and_its_log_tail_logged(
     provider = grp.provider()
     spec = grp.spec()
     started = provider.launch(spec)
-    wait_for(lambda: answer(started.endpoint) is not None, "the service to answer")
+    wait_until(lambda: answer(started.endpoint) is not None, "the service to answer", DEADLINE_S)
     with caplog.at_level(logging.WARNING, logger="vmscale.providers.process"):
         psutil.Process(int(started.details["pid"])).kill()
-        wait_for(lambda: provider.list(grp.group) == [], "the dead instance to leave the list")
+        wait_until(lambda: provider.list(grp.group) == [], "the dead instance to leave the list", DEADLINE_S)
     assert f"instance {spec.name} was killed by signal 9" in caplog.text
-    assert "last lines of" in caplog.text and f"{spec.name} serving on {spec.port}" in caplog.text
+    assert "last lines of" in caplog.text and f"{spec.name} serving on {grp.port(spec)}" in caplog.text
     why = provider.last_exit(spec.name)
     assert why is not None and "killed by signal 9" in why and f"{spec.name} serving on" in why
 
@@ -152,9 +158,11 @@ def test_adopted_instance_that_vanished_is_reported_with_its_log(grp: Group) -> 
             stdout=out,
         )
     try:
-        wait_for(lambda: "listening" in log.read_text(), "the stand-in instance to write its log")
+        wait_until(
+            lambda: "listening" in log.read_text(), "the stand-in instance to write its log", DEADLINE_S
+        )
         record = {
-            "name": spec.name, "group": grp.group, "pid": proc.pid, "port": spec.port, "vcpus": 1,
+            "name": spec.name, "group": grp.group, "pid": proc.pid, "port": grp.port(spec), "vcpus": 1,
             "create_time": psutil.Process(proc.pid).create_time(), "cgroup": "", "log": str(log),
         }  # fmt: skip
         (grp.dir / "state/process" / f"{spec.name}.json").write_text(json.dumps(record))
@@ -171,12 +179,12 @@ def test_record_naming_another_instances_process_is_not_adopted(grp: Group) -> N
     """Same pid and create time, but the process's marker names another instance: not this one."""
     provider = grp.provider()
     real = provider.launch(grp.spec(1))
-    wait_for(lambda: answer(real.endpoint) is not None, "the service to answer")
+    wait_until(lambda: answer(real.endpoint) is not None, "the service to answer", DEADLINE_S)
     leader = psutil.Process(int(real.details["pid"]))
     impostor = grp.spec(2)
     record = {
         "name": impostor.name, "group": grp.group, "pid": leader.pid, "create_time": leader.create_time(),
-        "port": impostor.port, "vcpus": 1, "cgroup": "", "marker": f"{grp.group}/{impostor.name}",
+        "port": grp.port(impostor), "vcpus": 1, "cgroup": "", "marker": f"{grp.group}/{impostor.name}",
     }  # fmt: skip
     (grp.dir / "state/process" / f"{impostor.name}.json").write_text(json.dumps(record))
 

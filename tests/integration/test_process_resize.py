@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_process_provider import Instances, healthz, wait_for, wait_healthy
+from tests.integration.test_process_provider import DEADLINE_S, Instances, healthz, wait_healthy
+from tests.support.wait import wait_until
 from vmscale.errors import InstanceNotFoundError, PermanentProviderError
 
 
@@ -41,7 +42,9 @@ def test_resize_changes_quota_workers_and_the_reported_capacity(cgroup_instances
 
     provider.resize(spec.name, 2)
     assert provider.cgroup.read_quota(cgroup) == (200_000, 100_000)
-    wait_for(lambda: capacity(started.endpoint) == (2, 2), "the backend to run 2 workers on 2 CPUs")
+    wait_until(
+        lambda: capacity(started.endpoint) == (2, 2), "the backend to run 2 workers on 2 CPUs", DEADLINE_S
+    )
     (listed,) = provider.list(inst.group)
     assert listed.vcpus == 2 and listed.details["pid"] == pid, "resized in place, not restarted"
     record = json.loads((inst.state_dir / "process" / f"{spec.name}.json").read_text())
@@ -49,7 +52,9 @@ def test_resize_changes_quota_workers_and_the_reported_capacity(cgroup_instances
 
     provider.resize(spec.name, 1)
     assert provider.cgroup.read_quota(cgroup) == (100_000, 100_000)
-    wait_for(lambda: capacity(started.endpoint) == (1, 1), "the backend to shrink back to 1 worker")
+    wait_until(
+        lambda: capacity(started.endpoint) == (1, 1), "the backend to shrink back to 1 worker", DEADLINE_S
+    )
     assert provider.list(inst.group)[0].details["pid"] == pid
 
 
@@ -60,7 +65,9 @@ def test_resize_without_a_cgroup_changes_the_worker_count(tmp_path: Path) -> Non
         started = inst.provider.launch(spec)
         wait_healthy(started.endpoint)
         inst.provider.resize(spec.name, 2)
-        wait_for(lambda: (capacity(started.endpoint) or (0,))[0] == 2, "the backend to run 2 workers")
+        wait_until(
+            lambda: (capacity(started.endpoint) or (0,))[0] == 2, "the backend to run 2 workers", DEADLINE_S
+        )
         assert (inst.state_dir / "process" / f"{spec.name}.workers").read_text().strip() == "2"
         inst.provider.terminate(spec.name, graceful_timeout_s=3.0)
         assert not (inst.state_dir / "process" / f"{spec.name}.workers").exists()

@@ -125,8 +125,8 @@ def test_without_a_shared_guard_two_checks_at_once_would_both_pass(
             tmp_path / group / "state",
             accel=plain.accel,
             connection=CountsTogether("test:///default", barrier),
-            headroom=HeadroomGuard(),  # not shared: the flaw the shared guard removes
         )
+        prov.headroom = HeadroomGuard()  # not shared: the flaw the shared guard removes
         made.append((prov, group))
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda pg: pg[0].launch(spec(pg[1], 1)), made))

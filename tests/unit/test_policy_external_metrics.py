@@ -103,7 +103,7 @@ def test_target_on_a_group_value_scales_the_ready_count_by_the_ratio() -> None:
     ps = build_policy_set([target(10.0)], min_count=1, max_count=10)
     decision, _ = ps.decide(ext_snap([None, None, None], group=90.0), ps.initial_state())
     assert decision.desired == 7 and decision.direction is Direction.UP
-    assert decision.figures["recommendation"] == 27
+    assert decision.figures.recommendation == 27
     assert "ceil(3*90/10)=27" in decision.reason
     # avg-per-instance semantics: a query that divides by the instance count gives KEDA's AverageValue.
     decision, _ = ps.decide(ext_snap([None, None, None], group=20.0), ps.initial_state())

@@ -21,7 +21,16 @@ from vmscale.controller.records import DecisionLog, StoreRecorder
 from vmscale.event_kinds import DecisionApplied
 from vmscale.metrics import ControllerMetrics
 from vmscale.metrics_sources import ExternalMetrics
-from vmscale.model import Decision, Direction, InstanceState, Metric, Sample, Snapshot, direction_of
+from vmscale.model import (
+    Decision,
+    Direction,
+    InstanceState,
+    Metric,
+    ReasonCode,
+    Sample,
+    Snapshot,
+    direction_of,
+)
 from vmscale.policy import PolicySet, PolicySetState, decision_record, observe
 from vmscale.store import GroupRow
 
@@ -132,9 +141,8 @@ class Autoscaler:
         if not lo <= count <= hi:
             raise ValueError(f"desired must be within [min, max] = [{lo}, {hi}], got {count}")
         current = self._state.desired
-        d = Decision(
-            count, direction_of(current, count), f"manual: set to {count} by {actor}", "manual", current
-        )
+        words = f"manual: set to {count} by {actor}"
+        d = Decision(count, direction_of(current, count), words, "manual", current, code=ReasonCode.MANUAL)
         self._apply(d, actor, {"now": self._clock.now(), "manual": True})
 
     def set_paused(self, paused: bool, actor: str) -> None:
@@ -164,7 +172,8 @@ class Autoscaler:
             reason=decision.reason,
             policy=decision.policy,
             actor=actor,
-            figures=dict(decision.figures),
+            figures=decision.figures.to_dict(),
+            code=decision.code.value,
         )
         with self._lock:
             up = decision.direction is Direction.UP

@@ -35,6 +35,7 @@ from vmscale.hosts.remote import HostProvider
 from vmscale.plan.fencing import Copy
 from vmscale.plan.placement import Placement, Request, place
 from vmscale.providers.base import InstanceSpec, ProviderInstance, WarmKind
+from vmscale.providers.keyed_lock import KeyedLock
 from vmscale.providers.libvirt.migrate import MigrationProgress, MigrationResult
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class MultiHostProvider:
         self.migrations: dict[str, MigrationResult] = {}  # instance -> its last migration's figures
         self._guard = threading.Lock()
         self._place_lock = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
+        self._lock = KeyedLock()  # per instance name
 
     # ---------------------------------------------------------------- hosts
     def host_provider(self, host: str) -> HostProvider:
@@ -85,10 +86,6 @@ class MultiHostProvider:
         made = HostProvider(self.config, host, handle.conn, handle.limits, kvm_offered=handle.facts.kvm)
         with self._guard:
             return self._providers.setdefault(host, made)
-
-    def _lock(self, name: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(name, threading.Lock())
 
     def _find(self, name: str) -> str | None:
         """The host running ``name``: the last place seen if it is still there, else a search of every

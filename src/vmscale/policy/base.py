@@ -26,9 +26,11 @@ from typing import Any, Protocol
 from vmscale.model import (
     UNREADY_STATES,
     ExternalMetric,
+    Figures,
     InstanceState,
     Metric,
     MetricName,
+    ReasonCode,
     Sample,
     Snapshot,
     metric_name,
@@ -241,12 +243,14 @@ def _latest(samples: tuple[Any, ...], metric: str) -> tuple[float | None, float]
 
 @dataclass(frozen=True, slots=True)
 class Proposal:
-    """One policy's vote. ``desired=None`` abstains; ``floor`` is a minimum it insists on (schedule)."""
+    """One policy's vote. ``desired=None`` abstains; ``floor`` is a minimum it insists on (schedule);
+    ``code`` says why for machines, ``reason`` for people."""
 
     desired: int | None
     reason: str
     floor: int = 0
-    figures: Mapping[str, float] = field(default_factory=dict)
+    figures: Figures = field(default_factory=Figures)
+    code: ReasonCode = ReasonCode.NO_OPINION
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ import math
 from dataclasses import replace
 
 from vmscale.config.policy import RateLimit, TargetPolicyConfig
-from vmscale.model import Metric
+from vmscale.model import Figures, Metric, ReasonCode
 from vmscale.policy.base import (
     Observation,
     PolicyState,
@@ -153,11 +153,16 @@ class TargetPolicy:
         current = obs.desired
         view = obs.metric(cfg.metric)
         raw, reason = replica_recommendation(obs, cfg.metric, cfg.target, cfg.tolerance)
-        figures = {"target": cfg.target, "ready": float(obs.ready), "recommendation": float(raw)}
-        if view.mean is not None:
-            figures["observed"] = view.mean
+        figures = Figures(str(cfg.metric), view.mean, target=cfg.target, ready=obs.ready, recommendation=raw)
         if view.mean is None:  # no data: HPA does nothing and records nothing
-            return Proposal(clamp(current, obs), reason, figures=figures), state
+            return Proposal(clamp(current, obs), reason, figures=figures, code=ReasonCode.NO_DATA), state
+        code = (
+            ReasonCode.ABOVE_TARGET
+            if raw > current
+            else ReasonCode.BELOW_TARGET
+            if raw < current
+            else ReasonCode.WITHIN_TOLERANCE
+        )
         if state.last_sample_t is None and cfg.down_stabilization_s > 0 and not state.down_recs:
             # First decision ever (a new group, or a restart without saved state): like the HPA at
             # creation, seed the window with the current count so nothing is removed for one window.
@@ -171,12 +176,13 @@ class TargetPolicy:
         elif desired != raw:
             window = cfg.down_stabilization_s if raw < current else cfg.up_stabilization_s
             reason += f"; stabilization holds at {desired} (window {window:g} s)"
+            code = ReasonCode.STABILIZED
         if desired > current:
             cap = rate_limit(current, events, obs.now, cfg.up_limit, up=True)
             if desired > cap:
                 reason += f"; rate limit {cap} (+{cfg.up_limit.instances} or {cfg.up_limit.percent:g}% per "
                 reason += f"{cfg.up_limit.period_s:g} s)"
-                desired = cap
+                desired, code = cap, ReasonCode.RATE_LIMITED
         elif desired < current:
             floor = rate_limit(current, events, obs.now, cfg.down_limit, up=False)
             if desired < floor:
@@ -184,14 +190,14 @@ class TargetPolicy:
                     f"; rate limit {floor} (-{cfg.down_limit.instances} or {cfg.down_limit.percent:g}% per "
                 )
                 reason += f"{cfg.down_limit.period_s:g} s)"
-                desired = floor
+                desired, code = floor, ReasonCode.RATE_LIMITED
         bounded = clamp(desired, obs)
         if bounded != desired:
             reason += f"; bounded to [{obs.min_count}, {obs.max_count}] -> {bounded}"
+            code = ReasonCode.LIMITED_MAX if bounded < desired else ReasonCode.LIMITED_MIN
         if bounded != current:
             blocked = in_cooldown(obs, events, bounded > current, cfg.cooldown_up_s, cfg.cooldown_down_s)
             if blocked:
                 reason += f"; {blocked}, holding"
-                bounded = clamp(current, obs)
-        figures["desired"] = float(bounded)
-        return Proposal(bounded, reason, figures=figures), state
+                bounded, code = clamp(current, obs), ReasonCode.COOLDOWN
+        return Proposal(bounded, reason, figures=figures, code=code), state

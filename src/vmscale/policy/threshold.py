@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from vmscale.config.policy import ThresholdPolicyConfig
+from vmscale.model import Figures, ReasonCode
 from vmscale.policy.base import (
     Observation,
     PolicyState,
@@ -48,8 +49,10 @@ class ThresholdPolicy:
         mean = view.mean
         if mean is None:
             state = replace(state, up_streak=0, down_streak=0)
-            return Proposal(hold, f"{no_data(cfg.metric, view)}; streaks reset"), state
-        figures = {"observed": mean, "upper": cfg.upper, "ready": float(obs.ready)}
+            return Proposal(
+                hold, f"{no_data(cfg.metric, view)}; streaks reset", code=ReasonCode.NO_DATA
+            ), state
+        figures = Figures(str(cfg.metric), mean, upper=cfg.upper, lower=cfg.lower, ready=obs.ready)
         state = count_streaks(state, view, mean > cfg.upper, cfg.lower is not None and mean < cfg.lower)
         up, down = state.up_streak, state.down_streak
         shown = fmt(cfg.metric, mean)
@@ -62,12 +65,15 @@ class ThresholdPolicy:
                     clamp(current, obs),
                     f"{cfg.metric} {shown} > {cfg.upper:g} for {up} samples but {why}",
                     figures=figures,
+                    code=ReasonCode.COOLDOWN if blocked else ReasonCode.LIMITED_MAX,
                 ), state
             reason = (
                 f"{cfg.metric} {shown} > {cfg.upper:g} for {up} consecutive samples "
                 f"-> {current}+{cfg.step}={target}"
             )
-            return Proposal(target, reason, figures=figures), replace(state, up_streak=0)
+            return Proposal(target, reason, figures=figures, code=ReasonCode.ABOVE_UPPER), replace(
+                state, up_streak=0
+            )
         if cfg.lower is not None and down >= cfg.samples_down:
             blocked = in_cooldown(obs, events, False, cfg.cooldown_up_s, cfg.cooldown_down_s)
             target = clamp(current - cfg.step, obs)
@@ -77,12 +83,15 @@ class ThresholdPolicy:
                     hold,
                     f"{cfg.metric} {shown} < {cfg.lower:g} for {down} samples but {why}",
                     figures=figures,
+                    code=ReasonCode.COOLDOWN if blocked else ReasonCode.LIMITED_MIN,
                 ), state
             reason = (
                 f"{cfg.metric} {shown} < {cfg.lower:g} for {down} consecutive samples "
                 f"-> {current}-{cfg.step}={target}"
             )
-            return Proposal(target, reason, figures=figures), replace(state, down_streak=0)
+            return Proposal(target, reason, figures=figures, code=ReasonCode.BELOW_LOWER), replace(
+                state, down_streak=0
+            )
         if up:
             reason = f"{cfg.metric} {shown} > {cfg.upper:g} for {up}/{cfg.samples_up} samples"
         elif down:
@@ -90,4 +99,5 @@ class ThresholdPolicy:
         else:
             band = f"{cfg.lower:g}..{cfg.upper:g}" if cfg.lower is not None else f"<= {cfg.upper:g}"
             reason = f"{cfg.metric} {shown} within {band}"
-        return Proposal(hold, reason, figures=figures), state
+        code = ReasonCode.STREAK_SHORT if up or down else ReasonCode.WITHIN_BOUNDS
+        return Proposal(hold, reason, figures=figures, code=code), state

@@ -44,7 +44,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ from vmscale.providers.base import (
     ProviderInstance,
     ProviderStatus,
     WarmKind,
+    instance_port,
     warm_kinds_of,
 )
 from vmscale.providers.cgroups import (
@@ -69,13 +70,16 @@ from vmscale.providers.cgroups import (
     pids_in,
     remove_cgroup,
 )
+from vmscale.providers.keyed_lock import KeyedLock
 from vmscale.providers.process_command import (
     LAUNCH_BANNER,
     exit_description,
+    exited_at_once,
     instance_argv,
     instance_env,
     log_tail,
     marker,
+    release_shim,
     shim_argv,
 )
 from vmscale.providers.process_resize import check_vcpus, resize_live
@@ -109,7 +113,7 @@ class ProcessProvider:
         self.log = log or logging.getLogger("vmscale.providers.process")
         self.python = config.python or sys.executable
         self._lock = threading.Lock()
-        self._name_locks: dict[str, threading.Lock] = {}
+        self._named = KeyedLock()  # per instance name
         self._children: dict[str, subprocess.Popen[bytes]] = {}  # ours to reap
         self._returncodes: dict[str, int] = {}  # reaped, not yet reported
         self._exits: dict[str, str] = {}  # name -> why it last ended by itself
@@ -138,15 +142,6 @@ class ProcessProvider:
             f"no cgroup CPU controller available ({self._cgroup_note}); "
             "each instance limited by its worker count only"
         )
-
-    def _name_lock(self, name: str) -> threading.Lock:
-        with self._lock:
-            return self._name_locks.setdefault(name, threading.Lock())
-
-    @contextlib.contextmanager
-    def _named(self, name: str) -> Iterator[None]:
-        with self._name_lock(name):
-            yield
 
     def _record_path(self, name: str) -> Path:
         return self.dir / f"{name}.json"
@@ -261,7 +256,7 @@ class ProcessProvider:
             live = self._live_record(spec.name)
             if live is not None:
                 return self._instance(live[0], proctree.status_of(live[1]))
-            port = spec.port or self.config.base_port + spec.index
+            port = instance_port(self.config.base_port, spec.index)
             self._check_port(spec.name, port)
             cgroup = self._make_cgroup(spec)
             try:
@@ -342,7 +337,7 @@ class ProcessProvider:
         self._exits.pop(spec.name, None)
         if cgroup is not None:
             self._move_to_cgroup(spec.name, child, cgroup, rec)
-        self._release_shim(spec.name, child, rec)
+        release_shim(spec.name, child, rec)
         self._watch_start(spec.name, child, rec, port)
         self.log.info("launched %s: pid %d on port %d (log %s)", spec.name, child.pid, port, log_path)
         return self._instance(rec, ProviderStatus.RUNNING)
@@ -366,29 +361,11 @@ class ProcessProvider:
             rec["cgroup"] = ""
             self._write_record(name, rec)
 
-    def _release_shim(self, name: str, child: subprocess.Popen[bytes], rec: dict[str, Any]) -> None:
-        """Tell the waiting shim to ``exec`` the command."""
-        assert child.stdin is not None
-        try:
-            child.stdin.write(b"go\n")
-            child.stdin.close()
-        except OSError as exc:
-            raise TemporaryProviderError(
-                f"{name} exited before it started; see {rec['log']}", instance=name
-            ) from exc
-
     def _watch_start(self, name: str, child: subprocess.Popen[bytes], rec: dict[str, Any], port: int) -> None:
         """Wait up to ``start_check_s`` for the command to exit at once (a typo in an argument, a
         missing module, a port it cannot bind): that is a launch failure, reported with its exit
         status and the last lines of its log. It ends early once the port accepts connections."""
-        deadline = time.monotonic() + self.config.start_check_s
-        while time.monotonic() < deadline:
-            if child.poll() is not None:
-                break
-            if proctree.port_open(self.config.host, port):
-                return
-            time.sleep(_POLL_S)
-        if child.poll() is None:
+        if not exited_at_once(child, self.config.host, port, self.config.start_check_s):
             return
         self._children.pop(name, None)
         self._cleanup(name, rec)
@@ -447,7 +424,7 @@ class ProcessProvider:
             rec = self._read_record(path.stem)
             if rec is None or rec.get("group") != group:
                 continue
-            lock = self._name_lock(path.stem)
+            lock = self._named(path.stem)
             if lock.acquire(blocking=False):
                 try:
                     live = self._live_record(path.stem, keep_zombie=True)
@@ -503,30 +480,15 @@ class ProcessProvider:
             live = self._live_record(name)
             if live is None:
                 raise InstanceNotFoundError(f"no running instance named {name}", instance=name)
-            proctree.signal_group(live[1].pid, sig)
-            # Signals are delivered asynchronously: wait (bounded) until the leader shows the
-            # new state, so a ``list`` right after ``pause`` already reports PAUSED.
-            want_paused = sig == signal.SIGSTOP
-            deadline = time.monotonic() + _SIGNAL_SETTLE_S
-            while (proctree.status_of(live[1]) == ProviderStatus.PAUSED) != want_paused:
-                if time.monotonic() >= deadline:
-                    self.log.warning(
-                        "%s: still not %s after %.0f s",
-                        name,
-                        "paused" if want_paused else "resumed",
-                        _SIGNAL_SETTLE_S,
-                    )
-                    break
-                time.sleep(0.01)
+            if not proctree.signal_and_settle(live[1], sig, _SIGNAL_SETTLE_S):
+                state = "paused" if sig == signal.SIGSTOP else "resumed"
+                self.log.warning("%s: still not %s after %.0f s", name, state, _SIGNAL_SETTLE_S)
 
     def pause(self, name: str, kind: WarmKind = "paused") -> None:
         """SIGSTOP the whole tree: it keeps its memory and port but uses no CPU."""
         if kind != "paused":
-            raise PermanentProviderError(
-                f"cannot park {name} as {kind!r}: processes can only be paused (SIGSTOP); "
-                "'saved' needs the libvirt provider",
-                instance=name,
-            )
+            why = f"cannot park {name} as {kind!r}: processes can only be paused (SIGSTOP)"
+            raise PermanentProviderError(f"{why}; 'saved' needs the libvirt provider", instance=name)
         self._signal_instance(name, signal.SIGSTOP)
 
     def resume(self, name: str) -> None:

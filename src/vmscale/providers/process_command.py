@@ -14,12 +14,17 @@ marker ``VMSCALE_INSTANCE=<group>/<name>`` that ties every process of the instan
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from vmscale.config.command import MARKER_ENV, expand
 from vmscale.config.process import ProcessProviderConfig
+from vmscale.errors import TemporaryProviderError
 from vmscale.providers.base import InstanceSpec
+from vmscale.providers.proctree import port_open
 
 # Every instance starts as this ``sh``: it waits for "go" on stdin, sent once the provider has
 # written the instance's record (and put the pid in its cgroup), then becomes the command (same
@@ -111,3 +116,32 @@ def exit_description(returncode: int | None) -> str:
         return f"was killed by signal {-returncode}"
     hint = {126: " (not executable)", 127: " (program not found)"}.get(returncode, "")
     return f"exited with status {returncode}{hint}"
+
+
+START_POLL_S = 0.05  # how often the start check looks at a new process
+
+
+def release_shim(name: str, child: subprocess.Popen[bytes], rec: dict[str, Any]) -> None:
+    """Tell the waiting shim to ``exec`` the command (it waits so that the provider can record the
+    instance, and put it in its cgroup, before anything runs)."""
+    assert child.stdin is not None
+    try:
+        child.stdin.write(b"go\n")
+        child.stdin.close()
+    except OSError as exc:
+        raise TemporaryProviderError(
+            f"{name} exited before it started; see {rec['log']}", instance=name
+        ) from exc
+
+
+def exited_at_once(child: subprocess.Popen[bytes], host: str, port: int, within_s: float) -> bool:
+    """Whether the command exited within ``within_s`` of its start (a typo in an argument, a missing
+    module, a port it cannot bind). Answers early once the port accepts connections."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            break
+        if port_open(host, port):
+            return False
+        time.sleep(START_POLL_S)
+    return child.poll() is not None

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -32,6 +33,7 @@ import psutil
 
 from vmscale.config.command import MARKER_ENV
 from vmscale.providers.base import ProviderStatus
+from vmscale.providers.cpu import CpuReading, CpuTracker
 
 CREATE_TIME_TOLERANCE_S = 0.05
 REQUIRED_FIELDS = ("name", "group", "pid", "create_time", "port")
@@ -196,8 +198,22 @@ def port_problem(host: str, port: int, others: Iterable[tuple[str, dict[str, Any
     return ""
 
 
+def signal_and_settle(leader: psutil.Process, sig: int, timeout_s: float) -> bool:
+    """Signal the instance's process group (SIGSTOP or SIGCONT) and wait, bounded, until the leader
+    shows the new state: signals are delivered asynchronously, and a ``list`` right after ``pause``
+    must already report it paused. False when it did not settle in time."""
+    signal_group(leader.pid, sig)
+    want_paused = sig == signal.SIGSTOP
+    deadline = time.monotonic() + timeout_s
+    while (status_of(leader) == ProviderStatus.PAUSED) != want_paused:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 class TreeCpuSampler:
-    """CPU use of instances' process trees in percent of their vCPUs, from deltas between calls.
+    """CPU use of instances' process trees in percent of their vCPUs (``vmscale.providers.cpu``).
 
     ``find(name)`` returns an instance's live leader and vCPU count (from its record), or None.
     Leaders are cached between calls; ``forget`` drops an instance (gone, or its vCPUs changed),
@@ -208,12 +224,12 @@ class TreeCpuSampler:
         self._find = find
         self._lock = threading.Lock()
         self._procs: dict[str, tuple[psutil.Process, int]] = {}  # name -> (leader, vcpus)
-        self._baseline: dict[str, tuple[int, float, float]] = {}  # name -> (pid, wall, cpu seconds)
+        self._tracker = CpuTracker()
 
     def forget(self, name: str) -> None:
         with self._lock:
             self._procs.pop(name, None)
-            self._baseline.pop(name, None)
+        self._tracker.forget(name)
 
     def sample(self, names: Sequence[str]) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -222,15 +238,10 @@ class TreeCpuSampler:
             if entry is None:
                 continue
             proc, vcpus = entry
-            cpu = tree_cpu_seconds(proc)
-            now = time.monotonic()
-            with self._lock:
-                previous = self._baseline.get(name)
-                self._baseline[name] = (proc.pid, now, cpu)
-            if previous is None or previous[0] != proc.pid or now <= previous[1]:
-                continue
-            percent = (cpu - previous[2]) / (now - previous[1]) / max(1, vcpus) * 100.0
-            out[name] = min(100.0, max(0.0, percent))
+            reading = CpuReading(tree_cpu_seconds(proc), time.monotonic(), max(1, vcpus), source=proc.pid)
+            percent = self._tracker.update(name, reading)
+            if percent is not None:
+                out[name] = percent
         return out
 
     def _leader(self, name: str) -> tuple[psutil.Process, int] | None:
@@ -238,6 +249,13 @@ class TreeCpuSampler:
             entry = self._procs.get(name)
         if entry is not None and alive(entry[0]):  # is_running() also checks the create time
             return entry
+        entry = self._find(name)
+        if entry is None:
+            self.forget(name)
+            return None
+        with self._lock:
+            self._procs[name] = entry
+        return entry
         entry = self._find(name)
         if entry is None:
             self.forget(name)

@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
+from vmscale.event_kinds import DecisionApplied, InstanceTransition, Logged, TickSummary, read_logged
 from vmscale.percentile import percentile
 from vmscale.report.backlog import Drain, drain_view, find_drain, service_time
 from vmscale.report.story import narrative
+
+T = TypeVar("T")
 
 SUMMARY_VERSION = 1
 
@@ -72,17 +75,6 @@ def split_client_log(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, 
     markers.sort(key=lambda m: float(m["t"]))
     requests.sort(key=lambda r: float(r["t_send"]))
     return markers, requests
-
-
-def events_of(events: Iterable[dict[str, Any]], type_: str) -> list[dict[str, Any]]:
-    """Events of one type with a numeric time and a dict payload, sorted by time."""
-    out = [
-        e
-        for e in events
-        if e.get("type") == type_ and _num(e.get("t")) is not None and isinstance(e.get("data"), dict)
-    ]
-    out.sort(key=lambda e: float(e["t"]))
-    return out
 
 
 def _times(events: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> list[float]:
@@ -130,43 +122,38 @@ def _moment(t: float | None, start: float, **extra: Any) -> dict[str, Any] | Non
     return {"t": round(t, 6), "t_rel_s": round(t - start, 3), **extra}
 
 
-def _first(items: Iterable[dict[str, Any]], pred: Any) -> dict[str, Any] | None:
+def _first(items: Iterable[T], pred: Callable[[T], bool]) -> T | None:
     return next((i for i in items if pred(i)), None)
 
 
-def _decision_view(e: dict[str, Any], start: float) -> dict[str, Any]:
-    d = e["data"]
+def _decision_view(e: Logged[DecisionApplied], start: float) -> dict[str, Any]:
+    d = e.kind
     return {
-        "t": round(float(e["t"]), 6),
-        "t_rel_s": round(float(e["t"]) - start, 3),
-        "direction": d.get("direction"),
-        "from": d.get("current"),
-        "to": d.get("desired"),
-        "policy": d.get("policy"),
-        "reason": d.get("reason"),
-        "actor": d.get("actor"),
-        "applied": bool(d.get("applied")),
-        "action": d.get("action"),  # manual actions: "paused", "resumed", ...
+        "t": round(e.t, 6),
+        "t_rel_s": round(e.t - start, 3),
+        "direction": d.direction,
+        "from": d.previous,
+        "to": d.desired,
+        "policy": d.policy,
+        "reason": d.reason,
+        "actor": d.actor,
+        "applied": True,
+        "action": d.action if d.action != "scale" else None,  # manual actions: "paused", "resumed"
     }
 
 
 _AUTOMATIC_ACTORS = {None, "autoscaler", "policy", "controller"}
 
 
-def _worth_listing(e: dict[str, Any]) -> bool:
+def _worth_listing(e: Logged[DecisionApplied]) -> bool:
     """Scale decisions, and anything a person did (pause, resume, manual count), not idle holds."""
-    d = e["data"]
-    return (
-        d.get("direction") in ("up", "down")
-        or bool(d.get("action"))
-        or d.get("actor") not in _AUTOMATIC_ACTORS
-    )
+    d = e.kind
+    return d.direction in ("up", "down") or d.action != "scale" or (d.actor or None) not in _AUTOMATIC_ACTORS
 
 
-def instance_seconds(ticks: Sequence[dict[str, Any]]) -> float | None:
+def instance_seconds(events: Sequence[dict[str, Any]]) -> float | None:
     """Integral of the live instance count over time (a step function held between ticks)."""
-    points = [(float(e["t"]), _num(e["data"].get("actual"))) for e in ticks]
-    points = [(t, a) for t, a in points if a is not None]
+    points = [(e.t, e.kind.actual) for e in read_logged(events, TickSummary)]
     if len(points) < 2:
         return None if not points else 0.0
     total = 0.0
@@ -184,9 +171,9 @@ def build_summary(
     if start is None or end is None:
         return _empty_summary()
     markers, requests = split_client_log(client_records)
-    decisions = events_of(autoscaler_events, "decision")
-    transitions = events_of(autoscaler_events, "instance")
-    ticks = events_of(autoscaler_events, "tick")
+    decisions = read_logged(autoscaler_events, DecisionApplied)
+    transitions = read_logged(autoscaler_events, InstanceTransition)
+    ticks = read_logged(autoscaler_events, TickSummary)
 
     high = _first(markers, lambda m: m.get("phase") == "high")
     if high is None:  # no markers written: fall back on the requests' own phase labels
@@ -203,19 +190,10 @@ def build_summary(
             t_high_end = max(highs) if highs else end
 
     after_t = t_high if t_high is not None else start
-    up = _first(
-        decisions,
-        lambda e: (
-            e["data"].get("direction") == "up" and e["data"].get("applied") and float(e["t"]) >= after_t
-        ),
-    )
-    t_up = float(up["t"]) if up else None
-    ready = (
-        _first(transitions, lambda e: e["data"].get("to") == "ready" and float(e["t"]) >= float(up["t"]))
-        if up
-        else None
-    )
-    new_name = ready["data"].get("name") if ready else None
+    up = _first(decisions, lambda e: e.kind.direction == "up" and e.t >= after_t)
+    t_up = up.t if up else None
+    ready = _first(transitions, lambda e: e.kind.dst == "ready" and e.t >= up.t) if up else None
+    new_name = ready.kind.name if ready else None
     first_answer = (
         _first(
             requests,
@@ -227,29 +205,20 @@ def build_summary(
     t_answer = answer_time(first_answer) if first_answer else None
 
     scale_in_after = t_up if t_up is not None else start
-    drain = _first(
-        transitions, lambda e: e["data"].get("to") == "draining" and float(e["t"]) >= scale_in_after
-    )
-    down = _first(
-        decisions,
-        lambda e: (
-            e["data"].get("direction") == "down"
-            and e["data"].get("applied")
-            and float(e["t"]) >= scale_in_after
-        ),
-    )
+    drain = _first(transitions, lambda e: e.kind.dst == "draining" and e.t >= scale_in_after)
+    down = _first(decisions, lambda e: e.kind.direction == "down" and e.t >= scale_in_after)
     scale_in: dict[str, Any] | None = None
-    if drain and (not down or float(drain["t"]) <= float(down["t"])):
-        scale_in = _moment(float(drain["t"]), start, how="draining", instance=drain["data"].get("name"))
+    if drain and (not down or drain.t <= down.t):
+        scale_in = _moment(drain.t, start, how="draining", instance=drain.kind.name)
     elif down:
         # The decision came first; name the instance it drained when the log shows one.
-        then = _first(transitions, lambda e: e["data"].get("to") == "draining" and e["t"] >= down["t"])
+        then = _first(transitions, lambda e: e.kind.dst == "draining" and e.t >= down.t)
         scale_in = _moment(
-            float(down["t"]),
+            down.t,
             start,
             how="decision",
-            instance=then["data"].get("name") if then else None,
-            **{"from": down["data"].get("current"), "to": down["data"].get("desired")},
+            instance=then.kind.name if then else None,
+            **{"from": down.kind.previous, "to": down.kind.desired},
         )
 
     ok = [r for r in requests if not is_error(r) and _num(r.get("latency_s")) is not None]
@@ -260,7 +229,7 @@ def build_summary(
     windows["after_drain"] = _window(ok, start, drained if in_high else None, t_high_end)
     windows["high"] = _window(ok, start, t_high, t_high_end)
     errors = [r for r in requests if is_error(r)]
-    actuals = [a for a in (_num(e["data"].get("actual")) for e in ticks) if a is not None]
+    actuals = [e.kind.actual for e in ticks]
 
     summary: dict[str, Any] = {
         "version": SUMMARY_VERSION,
@@ -272,19 +241,19 @@ def build_summary(
         "scale_up": _moment(
             t_up,
             start,
-            **{"from": up["data"].get("current"), "to": up["data"].get("desired")},
-            policy=up["data"].get("policy"),
-            reason=up["data"].get("reason"),
+            **{"from": up.kind.previous, "to": up.kind.desired},
+            policy=up.kind.policy,
+            reason=up.kind.reason,
         )
         if up
         else None,
-        "new_instance_ready": _moment(float(ready["t"]), start, instance=new_name) if ready else None,
+        "new_instance_ready": _moment(ready.t, start, instance=new_name) if ready else None,
         "first_answer_from_new": _moment(t_answer, start, instance=new_name) if first_answer else None,
         "scale_in": scale_in,
-        "reaction_s": _reactions(t_high, t_up, float(ready["t"]) if ready else None, t_answer),
+        "reaction_s": _reactions(t_high, t_up, ready.t if ready else None, t_answer),
         "backlog": drain_view(backlog, start, t_high_end),
         "peak_instances": int(max(actuals)) if actuals else None,
-        "instance_seconds": instance_seconds(ticks),
+        "instance_seconds": instance_seconds(autoscaler_events),
         "latency": windows,
         "requests": {
             "total": len(requests),

@@ -19,12 +19,9 @@ and renamed, so a crash never leaves a half-written overlay that looks complete.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import stat
 import subprocess
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,59 +36,30 @@ from vmscale.providers.base import (
     ProviderInstance,
     ProviderStatus,
     WarmKind,
+    instance_port,
     warm_kinds_of,
 )
+from vmscale.providers.cpu import CpuReading, CpuTracker
+from vmscale.providers.keyed_lock import KeyedLock
 from vmscale.providers.libvirt import xml
 from vmscale.providers.libvirt.accel import AccelChoice, choose_accel
 from vmscale.providers.libvirt.addresses import StaticAddressing, mac_for
 from vmscale.providers.libvirt.clone import CloneLauncher
 from vmscale.providers.libvirt.connection import BoundedCalls, LibvirtConnection
+from vmscale.providers.libvirt.domains import (
+    UNDEFINE_FLAGS,
+    bring_up,
+    domain_status,
+    leased_address,
+    prepare_files_dir,
+)
 from vmscale.providers.libvirt.host import HeadroomGuard, HostLoad, headroom_problem
 from vmscale.providers.libvirt.image import DEFAULT_IMAGE_DIR, load_manifest
 from vmscale.providers.libvirt.resize import set_vcpus
 from vmscale.providers.libvirt.seed import make_seed_iso
-from vmscale.providers.libvirt.stats import CpuReading, CpuTracker, fetch_cpu
+from vmscale.providers.libvirt.stats import fetch_cpu
 
 log = logging.getLogger(__name__)
-
-_STATE = {
-    libvirt.VIR_DOMAIN_NOSTATE: ProviderStatus.STARTING,
-    libvirt.VIR_DOMAIN_RUNNING: ProviderStatus.RUNNING,
-    libvirt.VIR_DOMAIN_BLOCKED: ProviderStatus.RUNNING,
-    libvirt.VIR_DOMAIN_PAUSED: ProviderStatus.PAUSED,
-    libvirt.VIR_DOMAIN_SHUTDOWN: ProviderStatus.STOPPED,
-    libvirt.VIR_DOMAIN_SHUTOFF: ProviderStatus.STOPPED,
-    libvirt.VIR_DOMAIN_CRASHED: ProviderStatus.STOPPED,
-    libvirt.VIR_DOMAIN_PMSUSPENDED: ProviderStatus.PAUSED,
-}
-# vmscale never makes NVRAM or TPM state; managed-save images and snapshot metadata it may.
-_UNDEFINE = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-
-
-def _reachable_by_others(path: Path) -> bool:
-    """True when every ancestor of ``path`` lets 'other' users traverse it (QEMU runs as libvirt-qemu)."""
-    return all(not (p.exists() and not p.stat().st_mode & stat.S_IXOTH) for p in [path, *path.parents])
-
-
-def domain_status(dom: libvirt.virDomain) -> ProviderStatus:
-    state, _reason = dom.state()
-    status = _STATE.get(state, ProviderStatus.STOPPED)
-    if status is ProviderStatus.STOPPED and dom.hasManagedSaveImage():
-        return ProviderStatus.SAVED
-    return status
-
-
-def _leased_address(dom: libvirt.virDomain) -> str:
-    """The guest's IPv4 address from the libvirt network's DHCP leases ('' when not known yet)."""
-    try:
-        ifaces = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0)
-    except libvirt.libvirtError:
-        return ""
-    for iface in (ifaces or {}).values():
-        for addr in iface.get("addrs") or []:
-            if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
-                return str(addr["addr"])
-    return ""
 
 
 class LibvirtProvider:
@@ -109,12 +77,9 @@ class LibvirtProvider:
         connection: BoundedCalls | None = None,
         accel: AccelChoice | None = None,
         max_vcpus: int | None = None,
-        headroom: HeadroomGuard | None = None,
     ) -> None:
-        """``headroom``: the host's guard, shared with every other provider on the same host (by
-        default the process-wide one for ``config.uri``)."""
         self.config = config
-        self.headroom = headroom or HeadroomGuard.for_host(config.uri)
+        self.headroom = HeadroomGuard.for_host(config.uri)  # one per host: launches take turns
         self.max_vcpus = max_vcpus  # template.max_vcpus: room every domain gets to grow live
         self.clock = clock or SystemClock()
         self.conn: BoundedCalls = connection or LibvirtConnection(config.uri, config.call_timeout_s)
@@ -122,28 +87,12 @@ class LibvirtProvider:
         self.image_dir = Path(config.image_dir) if config.image_dir else DEFAULT_IMAGE_DIR
         pool = config.addresses
         self.addressing = StaticAddressing.parse(pool.pool, pool.network, pool.gateway) if pool.pool else None
-        self.files_dir = self._prepare_files_dir(state_dir)
+        self.files_dir = prepare_files_dir(state_dir, config.instance_dir)
         self._tracker = CpuTracker()
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._lock = KeyedLock()  # per instance name
         self._clones = CloneLauncher(self) if config.launch == "clone" else None
 
     # ---------------------------------------------------------------- paths and helpers (per host)
-    def _prepare_files_dir(self, state_dir: Path) -> Path:
-        base = Path(state_dir).resolve() / "libvirt"
-        if self.config.instance_dir:
-            base = Path(self.config.instance_dir)
-        elif not _reachable_by_others(base.parent):
-            digest = hashlib.sha256(str(base).encode()).hexdigest()[:10]
-            fallback = Path("/var/lib/vmscale/instances") / digest
-            log.info("%s is not reachable by the QEMU user; instance files go to %s", base, fallback)
-            base = fallback
-        for sub in ("overlays", "seeds", "console"):
-            (base / sub).mkdir(parents=True, exist_ok=True)
-            (base / sub).chmod(0o755)
-        base.chmod(0o755)
-        return base
-
     def overlay_path(self, name: str) -> Path:
         return self.files_dir / "overlays" / f"{name}.qcow2"
 
@@ -153,12 +102,8 @@ class LibvirtProvider:
     def console_log(self, name: str) -> Path:
         return self.files_dir / "console" / f"{name}.log"
 
-    def _lock(self, name: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(name, threading.Lock())
-
     def _port(self, spec: InstanceSpec) -> int:
-        return spec.port or self.config.base_port + spec.index
+        return instance_port(self.config.base_port, spec.index)
 
     def _endpoint(self, meta: xml.InstanceMeta) -> str:
         if self.config.network == "user":
@@ -319,8 +264,7 @@ class LibvirtProvider:
 
     def launch(self, spec: InstanceSpec) -> ProviderInstance:
         port = self._port(spec)
-        # The host's turn: headroom check and start as one step among every launch on this host.
-        with self._lock(spec.name), self.headroom.turn():
+        with self._lock(spec.name), self.headroom.turn():  # check headroom and start as one step
             dom = self._lookup(spec.name)
             if dom is not None and self.config.boot == "kernel" and not self._overlay_exists(spec.name):
                 # Its disk is gone (deleted by hand?): the domain cannot boot; remake it from scratch
@@ -388,17 +332,8 @@ class LibvirtProvider:
     def _adopt(self, dom: libvirt.virDomain, spec: InstanceSpec) -> ProviderInstance:
         """Finish a domain an earlier launch left behind (defined, saved, paused or stopped)."""
         found = self._adopt_check(dom, spec)
-
-        def finish(conn: libvirt.virConnect) -> tuple[ProviderStatus, int, str]:
-            status = domain_status(dom)
-            if status is ProviderStatus.PAUSED:
-                dom.resume()
-            elif status in (ProviderStatus.STOPPED, ProviderStatus.SAVED, ProviderStatus.STARTING):
-                dom.create()
-            return ProviderStatus.RUNNING, int(dom.info()[3]), str(dom.UUIDString())
-
         status, vcpus, uuid = self.conn.call(
-            "adopt", finish, instance=spec.name, timeout_s=self.slow_timeout_s
+            "adopt", lambda c: bring_up(dom), instance=spec.name, timeout_s=self.slow_timeout_s
         )
         log.info("adopted existing domain %s", spec.name)
         return self.instance_of(found, status, vcpus, uuid=uuid)
@@ -432,7 +367,7 @@ class LibvirtProvider:
             try:
                 if dom.isActive():
                     dom.destroy()
-                dom.undefineFlags(_UNDEFINE)
+                dom.undefineFlags(UNDEFINE_FLAGS)
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                     raise
@@ -488,7 +423,7 @@ class LibvirtProvider:
                         and status is ProviderStatus.RUNNING
                         and not meta.address
                     ):
-                        address = _leased_address(dom)
+                        address = leased_address(dom)
                     found.append((meta, status, vcpus, str(dom.UUIDString()), address))
                 except libvirt.libvirtError as exc:
                     # not ours (no metadata) or vanished between listing and reading: skip
@@ -517,7 +452,7 @@ class LibvirtProvider:
         out: dict[str, float] = {}
         for name, (cpu_ns, vcpus) in readings.items():
             if name in wanted:
-                pct = self._tracker.update(name, CpuReading(cpu_ns, now, vcpus))
+                pct = self._tracker.update(name, CpuReading(cpu_ns / 1e9, now, vcpus))
                 if pct is not None:
                     out[name] = pct
         return out
@@ -558,15 +493,7 @@ class LibvirtProvider:
         dom = self._lookup(name)
         if dom is None:
             raise InstanceNotFoundError(f"no domain {name} to resume", instance=name)
-
-        def wake(conn: libvirt.virConnect) -> None:
-            status = domain_status(dom)
-            if status is ProviderStatus.PAUSED:
-                dom.resume()
-            elif status in (ProviderStatus.SAVED, ProviderStatus.STOPPED):
-                dom.create()
-
-        self.conn.call("resume", wake, instance=name, timeout_s=self.slow_timeout_s)
+        self.conn.call("resume", lambda c: bring_up(dom), instance=name, timeout_s=self.slow_timeout_s)
 
     def close(self) -> None:
         self.conn.close()
