@@ -79,10 +79,10 @@ class LibvirtProvider:
         max_vcpus: int | None = None,
     ) -> None:
         self.config = config
-        self.headroom = HeadroomGuard.for_host(config.uri)  # one per host: launches take turns
         self.max_vcpus = max_vcpus  # template.max_vcpus: room every domain gets to grow live
         self.clock = clock or SystemClock()
         self.conn: BoundedCalls = connection or LibvirtConnection(config.uri, config.call_timeout_s)
+        self.headroom = HeadroomGuard.for_host(self.conn.uri)  # one per host: launches take turns
         self.accel = accel or choose_accel(config.accel)
         self.image_dir = Path(config.image_dir) if config.image_dir else DEFAULT_IMAGE_DIR
         pool = config.addresses
