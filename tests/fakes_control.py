@@ -37,9 +37,11 @@ class FakeControlPlane:
         max_: int = 4,
         clock: Clock | None = None,
         base_port: int = 18100,
+        events: EventBus | None = None,
     ) -> None:
+        """``events``: a bus shared with other groups (this one publishes through its view of it)."""
         self.clock = clock or FakeClock()
-        self.events = EventBus(clock=self.clock.now)
+        self.events = events.for_group(name) if events is not None else EventBus(clock=self.clock.now)
         self.name = name
         self.min = min_
         self.max = max_
@@ -158,6 +160,7 @@ class FakeControlPlane:
                 cpu=cpu,
                 launched_at=self.clock.now(),
                 ready_at=self.clock.now() if state == "ready" else None,
+                group=self.name,
             )
             self._next += 1
             self._instances[name] = inst
@@ -261,3 +264,28 @@ def make_api(
         **kwargs,
     )
     return app, control
+
+
+def make_groups_api(*names: str, **kwargs: Any) -> tuple[Any, dict[str, FakeControlPlane], EventBus]:
+    """A control API over several fake groups sharing one bus and one metrics registry, each with
+    one ready instance (ports apart, so endpoints differ)."""
+    from vmscale.api.app import create_app
+    from vmscale.api.auth import Scope, TokenStore
+    from vmscale.config.schema import ApiConfig
+    from vmscale.control import ControlGroups
+    from vmscale.metrics import ControllerMetrics, MetricFamilies
+
+    clock = FakeClock()
+    bus = EventBus(clock=clock.now)
+    families = MetricFamilies()
+    planes = {}
+    for k, name in enumerate(names):
+        planes[name] = FakeControlPlane(name=name, clock=clock, base_port=18100 + 100 * k, events=bus)
+        planes[name].add_instance()
+        ControllerMetrics(name, families)
+    tokens = TokenStore([(Scope.READ, READ_TOKEN, None), (Scope.WRITE, WRITE_TOKEN, None)])
+    cfg = ApiConfig(bind="127.0.0.1:0", rate_limit_per_s=10_000.0)
+    app = create_app(
+        ControlGroups(list(planes.values()), bus), metrics=families, api_config=cfg, tokens=tokens, **kwargs
+    )
+    return app, planes, bus

@@ -1,11 +1,13 @@
 """What the control API and the CLI may ask of a running controller (and nothing more).
 
 The API layer depends on this Protocol, not on the controller module, so it can be tested
-against a fake and the controller can change behind it.
+against a fake and the controller can change behind it. One ``ControlPlane`` per group;
+``ControlGroups`` is every group of one ``vmscale up`` with the event bus they share.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -22,6 +24,7 @@ class InstanceInfo:
     launched_at: float | None = None
     ready_at: float | None = None
     details: dict[str, str] = field(default_factory=dict)
+    group: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,3 +112,48 @@ class ControlPlane(Protocol):
         """``cordon``, ``uncordon`` or ``drain`` a host. LookupError for an unknown host, ValueError
         (a message for the user) when the provider has no hosts."""
         ...
+
+
+class UnknownGroupError(KeyError):
+    """A group name this controller does not run; the message names the ones it does."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown group"
+
+
+class ControlGroups:
+    """Every group one controller process runs, by name, in config order, and their shared bus.
+
+    The API serves each group from its own ``ControlPlane`` and the event stream from ``events``.
+    A one-group controller is the same with one entry (``ControlGroups.of(plane)``)."""
+
+    def __init__(self, planes: Sequence[ControlPlane], events: EventBus) -> None:
+        self.events = events
+        self._planes = {plane.group().name: plane for plane in planes}
+        if len(self._planes) != len(planes):
+            raise ValueError("two control planes answer for one group name")
+
+    @classmethod
+    def of(cls, control: ControlPlane | ControlGroups) -> ControlGroups:
+        """``control`` as a set of groups (one group's plane becomes a set of one)."""
+        return control if isinstance(control, ControlGroups) else cls([control], control.events)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._planes)
+
+    def get(self, name: str) -> ControlPlane:
+        """The group called ``name``; ``UnknownGroupError`` naming the groups there are."""
+        try:
+            return self._planes[name]
+        except KeyError:
+            raise UnknownGroupError(
+                f"no group {name!r} here; this controller runs {', '.join(map(repr, self.names))}"
+            ) from None
+
+    def only(self) -> ControlPlane | None:
+        """The one group when there is exactly one (what the one-group API paths answer for)."""
+        return next(iter(self._planes.values())) if len(self._planes) == 1 else None
+
+    def __iter__(self) -> Iterator[ControlPlane]:
+        return iter(list(self._planes.values()))

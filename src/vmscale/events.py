@@ -12,6 +12,11 @@ events and is told so with a ``lagged`` event.
 Every event has a sequence number (1, 2, ... per process). The bus keeps the most recent ``keep``
 events, so a client that reconnects can be sent what it missed (``since``), and be told plainly
 when that is no longer possible.
+
+Several groups share one bus (one sequence, one log, one stream): each group's controller publishes
+through ``bus.for_group(name)``, a view of the same bus that stamps ``Event.group`` on what it
+publishes. Readers that want one group filter on it; an event without a group (a log written before
+groups existed, or a stream's own ``reset``) belongs to every group.
 """
 
 from __future__ import annotations
@@ -39,9 +44,22 @@ class Event:
     t: float
     type: str
     data: dict[str, Any] = field(default_factory=dict)
+    group: str = ""  # the group whose controller published it; "" = not one group's
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "t": self.t, "type": self.type, "data": self.data}
+        head: dict[str, Any] = {"seq": self.seq, "t": self.t, "type": self.type}
+        if self.group:
+            head["group"] = self.group
+        return {**head, "data": self.data}
+
+    def of_group(self, group: str | None) -> bool:
+        """Whether a reader of ``group`` (None: every group) should see this event."""
+        return group is None or not self.group or self.group == group
+
+
+def group_of(record: dict[str, Any]) -> str:
+    """The group of one event read back from a log or a stream ("" when it was written without)."""
+    return str(record.get("group") or "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +73,7 @@ class Gap:
 
 
 class Subscription:
-    def __init__(self, bus: EventBus, maxsize: int) -> None:
+    def __init__(self, bus: _Stream, maxsize: int) -> None:
         self._bus = bus
         self._q: queue.Queue[Event] = queue.Queue(maxsize=maxsize)
         self.dropped = 0
@@ -79,7 +97,7 @@ class Subscription:
             return None
 
     def close(self) -> None:
-        self._bus._unsubscribe(self)
+        self._bus.unsubscribe(self)
 
     def __enter__(self) -> Subscription:
         return self
@@ -88,52 +106,70 @@ class Subscription:
         self.close()
 
 
+class _Stream:
+    """The state one bus and all its group views share: one sequence, one buffer, one set of
+    subscribers and listeners."""
+
+    def __init__(self, keep: int, clock: Callable[[], float]) -> None:
+        self.lock = threading.Lock()
+        self.seq = itertools.count(1)
+        self.latest = 0
+        self.recent: collections.deque[Event] = collections.deque(maxlen=keep)
+        self.subs: list[Subscription] = []
+        self.listeners: list[Callable[[Event], None]] = []
+        self.clock = clock
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self.lock:
+            if sub in self.subs:
+                self.subs.remove(sub)
+
+
 class EventBus:
     def __init__(self, keep: int = 2000, clock: Callable[[], float] = time.time) -> None:
-        self._lock = threading.Lock()
-        self._seq = itertools.count(1)
-        self._latest = 0
-        self._recent: collections.deque[Event] = collections.deque(maxlen=keep)
-        self._subs: list[Subscription] = []
-        self._listeners: list[Callable[[Event], None]] = []
-        self._clock = clock
+        self._s = _Stream(keep, clock)
+        self.group = ""  # stamped on every event this bus (or view) publishes
+
+    def for_group(self, group: str) -> EventBus:
+        """A view of this bus for one group's publishers: the same sequence, buffer and listeners,
+        with ``group`` stamped on every event published through it."""
+        view = EventBus.__new__(EventBus)
+        view._s, view.group = self._s, group
+        return view
 
     def publish(self, kind: EventKind) -> Event:
         data = kind.to_dict()
-        with self._lock:
-            ev = Event(next(self._seq), self._clock(), kind.TYPE, data)
-            self._latest = ev.seq
-            self._recent.append(ev)
-            subs = list(self._subs)
-            listeners = list(self._listeners)
-        for s in subs:
-            s._offer(ev)
+        s = self._s
+        with s.lock:
+            ev = Event(next(s.seq), s.clock(), kind.TYPE, data, self.group)
+            s.latest = ev.seq
+            s.recent.append(ev)
+            subs = list(s.subs)
+            listeners = list(s.listeners)
+        for sub in subs:
+            sub._offer(ev)
         for fn in listeners:
             with contextlib.suppress(Exception):  # a broken listener must not stop the controller
                 fn(ev)
         return ev
 
     def subscribe(self, maxsize: int = 10_000) -> Subscription:
-        sub = Subscription(self, maxsize)
-        with self._lock:
-            self._subs.append(sub)
+        sub = Subscription(self._s, maxsize)
+        with self._s.lock:
+            self._s.subs.append(sub)
         return sub
 
-    def _unsubscribe(self, sub: Subscription) -> None:
-        with self._lock:
-            if sub in self._subs:
-                self._subs.remove(sub)
-
     def add_listener(self, fn: Callable[[Event], None]) -> None:
-        """Call ``fn`` synchronously for every event (keep it quick: file append, counter)."""
-        with self._lock:
-            self._listeners.append(fn)
+        """Call ``fn`` synchronously for every event (keep it quick: file append, counter). A listener
+        hears every group's events, whichever view it was added through: filter on ``Event.group``."""
+        with self._s.lock:
+            self._s.listeners.append(fn)
 
     @property
     def latest_seq(self) -> int:
         """The sequence number of the newest event (0 before the first)."""
-        with self._lock:
-            return self._latest
+        with self._s.lock:
+            return self._s.latest
 
     def since(self, seq: int) -> Gap:
         """The events after ``seq`` that the buffer still holds, and whether they are all of them.
@@ -142,17 +178,23 @@ class EventBus:
         buffer) or when ``seq`` is beyond the newest event (a number from before a restart: this
         process counts from 1 again).
         """
-        with self._lock:
-            latest = self._latest
-            oldest = self._recent[0].seq if self._recent else latest + 1
-            events = [e for e in self._recent if e.seq > seq] if seq < latest else []
+        s = self._s
+        with s.lock:
+            latest = s.latest
+            oldest = s.recent[0].seq if s.recent else latest + 1
+            events = [e for e in s.recent if e.seq > seq] if seq < latest else []
         complete = seq <= latest and oldest <= seq + 1
         return Gap(events=events, complete=complete, latest=latest, oldest=oldest)
 
     def recent(self, types: Iterable[str] | None = None, limit: int = 200) -> list[Event]:
+        """The newest kept events (of ``types``); a group's view returns that group's only."""
         wanted = set(types) if types is not None else None
-        with self._lock:
-            evs = [e for e in self._recent if wanted is None or e.type in wanted]
+        with self._s.lock:
+            evs = [
+                e
+                for e in self._s.recent
+                if (wanted is None or e.type in wanted) and e.of_group(self.group or None)
+            ]
         return evs[-limit:]
 
 

@@ -25,7 +25,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 from vmscale.clock import Clock, SystemClock
 from vmscale.config.hooks import HookPhase
-from vmscale.config.schema import VmscaleConfig
+from vmscale.config.schema import GroupSettings
 from vmscale.event_kinds import DecisionApplied, EndpointsChanged, InstanceTransition, Publish, discard, parse
 from vmscale.events import Event
 from vmscale.hooks import DecisionWebhooks, HookSubject, LifecycleHooks, PhaseResult
@@ -38,7 +38,7 @@ from vmscale.notify.original import OriginalClientNotifier
 class Integrations:
     def __init__(
         self,
-        cfg: VmscaleConfig,
+        cfg: GroupSettings,
         *,
         executor: Executor | None = None,
         publish: Publish = discard,
@@ -77,7 +77,10 @@ class Integrations:
     def on_event(self, event: Event) -> None:
         """Event-bus listener: applied decisions, instances entering rotation and endpoint changes
         reach the webhooks, the original client and the file_sd file. Quick: queue appends, and
-        a small file write when the ready set changed."""
+        a small file write when the ready set changed. Another group's events (the bus is shared
+        by every group of the controller) are not this group's business."""
+        if event.group and event.group != self.group:
+            return
         kind = parse(event.type, event.data)
         if isinstance(kind, DecisionApplied):
             self.decided(kind)

@@ -1,4 +1,8 @@
-"""Prometheus metrics of one controller, in a registry of its own (so tests can run several).
+"""Prometheus metrics of a controller process, in a registry of its own (so tests can run several).
+
+One registry holds every group's series: the metric families are created once (``MetricFamilies``;
+prometheus_client refuses to register a name twice) and each group writes through its own
+``ControllerMetrics``, which puts the ``group`` label on everything it writes.
 
 Names follow prometheus.io's naming practices:
 
@@ -69,9 +73,10 @@ _POLICY_GAUGES: dict[Metric, tuple[str, str]] = {
 }
 
 
-class ControllerMetrics:
-    def __init__(self, group: str) -> None:
-        self.group = group
+class MetricFamilies:
+    """Every metric family, created once in one registry; the groups label their own series."""
+
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)
@@ -140,6 +145,26 @@ class ControllerMetrics:
         self.ticks = Counter(
             "vmscale_reconcile_ticks_total", "Reconcile loop iterations", ["group"], registry=r
         )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class ControllerMetrics:
+    """One group's view of the families: the same objects (the controller labels counters and
+    histograms itself), and typed writers that put the group's label on for it."""
+
+    def __init__(self, group: str, families: MetricFamilies | None = None) -> None:
+        self.group = group
+        self.families = families or MetricFamilies()
+        f = self.families
+        self.registry = f.registry
+        self.instances, self.desired, self.actual = f.instances, f.desired, f.actual
+        self.policy_values, self.instance_cpu, self.decisions = f.policy_values, f.instance_cpu, f.decisions
+        self.launch_seconds, self.terminate_seconds = f.launch_seconds, f.terminate_seconds
+        self.time_to_ready, self.provider_errors = f.time_to_ready, f.provider_errors
+        self.resize_to_serving = f.resize_to_serving
+        self.health_failures, self.replacements, self.ticks = f.health_failures, f.replacements, f.ticks
         for per_group in (
             self.launch_seconds,
             self.terminate_seconds,

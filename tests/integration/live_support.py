@@ -81,18 +81,21 @@ def live_config_data(
 ) -> dict[str, Any]:
     """Config (as TOML-shaped data) of a process group: 1 instance, min 1, max ``max_``, one
     CPU-target policy (which the tests pause, so only they steer the count)."""
+    base = free_base_port(max_ + 1)
+    while api_port is None or base < api_port <= base + max_ + 1:  # never one of the instances' ports
+        api_port = free_port()
     return {
         "group": {"name": group or unique_group(), "min": 1, "max": max_, "initial": 1, "interval_s": 0.5},
         "provider": {
             "kind": "process",
-            "process": {"base_port": free_base_port(max_ + 1), "cpu_limit": "workers"},
+            "process": {"base_port": base, "cpu_limit": "workers"},
         },
         "template": {"vcpus": 1, "memory_mb": 256, "fib_max_n": 30},
         "policies": [{"kind": "target", "name": "cpu-target", "metric": "cpu", "target": 60.0}],
         "health": {"timeout_s": 2.0, "boot_timeout_s": 60.0},
         "drain": {"timeout_s": 5.0, "grace_s": 0.2},
         "launch": {"terminate_timeout_s": 5.0},
-        "api": {"bind": f"127.0.0.1:{api_port or free_port()}"},
+        "api": {"bind": f"127.0.0.1:{api_port}"},
         "state": {"dir": str(state_dir)},
     }
 

@@ -92,6 +92,7 @@ class Rig:
             health=self.health,
             clock=self.clock,
             executor=self.executor,
+            cluster=self.cfg.cluster,
         )
 
     def tick(self, n: int = 1) -> None:

@@ -53,7 +53,7 @@ def next_event(it: Iterator[dict[str, str]], deadline_s: float = 10.0) -> dict[s
 
 
 def server_hub(control: FakeControlPlane) -> EventHub:
-    hubs = [getattr(fn, "__self__", None) for fn in control.events._listeners]
+    hubs = [getattr(fn, "__self__", None) for fn in control.events._s.listeners]
     return next(h for h in hubs if isinstance(h, EventHub))
 
 

@@ -28,8 +28,8 @@ from vmscale.api.jsonsafe import SafeJSONResponse
 from vmscale.api.limits import LimitsMiddleware, RateLimiter
 from vmscale.api.sse import EventHub
 from vmscale.config.schema import ApiConfig
-from vmscale.control import ControlPlane
-from vmscale.metrics import ControllerMetrics
+from vmscale.control import ControlGroups, ControlPlane
+from vmscale.metrics import ControllerMetrics, MetricFamilies
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +57,16 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(
-    control: ControlPlane,
+    control: ControlPlane | ControlGroups,
     *,
-    metrics: ControllerMetrics | None,
+    metrics: MetricFamilies | ControllerMetrics | None,
     api_config: ApiConfig,
     tokens: TokenStore,
     sse_ping_s: float = 10.0,
     rate_clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
-    """The control API for ``control``. Raises AuthError if the bind would be open to the network.
+    """The control API for ``control`` (one group, or every group of a controller). Raises AuthError
+    if the bind would be open to the network.
 
     ``sse_ping_s`` is the keep-alive interval of the event stream; ``rate_clock`` (monotonic
     seconds) drives the rate limiter, injected by tests.
@@ -74,20 +75,23 @@ def create_app(
     app = FastAPI(
         title="vmscale control API",
         version="1",
-        description="Observe and steer a vmscale group. Read scope for GET, write scope for POST.",
+        description="Observe and steer vmscale groups. Read scope for GET, write scope for POST. "
+        "Every group is at /v1/groups/{name}/...; the one-group paths (/v1/group, /v1/instances...) "
+        "take ?group= when the controller runs several.",
         default_response_class=SafeJSONResponse,
         # /docs is served by the dashboard router from vendored assets (FastAPI's own pages load
         # Swagger UI and ReDoc from a CDN, which a machine without internet cannot reach).
         docs_url=None,
         redoc_url=None,
     )
-    app.state.control = control
+    groups = ControlGroups.of(control)
+    app.state.groups = groups
     app.state.metrics = metrics
     app.state.tokens = tokens
     app.state.sse_ping_s = sse_ping_s
     hub = EventHub()
     app.state.hub = hub
-    control.events.add_listener(hub.on_event)
+    groups.events.add_listener(hub.on_event)
     limiter = RateLimiter(api_config.rate_limit_per_s, clock=rate_clock)
     app.add_middleware(LimitsMiddleware, limiter=limiter, max_body_bytes=api_config.max_body_bytes)
     _install_error_handlers(app)

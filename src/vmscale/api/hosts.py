@@ -15,14 +15,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi import Path as PathParam
 
+from vmscale.api.deps import control_of
 from vmscale.api.jsonsafe import SafeJSONResponse
-from vmscale.api.routes import Control, Reader, Writer
+from vmscale.api.routes import Reader, Writer
 from vmscale.control import ControlPlane
 
+# The hosts are seen through one group's controller (its placement, its instances on each): with
+# several groups, ``?group=NAME`` names it, as on the one-group paths.
+Control = Annotated[ControlPlane, Depends(control_of)]
+
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "several groups run here and none was named (?group=)"},
     401: {"description": "missing or invalid token"},
     403: {"description": "the token's scope is not enough"},
     404: {"description": "no host of that name"},
@@ -40,7 +46,7 @@ router = APIRouter(default_response_class=SafeJSONResponse)
 @router.get(
     "/v1/hosts",
     summary="the group's hosts: state, free memory and vCPUs, its instances there, drains",
-    responses={k: v for k, v in ERRORS.items() if k in (401, 403, 429)},
+    responses={k: v for k, v in ERRORS.items() if k in (400, 401, 403, 429)},
 )
 def get_hosts(control: Control, _: Reader) -> list[dict[str, Any]]:
     return [h.to_dict() for h in control.hosts()]

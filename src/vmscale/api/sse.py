@@ -9,8 +9,11 @@ Wire format (shared with every client)::
 
     id: <seq>\\nevent: <type>\\ndata: <json of Event.to_dict()>\\n\\n
 
-The first message is an ``endpoints`` event with the current ready endpoints; keep-alive
-comments ``: ping`` follow every ``ping_s`` seconds of silence.
+The first message is an ``endpoints`` event with the current ready endpoints (one per group, each
+carrying its ``group``); keep-alive comments ``: ping`` follow every ``ping_s`` seconds of silence.
+
+One stream per group or one for all: ``?group=NAME`` sends only that group's events (and those of
+no group, such as ``reset``); without it every group's events come, each with its ``group``.
 
 Reconnecting: a client that sends ``Last-Event-ID`` (EventSource does so by itself; ``vmscale
 logs --follow`` does too) gets every event it missed, replayed from the bus's recent-events
@@ -26,7 +29,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from vmscale.api.jsonsafe import finite
@@ -35,10 +38,21 @@ from vmscale.events import Event, EventBus, Gap
 _CLOSE = object()  # sentinel: the server is shutting down
 
 
+# The ready endpoints a fresh stream starts with: (group, [{"name", "url"}...]) per group it covers.
+EndpointSets = Callable[[], Sequence[tuple[str, list[dict[str, str]]]]]
+
+
 class _Client:
-    def __init__(self, loop: asyncio.AbstractEventLoop, types: frozenset[str] | None, maxsize: int) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        types: frozenset[str] | None,
+        maxsize: int,
+        group: str | None = None,
+    ) -> None:
         self.loop = loop
         self.types = types
+        self.group = group  # None: every group
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=maxsize)
         self.dropped = 0
 
@@ -67,13 +81,13 @@ class EventHub:
         with self._lock:
             clients = list(self._clients)
         for c in clients:
-            if c.types is not None and ev.type not in c.types:
+            if (c.types is not None and ev.type not in c.types) or not ev.of_group(c.group):
                 continue
             with contextlib.suppress(RuntimeError):  # that client's loop is already closed
                 c.loop.call_soon_threadsafe(c.offer, ev)
 
-    def connect(self, types: frozenset[str] | None) -> _Client:
-        client = _Client(asyncio.get_running_loop(), types, self._queue_size)
+    def connect(self, types: frozenset[str] | None, group: str | None = None) -> _Client:
+        client = _Client(asyncio.get_running_loop(), types, self._queue_size, group)
         with self._lock:
             self._clients.add(client)
         return client
@@ -133,14 +147,19 @@ def reset_event(last_id: int, gap: Gap) -> Event:
     )
 
 
+def _endpoint_events(seq: int, endpoints: EndpointSets) -> list[Event]:
+    return [Event(seq, time.time(), "endpoints", {"endpoints": eps}, group) for group, eps in endpoints()]
+
+
 async def stream(
     hub: EventHub,
-    endpoints: Callable[[], list[dict[str, str]]],
+    endpoints: EndpointSets,
     types: frozenset[str] | None,
     ping_s: float,
     *,
     history: EventBus | None = None,
     last_event_id: int | None = None,
+    group: str | None = None,
 ) -> AsyncIterator[str]:
     """The messages of one SSE connection, until the client leaves or the server stops.
 
@@ -148,9 +167,10 @@ async def stream(
     (the state "as of" it), then every later event. Resumed: every event after ``last_event_id``
     from ``history``'s buffer, then live ones; when the buffer no longer covers the gap, a
     ``reset`` event says so (and what to do), followed by the endpoints as a fresh stream has them.
-    Either way no event is sent twice and none after the starting point is skipped.
+    Either way no event is sent twice and none after the starting point is skipped. With ``group``
+    only that group's events are sent (the sequence numbers are shared, so ids have gaps).
     """
-    client = hub.connect(types)  # before reading the bus, so no event can fall in between
+    client = hub.connect(types, group)  # before reading the bus, so no event can fall in between
     wanted = (lambda t: True) if types is None else (lambda t: t in types)
     try:
         # Events up to ``sent_upto`` are the client's already (or the past a fresh stream starts after).
@@ -160,19 +180,19 @@ async def stream(
             sent_upto = gap.latest
             if gap.complete:
                 for ev in gap.events:
-                    if wanted(ev.type):
+                    if wanted(ev.type) and ev.of_group(group):
                         yield format_event(ev)
             else:
                 yield format_event(reset_event(last_event_id, gap))
                 if wanted("endpoints"):
-                    yield format_event(
-                        Event(gap.latest, time.time(), "endpoints", {"endpoints": endpoints()})
-                    )
-        elif wanted("endpoints"):
-            first = Event(sent_upto, time.time(), "endpoints", {"endpoints": endpoints()})
-            yield format_event(first)
+                    for ev in _endpoint_events(gap.latest, endpoints):
+                        yield format_event(ev)
         else:
-            yield ": connected\n\n"  # flush headers so the client knows the stream is open
+            first = _endpoint_events(sent_upto, endpoints) if wanted("endpoints") else []
+            for ev in first:
+                yield format_event(ev)
+            if not first:
+                yield ": connected\n\n"  # flush headers so the client knows the stream is open
         while not hub.closed:
             try:
                 item = await asyncio.wait_for(client.queue.get(), timeout=ping_s)

@@ -16,16 +16,18 @@ from typing import Any, NoReturn
 import httpx
 import typer
 
-USER_INPUT_STATUSES = {400, 404, 409, 422}  # bad value, no such host, outside [min, max], invalid
+# bad value or no group named among several, no such group or host, outside [min, max], invalid
+USER_INPUT_STATUSES = {400, 404, 409, 422}
 SSE_READ_TIMEOUT_S = 35.0  # the server sends a keep-alive comment every ~10 s
 
 
 class ApiError(Exception):
     """A refusal from the API, or no API at all; carries the exit code to end with."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int, status: int | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.status = status  # the HTTP status of a refusal (None: no answer at all)
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -102,12 +104,19 @@ class ApiClient:
         if resp.status_code in (401, 403):
             hint = " (set VMSCALE_TOKEN or --token-file to a token with the right scope)"
         code = 2 if resp.status_code in USER_INPUT_STATUSES else 1
-        return ApiError(f"the control API refused (HTTP {resp.status_code}): {what}{hint}", code)
+        return ApiError(
+            f"the control API refused (HTTP {resp.status_code}): {what}{hint}", code, resp.status_code
+        )
 
-    def events(self, last_id: str | None = None, types: str | None = None) -> Iterator[dict[str, Any]]:
-        """One connection to the SSE stream, yielding Event dicts until the server closes it."""
+    def events(
+        self, last_id: str | None = None, types: str | None = None, group: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """One connection to the SSE stream (of ``group``, or of every group), yielding Event dicts
+        until the server closes it."""
         headers = {"Accept": "text/event-stream"}
         params = {"types": types} if types else {}
+        if group:
+            params["group"] = group
         if last_id:
             headers["Last-Event-ID"] = last_id
         timeout = httpx.Timeout(self.timeout_s, read=SSE_READ_TIMEOUT_S)

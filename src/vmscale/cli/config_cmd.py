@@ -19,6 +19,7 @@ from vmscale.cli.options import ENV_HELP, JsonOpt, OutputOpt, wants_json
 from vmscale.config import VmscaleConfig, load_config
 from vmscale.config.env import override_names
 from vmscale.config.policy import SchedulePolicyConfig
+from vmscale.config.schema import GroupSettings
 from vmscale.errors import ConfigError
 from vmscale.policy import DEFAULT_POLICY
 from vmscale.policy.schedule import entry_words
@@ -30,13 +31,23 @@ config_app = typer.Typer(
 )
 
 
-def example_text() -> str:
-    """The commented example config, as shipped in the package."""
-    return resources.files("vmscale.config").joinpath("example.toml").read_text(encoding="utf-8")
+def example_text(groups: bool = False) -> str:
+    """The commented example config, as shipped in the package (``groups``: the several-groups one)."""
+    name = "example-groups.toml" if groups else "example.toml"
+    return resources.files("vmscale.config").joinpath(name).read_text(encoding="utf-8")
 
 
 def describe(cfg: VmscaleConfig) -> str:
-    """One paragraph saying what the config will do, in words, to confirm it means what was meant."""
+    """What the config will do, in words, to confirm it means what was meant: one paragraph per
+    group, then where the control API listens and the state is kept."""
+    groups = "\n".join(describe_group(gs) for gs in cfg.group_settings())
+    several = f"{len(cfg.groups)} groups run in one controller. " if len(cfg.groups) > 1 else ""
+    where = f"The control API listens on {cfg.api.bind} and state is kept in {cfg.state.dir}."
+    return f"{groups}\n{several}{where}"
+
+
+def describe_group(cfg: GroupSettings) -> str:
+    """One paragraph about one group."""
     g, t = cfg.group, cfg.template
     start = g.initial_count
     if cfg.provider.kind == "process":
@@ -78,12 +89,11 @@ def describe(cfg: VmscaleConfig) -> str:
         f"Group '{g.name}' runs {g.min} to {g.max} instance(s), starting with {start}, as {where}; "
         f"each has {t.vcpus} vCPU(s) and {t.memory_mb} MiB. The controller looks every {g.interval_s:g} s. "
         f"{policies} An instance is ready when {cfg.health.path} answers within {cfg.health.timeout_s:g} s; "
-        f"scale-in drains for up to {cfg.drain.timeout_s:g} s.{warm} {lb[0].upper() + lb[1:]}; "
-        f"the control API listens on {cfg.api.bind} and state is kept in {cfg.state.dir}."
+        f"scale-in drains for up to {cfg.drain.timeout_s:g} s.{warm} {lb[0].upper() + lb[1:]}."
     ) + _integration_words(cfg)
 
 
-def _integration_words(cfg: VmscaleConfig) -> str:
+def _integration_words(cfg: GroupSettings) -> str:
     """External metrics, hooks and notifications, when configured (empty otherwise)."""
     parts = [
         f"'{m.name}' is read from Prometheus at {m.url}" + (" per instance" if m.instance_label else "")
@@ -178,16 +188,24 @@ def check(
 
 
 @config_app.command()
-def example() -> None:
+def example(
+    groups: Annotated[
+        bool, typer.Option("--groups", help="several groups in one controller ([[groups]]) instead")
+    ] = False,
+) -> None:
     """Print a commented example config with every setting and its default.
+
+    With `--groups`, an example of several groups in one controller: the process-wide sections at
+    the top and one `[[groups]]` entry per group, each taking the sections the first example shows.
 
     **Examples**
 
     ```
     vmscale config example > vmscale.toml
+    vmscale config example --groups > groups.toml
     ```
     """
-    typer.echo(example_text(), nl=False)
+    typer.echo(example_text(groups), nl=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -56,8 +56,9 @@ def decision_line(d: dict[str, Any]) -> str:
     return line
 
 
-def event_line(ev: dict[str, Any]) -> str:
-    """One human-readable line per event: time, type, what happened."""
+def event_line(ev: dict[str, Any], *, show_group: bool = False) -> str:
+    """One human-readable line per event: time, (its group, when several are shown,) type, what
+    happened. An event logged before groups existed has none and shows '-'."""
     type_, data = str(ev.get("type")), ev.get("data") or {}
     kind = parse(type_, data)
     if isinstance(kind, InstanceTransition):
@@ -81,4 +82,5 @@ def event_line(ev: dict[str, Any]) -> str:
         what = data["message"]
     else:
         what = json.dumps(data, sort_keys=True)
-    return f"{clock(ev.get('t'))}  {type_:<9} {what}"
+    group = f"{ev.get('group') or '-':<12} " if show_group else ""
+    return f"{clock(ev.get('t'))}  {group}{type_:<9} {what}"

@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
@@ -23,7 +24,7 @@ from rich.table import Table
 
 from vmscale.cli.api_client import ApiClient, ApiError, fail, read_token
 from vmscale.cli.ops import DEFAULT_API, ApiOpt, JsonOpt, TimeoutOpt, TokenFileOpt
-from vmscale.cli.options import OutputOpt, wants_json
+from vmscale.cli.options import GroupOpt, OutputOpt, wants_json
 
 NO_HOSTS = (
     "this group runs without [[cluster.hosts]] (the process provider, or libvirt on one host): "
@@ -37,6 +38,11 @@ app = typer.Typer(
     no_args_is_help=False,
     rich_markup_mode="markdown",
 )
+
+
+def _hosts_path(group: str | None, tail: str = "") -> str:
+    """``/v1/hosts{tail}``, of the named group when the controller runs several."""
+    return f"/v1/hosts{tail}" + (f"?group={quote(group, safe='')}" if group else "")
 
 
 def _request(api: str, token_file: Path | None, timeout: float, method: str, path: str) -> Any:
@@ -93,6 +99,7 @@ def print_hosts(rows: list[dict[str, Any]]) -> None:
 @app.callback()
 def hosts(
     ctx: typer.Context,
+    group: GroupOpt = None,
     api: ApiOpt = DEFAULT_API,
     token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
@@ -109,11 +116,12 @@ def hosts(
     vmscale hosts
     vmscale hosts -o json | jq '.hosts[] | select(.state != "up") | .name'
     vmscale hosts drain h1 --follow
+    vmscale hosts --group web                        # with several groups: whose view of the hosts
     ```
     """
     if ctx.invoked_subcommand is not None:
         return
-    rows = _request(api, token_file, timeout, "GET", "/v1/hosts")
+    rows = _request(api, token_file, timeout, "GET", _hosts_path(group))
     rows = rows if isinstance(rows, list) else []
     if wants_json(as_json, output):
         typer.echo(json.dumps({"hosts": rows}, indent=2))
@@ -121,8 +129,16 @@ def hosts(
     print_hosts(rows)
 
 
-def _wish(action: str, name: str, api: str, token_file: Path | None, timeout: float, as_json: bool) -> None:
-    host = _request(api, token_file, timeout, "POST", f"/v1/hosts/{name}/{action}")
+def _wish(
+    action: str,
+    name: str,
+    group: str | None,
+    api: str,
+    token_file: Path | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    host = _request(api, token_file, timeout, "POST", _hosts_path(group, f"/{name}/{action}"))
     if as_json:
         typer.echo(json.dumps(host, indent=2))
     else:
@@ -155,13 +171,14 @@ def _wish_command(action: str, help_text: str) -> Callable[..., None]:
 
     def command(
         name: HostArg,
+        group: GroupOpt = None,
         api: ApiOpt = DEFAULT_API,
         token_file: TokenFileOpt = None,
         timeout: TimeoutOpt = 5.0,
         as_json: JsonOpt = False,
         output: OutputOpt = None,
     ) -> None:
-        _wish(action, name, api, token_file, timeout, wants_json(as_json, output))
+        _wish(action, name, group, api, token_file, timeout, wants_json(as_json, output))
 
     command.__doc__ = help_text
     return command
@@ -180,6 +197,7 @@ def drain(
             "--follow", "-f", help="print the drain's progress until it ends (Ctrl-C stops following)"
         ),
     ] = False,
+    group: GroupOpt = None,
     api: ApiOpt = DEFAULT_API,
     token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
@@ -202,11 +220,11 @@ def drain(
     """
     as_json = wants_json(as_json, output)
     if not follow:
-        _wish("drain", name, api, token_file, timeout, as_json)
+        _wish("drain", name, group, api, token_file, timeout, as_json)
         return
     client = ApiClient(api, read_token(token_file), timeout)
     try:
-        raise typer.Exit(_follow_drain(client, name, as_json))
+        raise typer.Exit(_follow_drain(client, name, group, as_json))
     except ApiError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -215,13 +233,13 @@ def drain(
         client.close()
 
 
-def _follow_drain(client: ApiClient, name: str, as_json: bool) -> int:
+def _follow_drain(client: ApiClient, name: str, group: str | None, as_json: bool) -> int:
     """Connect to the event stream first, then ask for the drain, so no event of it is missed;
     print each host and migration event until the drain ends. Returns the exit code."""
     asked = False
-    for ev in client.events(types="endpoints,host,migration"):
+    for ev in client.events(types="endpoints,host,migration", group=group):
         if not asked:
-            client.request("POST", f"/v1/hosts/{name}/drain")
+            client.request("POST", _hosts_path(group, f"/{name}/drain"))
             asked = True
         data = ev.get("data") or {}
         if ev.get("type") not in ("host", "migration"):

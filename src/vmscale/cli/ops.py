@@ -3,7 +3,10 @@
 
 They share one small HTTP client with timeouts on every call. Failures map onto the exit
 codes documented in ``vmscale --help``: 3 when the API cannot be reached, 2 when the API
-rejected what the user typed (HTTP 400/404/409/422), 1 for any other refusal. The token comes from
+rejected what the user typed (HTTP 400/404/409/422), 1 for any other refusal.
+
+``--group NAME`` (``$VMSCALE_GROUP``) picks one group of a controller that runs several
+(``vmscale.cli.targets``); `status`, `instances` and `logs` without it show every group. The token comes from
 ``VMSCALE_TOKEN`` or ``--token-file``, never from the command line (where `ps` would show it).
 """
 
@@ -21,7 +24,8 @@ from rich.table import Table
 
 from vmscale.cli import fmt
 from vmscale.cli.api_client import ApiClient, ApiError, fail, listing, read_token
-from vmscale.cli.options import OutputOpt, wants_json
+from vmscale.cli.options import GROUPS_HELP, GroupOpt, OutputOpt, wants_json
+from vmscale.cli.targets import every_group, group_path, groups_table, with_group
 
 DEFAULT_API = "http://127.0.0.1:8900"
 
@@ -48,9 +52,14 @@ def _client(api: str, token_file: Path | None, timeout: float) -> ApiClient:
 
 
 def _call(api: str, token_file: Path | None, timeout: float, method: str, path: str, **kw: Any) -> Any:
+    return _calls(api, token_file, timeout, lambda client: client.request(method, path, **kw))
+
+
+def _calls(api: str, token_file: Path | None, timeout: float, work: Any) -> Any:
+    """``work(client)`` with one client, a refusal ending the command with its exit code."""
     client = _client(api, token_file, timeout)
     try:
-        return client.request(method, path, **kw)
+        return work(client)
     except ApiError as exc:
         fail(str(exc), exc.exit_code)
     finally:
@@ -58,13 +67,17 @@ def _call(api: str, token_file: Path | None, timeout: float, method: str, path: 
 
 
 def status(
+    group: GroupOpt = None,
     api: ApiOpt = DEFAULT_API,
     token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
     as_json: JsonOpt = False,
     output: OutputOpt = None,
 ) -> None:
-    """Show the group's counts, bounds, provider, balancer and last decision.
+    """Show each group's counts, bounds, provider, balancer and last decision.
+
+    With one group (or `--group NAME`) the group in detail, and its JSON object with `--json`;
+    with several, a table of every group, and `{"groups": [...]}` with `--json`.
 
     **Examples**
 
@@ -72,11 +85,23 @@ def status(
     vmscale status
     vmscale status --json | jq .desired
     vmscale status -o json              # the same, as kubectl users type it
+    vmscale status --group batch        # one group of several
+    vmscale status -o json | jq '.groups[] | {name, desired, ready}'    # several groups
     VMSCALE_API=http://127.0.0.1:8901 vmscale status
     ```
     """
     as_json = wants_json(as_json, output)
-    g = _call(api, token_file, timeout, "GET", "/v1/group")
+    if group:
+        g = _call(api, token_file, timeout, "GET", group_path(group))
+    else:
+        found = _calls(api, token_file, timeout, every_group)
+        if len(found) != 1:
+            if as_json:
+                typer.echo(json.dumps({"groups": found}, indent=2))
+            else:
+                Console().print(groups_table(found))
+            return
+        g = found[0]
     if as_json:
         typer.echo(json.dumps(g, indent=2))
         return
@@ -103,14 +128,27 @@ def status(
     Console().print(table)
 
 
+def _every_instance(client: ApiClient) -> tuple[list[dict[str, Any]], bool]:
+    """Every group's instances (each row with its group), and whether there are several groups."""
+    groups = [str(g.get("name")) for g in every_group(client)]
+    if len(groups) == 1:
+        return listing(client.request("GET", "/v1/instances"), "instances"), False
+    rows: list[dict[str, Any]] = []
+    for name in groups:
+        rows += with_group(listing(client.request("GET", group_path(name, "/instances")), "instances"), name)
+    return rows, True
+
+
 def instances(
+    group: GroupOpt = None,
     api: ApiOpt = DEFAULT_API,
     token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
     as_json: JsonOpt = False,
     output: OutputOpt = None,
 ) -> None:
-    """List the group's instances with their state, endpoint and CPU.
+    """List the instances with their state, endpoint and CPU: of every group (with a group
+    column when there are several), or of the group `--group` names.
 
     **Examples**
 
@@ -118,16 +156,22 @@ def instances(
     vmscale instances
     vmscale instances --json | jq -r '.instances[] | select(.state=="ready") | .endpoint'
     vmscale instances -o json
+    vmscale instances --group web
+    vmscale instances -o json | jq -r '.instances[] | [.group, .name] | @tsv'     # several groups
     ```
     """
     as_json = wants_json(as_json, output)
-    body = _call(api, token_file, timeout, "GET", "/v1/instances")
-    rows = listing(body, "instances")
+    if group:
+        rows = listing(_call(api, token_file, timeout, "GET", group_path(group, "/instances")), "instances")
+        several = False
+    else:
+        rows, several = _calls(api, token_file, timeout, _every_instance)
     if as_json:  # always {"instances": [...]}, whether the API wraps the list or not
         typer.echo(json.dumps({"instances": rows}, indent=2))
         return
     table = Table(title=f"{len(rows)} instance(s)", title_justify="left")
-    for col in ("name", "state", "endpoint", "vCPUs", "CPU", "up for", "details"):
+    columns = ("group",) * several + ("name", "state", "endpoint", "vCPUs", "CPU", "up for", "details")
+    for col in columns:
         table.add_column(col, justify="right" if col in ("vCPUs", "CPU", "up for") else "left")
     now = time.time()
     for i in rows:
@@ -135,6 +179,7 @@ def instances(
         age = fmt.duration(now - launched) if isinstance(launched, int | float) else "–"
         details = ", ".join(f"{k}={v}" for k, v in (i.get("details") or {}).items())
         table.add_row(
+            *([str(i.get("group"))] if several else []),
             str(i.get("name")),
             str(i.get("state")),
             str(i.get("endpoint")),
@@ -162,6 +207,7 @@ def scale(
     count: Annotated[
         int, typer.Argument(min=0, help="the instance count wanted, within the group's min..max")
     ],
+    group: GroupOpt = None,
     api: ApiOpt = DEFAULT_API,
     token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
@@ -176,21 +222,23 @@ def scale(
 
     ```
     vmscale scale 3
+    vmscale scale 3 --group batch          # one group of several
     VMSCALE_TOKEN=... vmscale scale 1 --api http://10.0.0.5:8900
     ```
     """
     as_json = wants_json(as_json, output)
-    g = _call(api, token_file, timeout, "POST", "/v1/group/desired", json={"desired": count})
+    g = _call(api, token_file, timeout, "POST", group_path(group, "/desired"), json={"desired": count})
     _print_group_change(g, as_json, f"desired count set to {count}")
     if isinstance(g, dict) and not g.get("paused"):
         typer.echo(
             "note: automatic scaling is on, so the policies may change this at their next decision; "
-            "run `vmscale pause` to hold it",
+            "run `vmscale pause" + (f" --group {group}" if group else "") + "` to hold it",
             err=True,
         )
 
 
 def pause(
+    group: GroupOpt = None,
     api: ApiOpt = DEFAULT_API,
     token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
@@ -205,14 +253,16 @@ def pause(
 
     ```
     vmscale pause && vmscale scale 2     # hold the group at 2
+    vmscale pause --group batch
     ```
     """
     as_json = wants_json(as_json, output)
-    g = _call(api, token_file, timeout, "POST", "/v1/group/pause")
+    g = _call(api, token_file, timeout, "POST", group_path(group, "/pause"))
     _print_group_change(g, as_json, "automatic scaling paused")
 
 
 def resume(
+    group: GroupOpt = None,
     api: ApiOpt = DEFAULT_API,
     token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
@@ -225,15 +275,33 @@ def resume(
 
     ```
     vmscale resume
+    vmscale resume --group batch
     ```
     """
     as_json = wants_json(as_json, output)
-    g = _call(api, token_file, timeout, "POST", "/v1/group/resume")
+    g = _call(api, token_file, timeout, "POST", group_path(group, "/resume"))
     _print_group_change(g, as_json, "automatic scaling resumed")
 
 
-def _emit(ev: dict[str, Any], as_json: bool) -> None:
-    typer.echo(json.dumps(ev) if as_json else fmt.event_line(ev))
+def _emit(ev: dict[str, Any], as_json: bool, show_group: bool = False) -> None:
+    typer.echo(json.dumps(ev) if as_json else fmt.event_line(ev, show_group=show_group))
+
+
+def _recent_decisions(client: ApiClient, group: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """The last ``limit`` decisions (of ``group``, or of every group merged by time, each saying
+    its group), oldest first, and whether several groups are shown."""
+    if group:
+        body = client.request("GET", group_path(group, "/decisions"), params={"limit": limit})
+        return with_group(listing(body, "decisions"), group), False
+    names = [str(g.get("name")) for g in every_group(client)]
+    if len(names) == 1:
+        return listing(client.request("GET", "/v1/decisions", params={"limit": limit}), "decisions"), False
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        body = client.request("GET", group_path(name, "/decisions"), params={"limit": limit})
+        rows += with_group(listing(body, "decisions"), name)
+    rows.sort(key=lambda d: float(d["t"]) if isinstance(d.get("t"), int | float) else 0.0)
+    return rows, True
 
 
 def logs(
@@ -250,15 +318,17 @@ def logs(
     max_events: Annotated[
         int | None, typer.Option(min=1, help="with --follow: stop after this many events")
     ] = None,
+    group: GroupOpt = None,
     api: ApiOpt = DEFAULT_API,
     token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
     as_json: Annotated[
-        bool, typer.Option("--json", help="one JSON event per line ({seq,t,type,data}); = -o json")
+        bool, typer.Option("--json", help="one JSON event per line ({seq,t,type,group,data}); = -o json")
     ] = False,
     output: OutputOpt = None,
 ) -> None:
-    """Show recent scaling decisions, and with --follow every event live.
+    """Show recent scaling decisions, and with --follow every event live: of every group (each
+    line saying its group when there are several), or of the group `--group` names.
 
     Events: instance state changes, decisions, endpoint changes, errors (and ticks on request).
 
@@ -269,6 +339,7 @@ def logs(
     vmscale logs --follow                 # ...then live events until Ctrl-C
     vmscale logs -f --types decision,instance
     vmscale logs -f --json --types tick | jq .data.actual
+    vmscale logs -f --group batch         # one group of several
     ```
     """
     as_json = wants_json(as_json, output)
@@ -276,17 +347,23 @@ def logs(
     show = (lambda t: t in wanted) if wanted else (lambda t: t != "tick")
     client = _client(api, token_file, timeout)
     try:
+        several = False
         if show("decision"):
-            body = client.request("GET", "/v1/decisions", params={"limit": limit})
-            for d in listing(body, "decisions")[-limit:]:
+            decisions, several = _recent_decisions(client, group, limit)
+            for d in decisions[-limit:]:
                 ev = (
                     d
                     if "type" in d and "data" in d
                     else {"seq": None, "t": d.get("t"), "type": "decision", "data": d}
                 )
-                _emit(ev, as_json)
+                if d.get("group") and "group" not in ev:
+                    ev = {**ev, "group": d["group"]}
+                _emit(ev, as_json, several)
+        elif follow and not group:
+            several = len(every_group(client)) > 1
         if follow:
-            _follow(client, show, ",".join(sorted(wanted)) if wanted else None, max_events, as_json)
+            types_param = ",".join(sorted(wanted)) if wanted else None
+            _follow(client, show, types_param, max_events, as_json, group, several)
     except ApiError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -295,19 +372,27 @@ def logs(
         client.close()
 
 
-def _follow(client: ApiClient, show: Any, types: str | None, max_events: int | None, as_json: bool) -> None:
+def _follow(
+    client: ApiClient,
+    show: Any,
+    types: str | None,
+    max_events: int | None,
+    as_json: bool,
+    group: str | None = None,
+    several: bool = False,
+) -> None:
     """Print the stream; reconnect (resuming after the last event seen: the server replays what
     was missed, or sends a ``reset`` event when it cannot) when it drops or the API restarts."""
     last_id: str | None = None
     printed = 0
     while True:
         try:
-            for ev in client.events(last_id, types):
+            for ev in client.events(last_id, types, group):
                 if ev.get("seq") is not None:
                     last_id = str(ev["seq"])
                 if not show(str(ev.get("type"))):
                     continue
-                _emit(ev, as_json)
+                _emit(ev, as_json, several)
                 printed += 1
                 if max_events is not None and printed >= max_events:
                     return
@@ -325,4 +410,4 @@ def _follow(client: ApiClient, show: Any, types: str | None, max_events: int | N
 
 def register(app: typer.Typer) -> None:
     for fn in (status, instances, scale, pause, resume, logs):
-        app.command()(fn)
+        app.command(epilog=GROUPS_HELP)(fn)

@@ -34,5 +34,24 @@ ENV_HELP = (
 )
 
 
+GroupOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--group",
+        "-g",
+        envvar="VMSCALE_GROUP",
+        show_default=False,
+        help="the group to act on (or set VMSCALE_GROUP); may be left out when only one group runs",
+    ),
+]
+
+GROUPS_HELP = (
+    "**Several groups.** A controller may run several groups (`[[groups]]` in its config): name "
+    "one with `--group NAME` or `VMSCALE_GROUP=NAME`. Without it a command acts on the only group, "
+    "or, when several run, `status`, `instances` and `logs` show every group and a change "
+    "(`scale`, `pause`, `resume`) is refused with the list of groups."
+)
+
+
 def wants_json(as_json: bool, output: Output | None) -> bool:
     return as_json or output is Output.JSON

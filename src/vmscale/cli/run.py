@@ -14,8 +14,9 @@ from rich.console import Console
 
 from vmscale import sdnotify
 from vmscale.cli.logsetup import LOG_FORMATS, setup_logging
-from vmscale.cli.options import ENV_HELP
+from vmscale.cli.options import ENV_HELP, GroupOpt
 from vmscale.config import load_config
+from vmscale.config.schema import GroupSettings, VmscaleConfig
 from vmscale.errors import ConfigError, ProviderUnavailableError, StartupError, StoreError, VmscaleError
 
 err = Console(stderr=True)
@@ -37,7 +38,7 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def up(
-    config: Annotated[Path, typer.Option("--config", "-c", help="the group's config file (TOML)")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="the config file (TOML)")],
     keep_instances: Annotated[
         bool, typer.Option(help="on stop, leave instances running (they keep serving)")
     ] = False,
@@ -46,11 +47,12 @@ def up(
     ] = "text",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run the autoscaler for one group until Ctrl-C or SIGTERM.
+    """Run the autoscaler for the config's group(s) until Ctrl-C or SIGTERM.
 
-    Starts (or adopts, after a crash) the group's instances, the balancer and the control API,
-    then reconciles every `group.interval_s`. On stop it terminates what it launched, unless
-    `--keep-instances`; a later `vmscale up` adopts instances that were kept.
+    Starts (or adopts, after a crash) each group's instances and balancer, and one control API for
+    all of them, then reconciles each group every `group.interval_s`, each on its own loop (a
+    group whose provider fails never holds up another). On stop it terminates what it launched,
+    unless `--keep-instances`; a later `vmscale up` adopts instances that were kept.
 
     Start-up checks first what would make it fail (a port in use, a missing library, libvirtd not
     running, an open bind without tokens) and then exits 2 with one line saying what to change;
@@ -65,6 +67,8 @@ def up(
     vmscale up -c vmscale.toml --log-format json --keep-instances
     VMSCALE_GROUP__MAX=6 vmscale up -c vmscale.toml          # the environment wins over the file
     VMSCALE_API__BIND=0.0.0.0:8900 VMSCALE_TOKENS=write:$(cat token) vmscale up -c vmscale.toml
+    vmscale up -c groups.toml                # several groups ([[groups]]), one API for all
+    VMSCALE_GROUPS__1__GROUP__MAX=8 vmscale up -c groups.toml   # a setting of the second group
     ```
     """
     if log_format not in LOG_FORMATS:
@@ -90,54 +94,78 @@ def up(
         _fail(str(exc), 2)
     except VmscaleError as exc:
         _fail(str(exc), 1)
-    logging.getLogger("vmscale").info("control API on %s; group %s", svc.api_url, cfg.group.name)
-    sdnotify.notify("READY=1", f"STATUS=group {cfg.group.name}: control API on {svc.api_url}")
+    groups = _groups_words(cfg)
+    logging.getLogger("vmscale").info("control API on %s; %s", svc.api_url, groups)
+    sdnotify.notify("READY=1", f"STATUS={groups}: control API on {svc.api_url}")
     while not svc.wait(0.5):
         pass
-    sdnotify.notify("STOPPING=1", f"STATUS=group {cfg.group.name}: stopping")
+    sdnotify.notify("STOPPING=1", f"STATUS={groups}: stopping")
     svc.stop(terminate=not keep_instances)
 
 
+def _groups_words(cfg: VmscaleConfig) -> str:
+    names = [gs.group.name for gs in cfg.group_settings()]
+    return f"group {names[0]}" if len(names) == 1 else f"groups {', '.join(names)}"
+
+
 def down(
-    config: Annotated[Path, typer.Option("--config", "-c", help="the group's config file (TOML)")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="the config file (TOML)")],
+    group: GroupOpt = None,
 ) -> None:
-    """Remove every instance of the group (and its balancer), e.g. after `up --keep-instances`.
+    """Remove every instance of the config's groups (and their balancers), e.g. after
+    `up --keep-instances`; with `--group NAME`, of that group only.
 
     Uses the provider's own records (process records, libvirt metadata), so it also finds
     instances the database forgot. The group's golden snapshots (`launch = "clone"`) go too.
 
-    Example:
+    **Examples**
 
-        vmscale down -c vmscale.toml
+    ```
+    vmscale down -c vmscale.toml
+    vmscale down -c groups.toml --group batch      # one group of several
+    ```
     """
     cfg = _load(config)
+    from vmscale.service import state_dir_of
+
+    settings = cfg.group_settings()
+    if group is not None:
+        try:
+            settings = [cfg.settings_of(group)]
+        except KeyError as exc:
+            _fail(f"--group: {exc.args[0]}", 2)
+    state = state_dir_of(cfg)
+    for gs in settings:
+        removed = _remove_group(cfg, gs, state)
+        typer.echo(f"group {gs.group.name}: nothing left running ({removed} removed)")
+
+
+def _remove_group(cfg: VmscaleConfig, gs: GroupSettings, state: Path) -> int:
+    """Terminate every instance of one group and stop its balancer; how many were removed."""
     from vmscale.providers.base import Cloner
-    from vmscale.service import build_lb, build_provider, state_dir_of
+    from vmscale.service import build_lb, build_provider, group_dir
     from vmscale.store import InstanceRow, open_state_store
 
-    state = state_dir_of(cfg)
+    name = gs.group.name
     try:  # the store first: nothing else is opened when it cannot be reached
         store = open_state_store(cfg.state, state)
     except VmscaleError as exc:
         _fail(str(exc), 1)
     try:
-        provider = build_provider(cfg, state)
+        provider = build_provider(gs, state, cfg.cluster)
     except StartupError as exc:
         store.close()
         _fail(str(exc), 2)
     try:
-        names = {i.name for i in provider.list(cfg.group.name)} | {
-            r.name for r in store.instances(cfg.group.name)
-        }
-        for name in sorted(names):
-            provider.terminate(name, graceful_timeout_s=cfg.launch.terminate_timeout_s)
-            store.put_instance(
-                InstanceRow(name, cfg.group.name, 0, "gone"), time.time(), src="?", reason="vmscale down"
-            )
-            typer.echo(f"terminated {name}")
+        names = {i.name for i in provider.list(name)} | {r.name for r in store.instances(name)}
+        for inst in sorted(names):
+            provider.terminate(inst, graceful_timeout_s=gs.launch.terminate_timeout_s)
+            row = InstanceRow(inst, name, 0, "gone")
+            store.put_instance(row, time.time(), src="?", reason="vmscale down")
+            typer.echo(f"terminated {inst}")
         if isinstance(provider, Cloner):  # the golden snapshots (launch = "clone") go with the group
-            provider.drop_goldens(cfg.group.name)
-        build_lb(cfg, state).stop()
+            provider.drop_goldens(name)
+        build_lb(gs, group_dir(cfg, gs)).stop()
     except ProviderUnavailableError as exc:
         _fail(str(exc), 2)  # e.g. libvirtd not running: the message says how to start it
     except VmscaleError as exc:
@@ -145,7 +173,7 @@ def down(
     finally:
         provider.close()
         store.close()
-    typer.echo(f"group {cfg.group.name}: nothing left running ({len(names)} removed)")
+    return len(names)
 
 
 def demo(

@@ -14,10 +14,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from vmscale.cli.options import OutputOpt, wants_json
+from vmscale.cli.options import GroupOpt, OutputOpt, wants_json
 from vmscale.config import parse_config
 from vmscale.config.policy import SimulateConfig
-from vmscale.config.schema import VmscaleConfig
+from vmscale.config.schema import GroupSettings, VmscaleConfig
 from vmscale.errors import ConfigError
 from vmscale.simulate import (
     MONDAY_1970,
@@ -34,6 +34,20 @@ from vmscale.simulate import (
 out = Console()
 err = Console(stderr=True)
 _EVENTS_SHOWN = 20
+
+
+def _one_group(cfg: VmscaleConfig, group: str | None) -> GroupSettings:
+    """The group a simulation replays: ``--group``, or the only one (``ValueError`` otherwise)."""
+    if group is not None:
+        try:
+            return cfg.settings_of(group)
+        except KeyError as exc:
+            raise ValueError(f"--group: {exc.args[0]}") from None
+    settings = cfg.group_settings()
+    if len(settings) > 1:
+        names = ", ".join(gs.group.name for gs in settings)
+        raise ValueError(f"the config has several groups ({names}): name one with --group NAME")
+    return settings[0]
 
 
 def load_simulation_config(path: Path | None) -> tuple[VmscaleConfig, SimulateConfig]:
@@ -137,6 +151,7 @@ def simulate_cmd(
         typer.Option(help="wall-clock time of t=0, ISO with offset (default 1970-01-05T00:00Z, a Monday)"),
     ] = None,
     timeline: Annotated[bool, typer.Option(help="include the per-step timeline in --json")] = True,
+    group: GroupOpt = None,
 ) -> None:
     """Replay a demand trace through the real policy code (closed loop, no instances started).
 
@@ -147,16 +162,20 @@ def simulate_cmd(
     Built-in policy names: `original` is the student system's rule (cpu above 75% for 3 samples adds
     one instance, never removes one), run under the config's min/max; `target` is the default policy
     (HPA-style target tracking, cpu 60%). A `[simulate]` table in the config may set boot_s, step_s,
-    capacity_rps and base_latency_s.
+    capacity_rps and base_latency_s. With several groups in the config, `--group NAME` says whose
+    policies and bounds to replay.
 
     Examples:
 
         vmscale simulate --trace examples/traces/step.csv --compare
 
         vmscale simulate -c vmscale.toml -t examples/traces/daily.csv --json --out results/
+
+        vmscale simulate -c groups.toml --group batch -t examples/traces/step.csv
     """
     try:
-        cfg, sim = load_simulation_config(config)
+        whole, sim = load_simulation_config(config)
+        cfg = _one_group(whole, group)
         data = load_trace(trace)
         sets = comparison_sets(cfg, policy or (), compare=compare_all)
     except ConfigError as exc:

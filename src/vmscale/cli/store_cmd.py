@@ -20,6 +20,7 @@ import typer
 
 from vmscale.config import load_config
 from vmscale.errors import ConfigError, StoreError
+from vmscale.leader import scope_of
 from vmscale.store import SqlStore, open_state_store, open_store
 
 store_app = typer.Typer(
@@ -48,7 +49,7 @@ def _open(config: Path | None, url: str, password_file: str) -> tuple[SqlStore, 
         if config is not None:
             cfg = load_config(config)
             state_dir = Path(cfg.state.dir).expanduser().resolve()
-            return open_state_store(cfg.state, state_dir), cfg.state.cluster or cfg.group.name
+            return open_state_store(cfg.state, state_dir), scope_of(cfg)
         return open_store(url, password_file=password_file), ""
     except ConfigError as exc:
         typer.echo(f"invalid config {exc}", err=True)

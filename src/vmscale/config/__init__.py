@@ -6,7 +6,8 @@ Three layers, each reporting everything it finds: the file (TOML), ``VMSCALE_SEC
 environment variables on top of it (``config.env``), then validation in two passes — pydantic
 for each setting and the rules inside a section, and ``config.checks`` for rules across sections,
 run over every section that is valid on its own. The rest of the code receives the frozen
-``VmscaleConfig`` and never re-validates.
+``VmscaleConfig`` and never re-validates; code that runs groups reads ``cfg.group_settings()``
+(one group at the top level, or each ``[[groups]]`` entry: see ``config.group``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vmscale.config.checks import Validated, cross_checks, validated_parts
 from vmscale.config.env import apply_env
+from vmscale.config.group import group_parts, group_problems, mixed_forms
 from vmscale.config.problems import ConfigProblems, Problem
 from vmscale.config.schema import VmscaleConfig
 from vmscale.errors import ConfigError
@@ -69,16 +70,25 @@ def parse_config(
 ) -> VmscaleConfig:
     """Validate ``data`` (with ``env``'s ``VMSCALE_*__*`` settings on top); every problem at once."""
     merged, origin, problems = apply_env(data, env) if env else (dict(data), {}, [])
+    problems += mixed_forms(merged, origin)
     try:
         cfg: VmscaleConfig | None = VmscaleConfig.model_validate(merged)
     except ValidationError as exc:
         cfg = None
         problems += [Problem(format_loc(loc), msg, _env_var_of(loc, origin)) for loc, msg in _problems(exc)]
-    parts = Validated.of(cfg) if cfg is not None else validated_parts(merged)
-    problems += cross_checks(parts)
+    api = cfg.api if cfg is not None else _valid_api(merged)
+    problems += group_problems(group_parts(merged, cfg), api)
     if problems or cfg is None:
         raise ConfigProblems(problems, source)
     return cfg
+
+
+def _valid_api(data: Mapping[str, Any]) -> Any:
+    """The ``[api]`` section when it is valid on its own (for the port checks), else None."""
+    try:
+        return VmscaleConfig.model_validate({"api": data.get("api", {})}).api
+    except ValidationError:
+        return None
 
 
 def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> VmscaleConfig:

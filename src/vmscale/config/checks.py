@@ -1,4 +1,4 @@
-"""The second pass of config validation: rules that read more than one section.
+"""The second pass of config validation: rules that read more than one section of a group.
 
 Pydantic checks each setting and, with field validators, the rules inside one section (they read
 the fields before them from ``info.data``, so they run even when a sibling is wrong). A rule across
@@ -8,6 +8,8 @@ file that are valid on their own (:func:`validated_parts`) and is skipped only w
 reads is itself wrong (that part's own problem is reported instead).
 
 Capabilities come from the provider catalog, not from a table here: the check asks the provider.
+The rules read one group's sections; with ``[[groups]]`` they run once per group, each problem at
+its group's path (``groups[1].warm_pool.kind``). Rules *between* groups are in ``config.group``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pydantic import ValidationError
 from vmscale.config.metrics import unknown_metric
 from vmscale.config.policy import PolicyConfig
 from vmscale.config.problems import Problem
-from vmscale.config.schema import VmscaleConfig
+from vmscale.config.schema import GroupSettings
 from vmscale.provider_catalog import CATALOG, capabilities
 
 # Policy metrics that only a load balancer measures (HAProxy's response times). ``rps`` comes from it
@@ -41,27 +43,29 @@ class Validated:
         return all(name in self.sections for name in names)
 
     @classmethod
-    def of(cls, cfg: VmscaleConfig) -> Validated:
-        sections = {name: getattr(cfg, name) for name in VmscaleConfig.model_fields}
+    def of(cls, cfg: GroupSettings) -> Validated:
+        """The sections of one group's settings (all valid: the config loaded)."""
+        sections = {name: getattr(cfg, name) for name in type(cfg).model_fields}
         return cls(sections, list(enumerate(cfg.policies)))
 
 
-def validated_parts(data: Mapping[str, Any]) -> Validated:
-    """Validate each top-level section (and each policy) on its own; keep the ones that pass."""
-    defaults = VmscaleConfig()
+def validated_parts(data: Mapping[str, Any], model: type[GroupSettings] = GroupSettings) -> Validated:
+    """Validate each section of ``data`` (a group's table, or the whole file with ``model`` =
+    ``VmscaleConfig``), and each policy, on its own; keep the ones that pass."""
+    defaults = model()
     sections: dict[str, Any] = {}
-    for name in VmscaleConfig.model_fields:
+    for name in model.model_fields:
         if name not in data:
             sections[name] = getattr(defaults, name)
             continue
         with contextlib.suppress(ValidationError):
-            sections[name] = getattr(VmscaleConfig.model_validate({name: data[name]}), name)
+            sections[name] = getattr(model.model_validate({name: data[name]}), name)
     policies: list[tuple[int, PolicyConfig]] = []
     raw = data.get("policies")
     if isinstance(raw, list):
         for i, item in enumerate(raw):
             with contextlib.suppress(ValidationError):
-                policies.append((i, VmscaleConfig.model_validate({"policies": [item]}).policies[0]))
+                policies.append((i, GroupSettings.model_validate({"policies": [item]}).policies[0]))
     return Validated(sections, policies)
 
 
@@ -167,5 +171,10 @@ RULES: tuple[Callable[[Validated], Iterable[Problem]], ...] = (
 )
 
 
-def cross_checks(v: Validated) -> list[Problem]:
-    return [problem for rule in RULES for problem in rule(v)]
+def cross_checks(v: Validated, where: str = "") -> list[Problem]:
+    """Every rule over one group's sections; ``where`` (``groups[1].``) goes before each path."""
+    return [
+        Problem(where + problem.path, problem.message, problem.env_var)
+        for rule in RULES
+        for problem in rule(v)
+    ]

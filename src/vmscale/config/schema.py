@@ -1,4 +1,5 @@
-"""The config file's schema: one group, its provider, template, policies, health, balancer and API.
+"""The config file's schema: groups (one at the top level, or several in ``[[groups]]``), each with its
+provider, template, policies, health and balancer; and the process-wide API, state and logs.
 
 Durations are seconds and carry ``_s`` in their names; sizes carry their unit (``memory_mb``).
 Rules within one section are field validators here; rules across sections (a warm-pool kind the
@@ -139,7 +140,15 @@ class ApiConfig(Section):
         return value
 
 
-class VmscaleConfig(Section):
+class GroupSettings(Section):
+    """Everything that belongs to one group: its bounds, provider, template, policies, health,
+    drain, launch, warm pool, balancer front, external metrics, hooks and notifications.
+
+    A file without ``[[groups]]`` has these sections at its top level, and then the whole file is
+    that one group's settings (``VmscaleConfig`` *is a* ``GroupSettings``); each ``[[groups]]``
+    entry has the same sections under the same names. The controller takes a ``GroupSettings``.
+    """
+
     group: GroupConfig = GroupConfig()
     provider: ProviderConfig = ProviderConfig()
     template: TemplateConfig = TemplateConfig()
@@ -150,21 +159,17 @@ class VmscaleConfig(Section):
     launch: LaunchConfig = LaunchConfig()
     warm_pool: WarmPoolConfig = WarmPoolConfig()
     lb: LbConfig = LbConfig()
-    api: ApiConfig = ApiConfig()
-    state: StateConfig = StateConfig()
-    event_log: EventLogConfig = EventLogConfig()
-    simulate: SimulateConfig = SimulateConfig()
     metrics: MetricsConfig = MetricsConfig()  # external metrics policies can name (Prometheus queries)
     hooks: HooksConfig = HooksConfig()  # lifecycle hooks on launch and terminate
     notify: NotifyConfig = NotifyConfig()  # decision webhooks, file_sd, the original client's sockets
-    cluster: ClusterConfig = ClusterConfig()  # libvirt hosts, placement, host failure
-    workload: WorkloadConfig = WorkloadConfig()
+    workload: WorkloadConfig = WorkloadConfig()  # what only a particular workload understands
     _notes: tuple[str, ...] = PrivateAttr(default=())
 
     @model_validator(mode="wrap")
     @classmethod
-    def _legacy_keys(cls, data: Any, handler: ModelWrapValidatorHandler[VmscaleConfig]) -> VmscaleConfig:
-        """Old key names are moved to their new place first (config/workload.py), with a note."""
+    def _legacy_keys(cls, data: Any, handler: ModelWrapValidatorHandler[GroupSettings]) -> GroupSettings:
+        """Old key names are moved to their new place first (config/workload.py), with a note; for
+        a one-group file at its top level, for several in each ``[[groups]]`` entry."""
         data, notes = upgrade_legacy(data)
         cfg = handler(data)
         cfg._notes = notes
@@ -174,3 +179,48 @@ class VmscaleConfig(Section):
     def notes(self) -> tuple[str, ...]:
         """Deprecation notes from loading (keys read under their new name); `config check` shows them."""
         return self._notes
+
+
+# The sections of one group, by name: at the top level of a one-group file, or in each [[groups]].
+GROUP_SECTIONS: tuple[str, ...] = tuple(GroupSettings.model_fields)
+
+
+class VmscaleConfig(GroupSettings):
+    """The whole file: the process-wide sections, and either one group at the top level (the
+    inherited sections) or several in ``groups``. Code that runs groups reads
+    ``group_settings()``, never the inherited sections directly (with ``[[groups]]`` those are
+    unset defaults)."""
+
+    api: ApiConfig = ApiConfig()
+    state: StateConfig = StateConfig()
+    event_log: EventLogConfig = EventLogConfig()
+    simulate: SimulateConfig = SimulateConfig()
+    cluster: ClusterConfig = ClusterConfig()  # libvirt hosts, placement, host failure: one per process
+    groups: list[GroupSettings] = Field(
+        default_factory=list,
+        min_length=1,  # checked only when written: `groups = []` would run nothing
+        description="several groups in one controller; absent = the top level is the one group",
+    )
+
+    def group_settings(self) -> list[GroupSettings]:
+        """Every group this config runs, in file order: ``[[groups]]``, or the file itself."""
+        return list(self.groups) if self.groups else [self]
+
+    @property
+    def uses_groups(self) -> bool:
+        """The file uses ``[[groups]]`` (even with one entry): per-group state folders apply."""
+        return bool(self.groups)
+
+    def settings_of(self, name: str) -> GroupSettings:
+        """The group called ``name``; ``KeyError`` naming the groups there are."""
+        for gs in self.group_settings():
+            if gs.group.name == name:
+                return gs
+        names = ", ".join(g.group.name for g in self.group_settings())
+        raise KeyError(f"no group {name!r} in this config (its groups: {names})")
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Deprecation notes from loading, the groups' own at their paths (``groups[1].template...``)."""
+        own = self._notes
+        return own + tuple(f"groups[{i}].{note}" for i, gs in enumerate(self.groups) for note in gs.notes)

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from vmscale.clock import Clock
-from vmscale.config.schema import GroupConfig, VmscaleConfig
+from vmscale.config.schema import GroupConfig, GroupSettings
 from vmscale.controller.fleet import Instance, Purpose
 from vmscale.controller.membership import Traffic
 from vmscale.controller.records import UNIT_KEY, DecisionLog, StoreRecorder, log
@@ -103,7 +103,7 @@ def build_snapshot(
     )
 
 
-def vertical_sizing(cfg: VmscaleConfig, resizer: Resizer | None) -> Sizing | None:
+def vertical_sizing(cfg: GroupSettings, resizer: Resizer | None) -> Sizing | None:
     """The sizes a vertical-first group decides with, or None to decide horizontally (the mode is
     horizontal, or the provider cannot resize: ``config check`` refuses that, so only a provider
     given in code gets here, and is told)."""

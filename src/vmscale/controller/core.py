@@ -24,7 +24,8 @@ from concurrent.futures import Executor
 from typing import Any
 
 from vmscale.clock import Clock, SystemClock
-from vmscale.config.schema import VmscaleConfig
+from vmscale.config.hosts import ClusterConfig
+from vmscale.config.schema import GroupSettings
 from vmscale.control import GroupStatus, HostInfo, InstanceInfo
 from vmscale.controller import loop
 from vmscale.controller.actions import Actions
@@ -59,7 +60,7 @@ S = InstanceState
 class Controller:
     def __init__(
         self,
-        cfg: VmscaleConfig,
+        cfg: GroupSettings,
         provider: Provider,
         store: Store,
         *,
@@ -71,12 +72,16 @@ class Controller:
         executor: Executor | None = None,
         policy_set: PolicySet | None = None,
         integrations: Integrations | None = None,
+        cluster: ClusterConfig | None = None,
     ) -> None:
         """``integrations`` brings the user's lifecycle hooks and external metric sources (see
-        ``vmscale.integrations``); without it the group has neither."""
+        ``vmscale.integrations``); without it the group has neither. ``cluster`` is the process's
+        ``[cluster]`` (grace period, placement, consolidation) for a provider spread over hosts.
+        ``events`` may be shared with other groups: this controller publishes through its group's
+        view of it."""
         self.cfg = cfg
         self.clock = clock or SystemClock()
-        self.events = events or EventBus(clock=self.clock.now)
+        self.events = (events or EventBus(clock=self.clock.now)).for_group(cfg.group.name)
         self.metrics = metrics or ControllerMetrics(cfg.group.name)
         self._wake = threading.Event()
         executor = executor or worker_pool()
@@ -119,7 +124,16 @@ class Controller:
             vertical=vertical_sizing(cfg, roles.resizer),
         )
         self.host_step = build_host_step(
-            cfg, roles, fleet, ops, actions, recorder, self.events.publish, report, self.clock
+            cfg,
+            cluster or ClusterConfig(),
+            roles,
+            fleet,
+            ops,
+            actions,
+            recorder,
+            self.events.publish,
+            report,
+            self.clock,
         )
         self.telemetry = Telemetry(
             cfg.group.name,

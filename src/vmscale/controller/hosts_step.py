@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import cast
 
 from vmscale.clock import Clock
-from vmscale.config.schema import VmscaleConfig
+from vmscale.config.hosts import ClusterConfig
+from vmscale.config.schema import GroupSettings
 from vmscale.control import HostInfo, InstanceInfo
 from vmscale.controller.actions import Actions
 from vmscale.controller.consolidate import Consolidator
@@ -49,7 +50,8 @@ S = InstanceState
 class HostKeeper:
     def __init__(
         self,
-        cfg: VmscaleConfig,
+        cfg: GroupSettings,
+        cluster: ClusterConfig,
         hosts: HostsRole,
         migrator: Migrator,
         fleet: Fleet,
@@ -65,7 +67,6 @@ class HostKeeper:
         self._fleet = fleet
         self._ops = ops
         self._actions = actions
-        cluster = cfg.cluster
         self.wishes = HostWishes(hosts.inventory, recorder, publish, clock)
         self.silent = SilentHosts(
             fleet,
@@ -266,7 +267,8 @@ HostStep = HostKeeper | NoHosts
 
 
 def build_host_step(
-    cfg: VmscaleConfig,
+    cfg: GroupSettings,
+    cluster: ClusterConfig,
     roles: ProviderRoles,
     fleet: Fleet,
     ops: Operations,
@@ -279,4 +281,6 @@ def build_host_step(
     hosts = hosts_role(roles.lifecycle)
     if hosts is None or roles.migrator is None:
         return NoHosts(roles.lifecycle.kind)
-    return HostKeeper(cfg, hosts, roles.migrator, fleet, ops, actions, recorder, publish, report, clock)
+    return HostKeeper(
+        cfg, cluster, hosts, roles.migrator, fleet, ops, actions, recorder, publish, report, clock
+    )

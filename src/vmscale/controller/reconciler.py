@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vmscale.config.schema import VmscaleConfig
+from vmscale.config.schema import GroupSettings
 from vmscale.controller import resizes
 from vmscale.controller.actions import Actions
 from vmscale.controller.backoff import Backoff
@@ -55,7 +55,7 @@ class Backoffs:
 class Reconciler:
     def __init__(
         self,
-        cfg: VmscaleConfig,
+        cfg: GroupSettings,
         fleet: Fleet,
         ops: Operations,
         actions: Actions,

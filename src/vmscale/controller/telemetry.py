@@ -63,6 +63,7 @@ class Telemetry:
                 launched_at=i.launched_at,
                 ready_at=i.ready_at,
                 details=dict(i.facts.details),
+                group=self._group,
             )
             for i in ordered
         )

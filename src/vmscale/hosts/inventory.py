@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from vmscale.clock import Clock, SystemClock
 from vmscale.config.hosts import ClusterConfig, HostConfig
+from vmscale.config.libvirt import LibvirtProviderConfig
 from vmscale.config.schema import VmscaleConfig
 from vmscale.errors import ProviderError
 from vmscale.hosts.connection import HostConnection
@@ -90,10 +91,21 @@ class HostInventory:
     def from_config(
         cls, cfg: VmscaleConfig, *, clock: Clock | None = None, connect: Connect | None = None
     ) -> HostInventory:
-        lv = cfg.provider.libvirt
+        return cls.of(cfg.provider.libvirt, cfg.cluster, clock=clock, connect=connect)
+
+    @classmethod
+    def of(
+        cls,
+        lv: LibvirtProviderConfig,
+        cluster: ClusterConfig,
+        *,
+        clock: Clock | None = None,
+        connect: Connect | None = None,
+    ) -> HostInventory:
+        """The inventory of ``cluster``'s hosts (or the implicit local one) for one group's settings."""
         return cls(
-            cfg.cluster.effective_hosts(lv.uri),
-            cluster=cfg.cluster,
+            cluster.effective_hosts(lv.uri),
+            cluster=cluster,
             defaults=HostLimits(lv.max_vcpu_overcommit, lv.min_free_memory_mb),
             call_timeout_s=lv.call_timeout_s,
             clock=clock,

@@ -27,9 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from vmscale.clock import Clock
-from vmscale.config.hosts import PlacementConfig
+from vmscale.config.hosts import ClusterConfig, PlacementConfig
 from vmscale.config.libvirt import LibvirtProviderConfig
-from vmscale.config.schema import VmscaleConfig
 from vmscale.errors import HostUnreachableError, InstanceNotFoundError, ProviderError, TemporaryProviderError
 from vmscale.hosts.inventory import HostInventory
 from vmscale.hosts.moves import move_domain
@@ -313,7 +312,8 @@ class MultiHostProvider:
         self.inventory.close()
 
 
-def build_multihost(cfg: VmscaleConfig) -> MultiHostProvider:
-    """The provider for a config with ``[[cluster.hosts]]`` (``service.build_provider`` calls it)."""
-    inventory = HostInventory.from_config(cfg)
-    return MultiHostProvider(cfg.provider.libvirt, inventory, placement=cfg.cluster.placement)
+def build_multihost(libvirt: LibvirtProviderConfig, cluster: ClusterConfig) -> MultiHostProvider:
+    """A group's provider when ``[[cluster.hosts]]`` is set (``group_runtime.build_provider`` calls
+    it): the group's libvirt settings over the process-wide hosts."""
+    inventory = HostInventory.of(libvirt, cluster)
+    return MultiHostProvider(libvirt, inventory, placement=cluster.placement)

@@ -27,8 +27,10 @@ __all__ = [
 
 
 def scope_of(cfg: VmscaleConfig) -> str:
-    """The lease scope of a config: ``[state] cluster``, else the group's name."""
-    return cfg.state.cluster or cfg.group.name
+    """The lease scope of a config: ``[state] cluster``, else its groups' names (``web`` for a
+    one-group file, as before; ``web,batch`` with two, so controllers elect together only when
+    they run the same groups). One elector covers every group of a process."""
+    return cfg.state.cluster or ",".join(gs.group.name for gs in cfg.group_settings())
 
 
 def timing_of(lease: LeaseConfig) -> Timing:

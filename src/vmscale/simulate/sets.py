@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vmscale.config.policy import PolicyConfig, SimulateConfig, TargetPolicyConfig, ThresholdPolicyConfig
-from vmscale.config.schema import VmscaleConfig
+from vmscale.config.schema import GroupSettings
 from vmscale.policy import DEFAULT_POLICY, PolicySet, build_policy_set
 from vmscale.simulate.engine import MONDAY_1970, SimParams
 
@@ -14,7 +14,7 @@ ORIGINAL_RULE = ThresholdPolicyConfig(name="original", upper=75.0, samples_up=3,
 
 
 def params_from_config(
-    cfg: VmscaleConfig,
+    cfg: GroupSettings,
     sim: SimulateConfig | None = None,
     *,
     boot_s: float | None = None,
@@ -32,7 +32,7 @@ def params_from_config(
 
 
 def comparison_sets(
-    cfg: VmscaleConfig, only: Sequence[str] = (), *, compare: bool = False
+    cfg: GroupSettings, only: Sequence[str] = (), *, compare: bool = False
 ) -> dict[str, PolicySet]:
     """Named policy sets to simulate, all bound to the config's ``[min, max]``.
 

@@ -1,6 +1,9 @@
 // vmscale dashboard: loads the state once over REST, then follows the SSE stream.
 // Redraws are batched and throttled to about one per second, whatever the event rate,
 // so the page stays responsive with a hundred instances and a busy controller.
+// One group at a time: the one in ?group=, else the first; with several, a selector in the header
+// switches (a new page load, so no state of one group can leak into another's view). Every request
+// names the group (?group=NAME on the one-group paths; the stream carries that group's events only).
 "use strict";
 
 const WINDOW_S = 900;          // how much history the charts keep (seconds)
@@ -8,7 +11,7 @@ const MAX_POINTS = 5000;       // hard cap on tick records kept in the page
 const MAX_DECISIONS = 200;
 
 const S = {
-  token: null, group: null, instances: new Map(), ticks: [], decisions: [], endpoints: [],
+  token: null, group: null, name: null, groups: [], instances: new Map(), ticks: [], decisions: [], endpoints: [],
   dirty: true, refreshTimer: null, renders: 0, lastSeq: 0, resets: 0,
 };
 window.vmscaleDashboard = S;  // for the browser tests and for curious people with devtools
@@ -43,9 +46,29 @@ async function api(path, opts = {}) {
   return body;
 }
 function showAuth() { $("auth").hidden = false; }
+// A path of the shown group: "/v1/history" -> "/v1/history?group=web&since=..."
+function gp(path, params = {}) {
+  const q = new URLSearchParams(S.name ? {group: S.name, ...params} : params).toString();
+  return q ? `${path}?${q}` : path;
+}
+
+async function loadGroups() {
+  S.groups = await api("/v1/groups");
+  const wanted = new URLSearchParams(location.search).get("group");
+  S.name = (S.groups.find((g) => g.name === wanted) || S.groups[0] || {}).name || null;
+  renderGroupSelect();
+}
+function renderGroupSelect() {
+  const sel = $("group-select");
+  sel.hidden = S.groups.length < 2;
+  if (sel.hidden) return;
+  sel.innerHTML = S.groups.map((g) => `<option value="${esc(g.name)}"${g.name === S.name ? " selected" : ""}>` +
+    `${esc(g.name)} · ${esc(g.ready)}/${esc(g.desired)} ready${g.paused ? " · paused" : ""}</option>`).join("");
+  sel.onchange = () => { location.search = new URLSearchParams({group: sel.value}).toString(); };
+}
 
 async function refreshState() {
-  const [group, instances] = await Promise.all([api("/v1/group"), api("/v1/instances")]);
+  const [group, instances] = await Promise.all([api(gp("/v1/group")), api(gp("/v1/instances"))]);
   S.group = group;
   const seen = new Set();
   for (const inst of instances) { S.instances.set(inst.name, inst); seen.add(inst.name); }
@@ -60,7 +83,7 @@ function scheduleRefresh() {  // debounce: a burst of instance events costs one 
 async function loadAll() {
   const since = nowS() - WINDOW_S;
   const [history, decisions] = await Promise.all([
-    api(`/v1/history?since=${since.toFixed(0)}`), api("/v1/decisions?limit=50"), refreshState(),
+    api(gp("/v1/history", {since: since.toFixed(0)})), api(gp("/v1/decisions", {limit: 50})), refreshState(),
   ]);
   S.ticks = history.map((r) => (r.data ? {t: r.t, ...r.data} : r));
   S.decisions = decisions.slice(-MAX_DECISIONS);
@@ -72,7 +95,7 @@ async function loadAll() {
 // missed, so a dropped connection costs no refetch. When the server cannot (the gap is older than
 // its buffer, or the controller restarted) it sends "reset", and only then is the state reloaded.
 function connect() {
-  const url = "/v1/events" + (S.token ? `?token=${encodeURIComponent(S.token)}` : "");
+  const url = gp("/v1/events", S.token ? {token: S.token} : {});
   const es = new EventSource(url);
   es.onopen = () => { document.body.dataset.stream = "live"; $("stream-text").textContent = "live"; };
   es.onerror = () => { document.body.dataset.stream = "error"; $("stream-text").textContent = "reconnecting"; };
@@ -215,9 +238,9 @@ async function control(path, body) {
   } catch (e) { msg.textContent = e.message; }
 }
 function wireControls() {
-  $("btn-up").onclick = () => S.group && control("/v1/group/desired", {desired: S.group.desired + 1});
-  $("btn-down").onclick = () => S.group && control("/v1/group/desired", {desired: S.group.desired - 1});
-  $("btn-pause").onclick = () => S.group && control(S.group.paused ? "/v1/group/resume" : "/v1/group/pause");
+  $("btn-up").onclick = () => S.group && control(gp("/v1/group/desired"), {desired: S.group.desired + 1});
+  $("btn-down").onclick = () => S.group && control(gp("/v1/group/desired"), {desired: S.group.desired - 1});
+  $("btn-pause").onclick = () => S.group && control(gp(S.group.paused ? "/v1/group/resume" : "/v1/group/pause"));
   $("auth-form").onsubmit = (e) => {
     e.preventDefault(); const t = $("auth-token").value.trim();
     if (t) { sessionStorage.setItem("vmscale-token", t); location.reload(); }
@@ -228,11 +251,15 @@ function wireControls() {
 function start() {
   // A token may arrive in the URL fragment (never sent to the server, so never in its logs).
   const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-  if (m) { sessionStorage.setItem("vmscale-token", decodeURIComponent(m[1])); history.replaceState(null, "", location.pathname); }
+  if (m) {
+    sessionStorage.setItem("vmscale-token", decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);  // keeps ?group=
+  }
   S.token = sessionStorage.getItem("vmscale-token");
   wireControls();
   // Draw as soon as the state is in (not at the next tick of the interval), then follow the stream.
-  loadAll().then(() => { connect(); render(); }).catch((e) => { $("stream-text").textContent = e.message; });
+  loadGroups().then(loadAll).then(() => { connect(); render(); })
+    .catch((e) => { $("stream-text").textContent = e.message; });
   // One redraw per second at most; the table also re-renders to keep ages current.
   setInterval(render, 1000);
   setTimeout(render, 50);

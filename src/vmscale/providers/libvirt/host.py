@@ -9,11 +9,23 @@ Two limits, both configurable in ``LibvirtProviderConfig``:
 
 A refusal is a ``TemporaryProviderError``: the controller backs off and tries again later, when
 another VM may have gone away.
+
+Several groups on one host share its headroom. The check counts what libvirt reports (every running
+domain, whichever group or program started it), so one group's VMs count against another's
+launches; but a check and the start that follows are two steps, and two launches (of two groups, or
+two instances of one) that check at once would both pass where only one fits. ``HeadroomGuard``
+makes check-and-start one step per host within a process: every provider on the same libvirt URI
+takes its turn. (Controllers in separate processes on one host are not serialised by it; each
+still sees the other's running VMs.)
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +52,25 @@ def headroom_problem(
             f"({load.host_cpus} CPUs x max_vcpu_overcommit {max_vcpu_overcommit:g})"
         )
     return None
+
+
+class HeadroomGuard:
+    """One per libvirt host (URI) in this process: launches take turns to check headroom and start."""
+
+    _by_uri: ClassVar[dict[str, HeadroomGuard]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_host(cls, uri: str) -> HeadroomGuard:
+        """The guard every provider connecting to ``uri`` shares."""
+        with cls._registry_lock:
+            return cls._by_uri.setdefault(uri, cls())
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the host while checking its headroom and starting a VM on it."""
+        with self._lock:
+            yield

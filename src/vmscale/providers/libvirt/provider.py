@@ -53,7 +53,7 @@ from vmscale.providers.libvirt.domains import (
     leased_address,
     prepare_files_dir,
 )
-from vmscale.providers.libvirt.host import HostLoad, headroom_problem
+from vmscale.providers.libvirt.host import HeadroomGuard, HostLoad, headroom_problem
 from vmscale.providers.libvirt.image import DEFAULT_IMAGE_DIR, load_manifest
 from vmscale.providers.libvirt.resize import set_vcpus
 from vmscale.providers.libvirt.seed import make_seed_iso
@@ -82,6 +82,7 @@ class LibvirtProvider:
         self.max_vcpus = max_vcpus  # template.max_vcpus: room every domain gets to grow live
         self.clock = clock or SystemClock()
         self.conn: BoundedCalls = connection or LibvirtConnection(config.uri, config.call_timeout_s)
+        self.headroom = HeadroomGuard.for_host(self.conn.uri)  # one per host: launches take turns
         self.accel = accel or choose_accel(config.accel)
         self.image_dir = Path(config.image_dir) if config.image_dir else DEFAULT_IMAGE_DIR
         pool = config.addresses
@@ -263,7 +264,7 @@ class LibvirtProvider:
 
     def launch(self, spec: InstanceSpec) -> ProviderInstance:
         port = self._port(spec)
-        with self._lock(spec.name):
+        with self._lock(spec.name), self.headroom.turn():  # check headroom and start as one step
             dom = self._lookup(spec.name)
             if dom is not None and self.config.boot == "kernel" and not self._overlay_exists(spec.name):
                 # Its disk is gone (deleted by hand?): the domain cannot boot; remake it from scratch
