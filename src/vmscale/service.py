@@ -9,6 +9,12 @@ Start-up is a transaction. ``Service.start`` first checks what it can without st
 then starts the pieces one by one, registering how to undo each *before* starting it; if any step
 fails, what this start-up started is stopped in reverse order and the error is raised. Nothing it
 adopted is touched: instances and an HAProxy left running by an earlier ``vmscale up`` keep serving.
+
+Every service takes part in its scope's leader election (``vmscale.leadership``): the first election
+runs in ``start``, so a leader has recovered its group before its API answers, and a standby serves
+the store's view at once. Only the leader touches the balancer and the provider. ``stop`` removes
+the instances only when asked, while leading, and when no other controller of the scope is alive
+to take over; otherwise it hands over (releases the lease) and leaves everything running.
 """
 
 from __future__ import annotations
@@ -21,15 +27,32 @@ from pathlib import Path
 
 from vmscale.api.app import ServerHandle, create_app, serve_in_thread
 from vmscale.api.auth import TokenStore, check_bind_allowed, split_bind
+from vmscale.clock import SystemClock
 from vmscale.config.schema import VmscaleConfig
 from vmscale.controller import Controller
-from vmscale.errors import AuthError, ProviderError, ProviderUnavailableError, StartupError
+from vmscale.controller.fence import LeaseFence
+from vmscale.errors import (
+    AuthError,
+    NotLeaderError,
+    ProviderError,
+    ProviderUnavailableError,
+    StartupError,
+    StoreError,
+)
+from vmscale.event_kinds import ErrorReported
 from vmscale.events import DECISIONS_LOG, EventBus, JsonlWriter
 from vmscale.lb.base import LoadBalancer
 from vmscale.lb.none import NullBalancer
+from vmscale.leader import ElectionLoop, Elector, Role, controller_id, holder_gone, scope_of, timing_of
+from vmscale.leader.metrics import LeadershipCollector
+from vmscale.leadership import ControlRouter, LeaderView, Terms
+from vmscale.metrics import ControllerMetrics
+from vmscale.policy import build_policy_set
 from vmscale.preflight import check_free, missing_library, reserve
 from vmscale.providers.base import Provider
-from vmscale.store import open_state_store
+from vmscale.sdnotify import notify
+from vmscale.standby import StoreControl
+from vmscale.store import Lease, open_state_store
 
 log = logging.getLogger("vmscale.service")
 
@@ -63,6 +86,17 @@ def build_lb(cfg: VmscaleConfig, state_dir: Path) -> LoadBalancer:
 
         return HaproxyLoadBalancer(cfg.lb.haproxy, cfg.group.name, state_dir / "haproxy")
     return NullBalancer()
+
+
+def advertised_url(bind: str, port: int, advertise: str = "") -> str:
+    """The API URL other controllers and the CLI use: ``api.advertise``, else ``bind``'s, with this
+    machine's name for a wildcard bind (nobody can connect to 0.0.0.0 from elsewhere)."""
+    if advertise:
+        return advertise.rstrip("/")
+    host, _ = split_bind(bind)
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def decisions_log_for(log_path: Path) -> Path:
@@ -112,14 +146,108 @@ class Service:
             undo.callback(self.decisions_writer.close)
             self.events.add_listener(self.writer)
             self.events.add_listener(self.decisions_writer)
-            self.controller = Controller(cfg, self.provider, self.store, lb=self.lb, events=self.events)
+            # The elector's own connection: a renewal never queues behind the controller's writes.
+            self.lease_store = open_state_store(cfg.state, self.state_dir)
+            undo.callback(self.lease_store.close)
             self.tokens = tokens if tokens is not None else TokenStore.load(cfg.api.token_file)
             undo.pop_all()
+        self.metrics = ControllerMetrics(cfg.group.name)
+        leases = self.lease_store.leases(scope_of(cfg))
+        self.elector = Elector(
+            leases,
+            controller_id(),
+            clock=SystemClock(),
+            timing=timing_of(cfg.state.lease),
+            holder_gone=holder_gone,
+            on_change=self._role_changed,
+        )
+        self.election = ElectionLoop(self.elector)
+        self.metrics.registry.register(LeadershipCollector(self.elector, leases.scope))
+        view = LeaderView(self.elector, leases)
+        standby = StoreControl(
+            cfg,
+            self.store,
+            self.events,
+            provider=self.provider.kind,
+            lb=self.lb.kind,
+            frontend_url=self.lb.frontend_url(),
+            policies=build_policy_set(cfg.policies, min_count=cfg.group.min, max_count=cfg.group.max).names,
+        )
+        # What the API serves (and tests drive): the leading term's controller, or the store's view.
+        self.controller = ControlRouter(standby, view, self.elector.step_down)
+        self.terms = Terms(self.elector, self._take_over, self.controller, view, self._report)
         self.serve_api = serve_api
         self.api: ServerHandle | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._released = False
+
+    # ------------------------------------------------------------------ leadership
+
+    def _take_over(self, lease: Lease) -> Controller:
+        """Begin a term: the balancer (adopted when it runs), a fresh controller fenced by ``lease``,
+        and restart recovery from the store and the provider, as after a crash."""
+        self.lb.start()
+        view = self.store.fenced(lease)
+        elector = self.elector
+        fence = LeaseFence(lambda: elector.is_leader, view.check_fence, lease.epoch)
+        ctl = Controller(
+            self.cfg, self.provider, view, lb=self.lb, events=self.events, metrics=self.metrics, fence=fence
+        )
+        try:
+            ctl.recover()
+        except BaseException:
+            ctl.abandon()
+            raise
+        return ctl
+
+    def _role_changed(self, old: Role, new: Role, lease: Lease | None, why: str) -> None:
+        self.terms.on_change(old, new, lease, why)
+        if self._thread is not None and new is not Role.STOPPED:  # systemd's `status` shows it
+            notify(f"STATUS={self.status_line()}")
+
+    def _report(self, message: str) -> None:
+        log.warning("%s", message)
+        self.events.publish(ErrorReported("leadership", message))
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS= and the log: this controller's role and its API."""
+        who = self.controller.leadership()
+        if who.role == "leader":
+            role = f"leading at epoch {who.epoch}"
+        elif who.leader_id:
+            role = f"standby (leader {who.leader_id} at {who.leader_address or '?'})"
+        else:
+            role = "standby (nobody leads yet)"
+        return f"group {self.cfg.group.name}: {role}; control API on {self.elector.address or 'none'}"
+
+    def _alone(self) -> bool:
+        """No other controller of the scope is alive (heard from within one lease duration)."""
+        me, lease_s = self.elector.holder, self.cfg.state.lease.duration_s
+        try:
+            others = [
+                c.id for c in self.elector.leases.controllers() if c.id != me and c.last_seen_age_s < lease_s
+            ]
+        except StoreError as exc:
+            log.warning("cannot tell whether another controller runs (%s): keeping the instances", exc)
+            return False
+        if others:
+            log.info("handing over to %s: the instances keep running", ", ".join(others))
+        return not others
+
+    def _end_last_term(self, terminate: bool) -> bool:
+        """Stop the term this service leads, if any; True if it removed the group's instances."""
+        ctl = self.terms.controller
+        if ctl is None:
+            return False  # a standby: nothing of the group is this controller's to touch
+        remove = terminate and self.elector.is_leader and self._alone()
+        try:
+            ctl.shutdown(terminate=remove)
+        except NotLeaderError as exc:
+            log.warning("leadership was lost during shutdown (%s): the instances are the new leader's", exc)
+            ctl.abandon()
+            return False
+        return remove
 
     @property
     def api_url(self) -> str | None:
@@ -151,34 +279,41 @@ class Service:
 
     def start(self) -> None:
         """Start the group. On any failure, stop what this call started (in reverse order), release
-        the provider, store and logs, and re-raise: nothing is left running."""
+        the provider, store and logs, and re-raise: nothing is left running.
+
+        The first election runs here: a leader starts the balancer and recovers before its API
+        answers; a standby starts neither and serves the store's view."""
         with contextlib.ExitStack() as undo:
             undo.callback(self._release)
             sock = self._preflight(undo)
-            if not self.lb.alive():  # adopted balancers are not ours to stop on failure
-                undo.callback(self.lb.stop)  # registered first: a half-started HAProxy is stopped too
-            self.lb.start()
-            self.controller.recover()
-            undo.callback(self.controller.shutdown, terminate=False)  # saves state, closes probes
+            if sock is not None:
+                self.elector.address = advertised_url(
+                    self.cfg.api.bind, sock.getsockname()[1], self.cfg.api.advertise
+                )
+            self.elector.step()
+            undo.callback(self.election.stop, release=True)  # hands the lease over if start-up fails
+            if self.elector.is_leader:
+                if not self.lb.alive():  # adopted balancers are not ours to stop on failure
+                    undo.callback(self.lb.stop)  # registered first: a half-started HAProxy is stopped too
+                self.terms.begin()
+                undo.callback(self._end_last_term, False)  # saves state, closes probes
             if sock is not None:
                 app = create_app(
-                    self.controller,
-                    metrics=self.controller.metrics,
-                    api_config=self.cfg.api,
-                    tokens=self.tokens,
+                    self.controller, metrics=self.metrics, api_config=self.cfg.api, tokens=self.tokens
                 )
                 host, port = split_bind(self.cfg.api.bind)
                 self.api = serve_in_thread(app, host, port, sock=sock)
                 undo.callback(self.api.stop)
-            self._thread = threading.Thread(
-                target=self.controller.run, args=(self._stop,), name="vmscale-loop"
-            )
+            self.election.start()
+            self._thread = threading.Thread(target=self.terms.run, args=(self._stop,), name="vmscale-loop")
             undo.callback(self._join_loop)
             self._thread.start()
             undo.pop_all()
+        log.info("%s", self.status_line())
 
     def _join_loop(self) -> None:
         self._stop.set()
+        self.terms.interrupt()
         if self._thread is not None:
             self._thread.join(timeout=30)
 
@@ -188,15 +323,20 @@ class Service:
 
     def request_stop(self) -> None:
         self._stop.set()
+        self.terms.interrupt()
 
     def stop(self, *, terminate: bool = True) -> None:
+        """Stop. With ``terminate``, a leader that no other live controller of its scope could
+        replace removes its instances and balancer (``vmscale up`` alone, as before elections);
+        otherwise everything keeps running and the lease is released for the next leader at once."""
         if self._released:
             return  # a failed start() already stopped and released everything
         self._join_loop()
-        self.controller.shutdown(terminate=terminate)
+        removed = self._end_last_term(terminate)
         if self.api is not None:
             self.api.stop()
-        if terminate:
+        self.election.stop(release=True)
+        if removed:
             self.lb.stop()
         self._release()
 
@@ -209,3 +349,4 @@ class Service:
         self.writer.close()
         self.decisions_writer.close()
         self.store.close()
+        self.lease_store.close()

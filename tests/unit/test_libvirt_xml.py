@@ -145,3 +145,11 @@ def test_kernel_options_cannot_inject_kernel_parameters(extra: dict[str, str]) -
 def test_user_networking_without_a_port_is_refused() -> None:
     with pytest.raises(ValueError, match="host port"):
         build_domain_xml(replace(SPEC, host_port=0))
+
+
+def test_the_launching_controllers_epoch_is_kept_in_the_metadata() -> None:
+    """A controller that lost leadership must see a newer leader's domains as such (issue 16)."""
+    spec = replace(SPEC, meta=replace(META, epoch=7))
+    assert parse_metadata(build_domain_xml(spec)) == replace(META, epoch=7)
+    older = build_domain_xml(SPEC).replace(' epoch="0"', "")  # written before epochs existed
+    assert 'epoch="' not in older and parse_metadata(older) == replace(META, epoch=0)

@@ -2,7 +2,8 @@
 
 Each route is a thin translation between HTTP and the ``ControlPlane`` protocol: validate the
 input (pydantic, bounded), call the control plane, and turn its ``ValueError`` into a 409
-that tells the user what to change.
+that tells the user what to change. A write that reaches a standby is a 409 too, whose body names
+the leader (``app.py`` handles ``NotLeaderError``).
 """
 
 from __future__ import annotations
@@ -57,11 +58,20 @@ def get_instances(control: Control, _: Reader) -> list[dict[str, Any]]:
     return [i.to_dict() for i in control.instances()]
 
 
-@router.post(
-    "/v1/group/desired",
-    summary="manual override of the desired count",
-    responses={409: {"description": "outside the group's [min, max]"}},
-)
+_STANDBY: dict[int | str, dict[str, Any]] = {
+    409: {
+        "description": "outside the group's [min, max], or this controller is a standby "
+        "(the body's `leader` names the leader's id and address)"
+    }
+}
+
+
+@router.get("/v1/controllers", summary="every controller of the scope, and which one leads")
+def get_controllers(control: Control, _: Reader) -> dict[str, Any]:
+    return control.leadership(full=True).to_dict()
+
+
+@router.post("/v1/group/desired", summary="manual override of the desired count", responses=_STANDBY)
 def set_desired(body: DesiredBody, control: Control, who: Writer) -> dict[str, Any]:
     try:
         return control.set_desired(body.desired, actor=who.actor).to_dict()
@@ -69,12 +79,16 @@ def set_desired(body: DesiredBody, control: Control, who: Writer) -> dict[str, A
         raise HTTPException(409, str(exc)) from None
 
 
-@router.post("/v1/group/pause", summary="stop automatic scaling decisions (health replacement goes on)")
+@router.post(
+    "/v1/group/pause",
+    summary="stop automatic scaling decisions (health replacement goes on)",
+    responses=_STANDBY,
+)
 def pause(control: Control, who: Writer) -> dict[str, Any]:
     return control.set_paused(True, actor=who.actor).to_dict()
 
 
-@router.post("/v1/group/resume", summary="resume automatic scaling decisions")
+@router.post("/v1/group/resume", summary="resume automatic scaling decisions", responses=_STANDBY)
 def resume(control: Control, who: Writer) -> dict[str, Any]:
     return control.set_paused(False, actor=who.actor).to_dict()
 

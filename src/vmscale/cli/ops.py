@@ -3,8 +3,10 @@
 
 They share one small HTTP client with timeouts on every call. Failures map onto the exit
 codes documented in ``vmscale --help``: 3 when the API cannot be reached, 2 when the API
-rejected what the user typed (HTTP 400/409/422), 1 for any other refusal. The token comes from
-``VMSCALE_TOKEN`` or ``--token-file``, never from the command line (where `ps` would show it).
+rejected what the user typed (HTTP 400/409/422), 1 for any other refusal. A write sent to a
+standby controller is refused with the leader's address; the write commands send it there once.
+The token comes from ``VMSCALE_TOKEN`` or ``--token-file``, never from the command line (where
+`ps` would show it).
 """
 
 from __future__ import annotations
@@ -50,11 +52,54 @@ def _client(api: str, token_file: Path | None, timeout: float) -> ApiClient:
 def _call(api: str, token_file: Path | None, timeout: float, method: str, path: str, **kw: Any) -> Any:
     client = _client(api, token_file, timeout)
     try:
-        return client.request(method, path, **kw)
+        try:
+            return client.request(method, path, **kw)
+        except ApiError as exc:
+            if method == "GET" or not exc.leader or exc.leader.rstrip("/") == client.base_url:
+                raise
+            typer.echo(
+                f"{client.base_url} is a standby; sending this to the leader at {exc.leader}", err=True
+            )
+            client.close()
+            client = _client(exc.leader, token_file, timeout)
+            return client.request(method, path, **kw)  # once: a second refusal is reported as it is
     except ApiError as exc:
         fail(str(exc), exc.exit_code)
     finally:
         client.close()
+
+
+def _controllers(api: str, token_file: Path | None, timeout: float) -> dict[str, Any] | None:
+    """``GET /v1/controllers``, or None from a controller without elections (HTTP 404)."""
+    client = _client(api, token_file, timeout)
+    try:
+        body = client.request("GET", "/v1/controllers")
+    except ApiError as exc:
+        if "HTTP 404" in str(exc):
+            return None
+        fail(str(exc), exc.exit_code)
+    finally:
+        client.close()
+    return body if isinstance(body, dict) else None
+
+
+def _controllers_table(who: dict[str, Any]) -> Table:
+    table = Table(title=f"controllers of scope {who.get('scope')}", title_justify="left")
+    for col in ("id", "role", "address", "last seen", ""):
+        table.add_column(col)
+    for c in who.get("controllers") or []:
+        mark = "leads" if c.get("leads") else ""
+        if c.get("this"):
+            mark = f"{mark}, answered" if mark else "answered"
+        seen = c.get("last_seen_s")
+        table.add_row(
+            str(c.get("id")),
+            str(c.get("role")),
+            str(c.get("address") or "–"),
+            f"{fmt.duration(seen)} ago" if isinstance(seen, int | float) else "–",
+            mark,
+        )
+    return table
 
 
 def status(
@@ -64,7 +109,8 @@ def status(
     as_json: JsonOpt = False,
     output: OutputOpt = None,
 ) -> None:
-    """Show the group's counts, bounds, provider, balancer and last decision.
+    """Show the group's counts, bounds, provider, balancer and last decision, and every controller
+    of the scope with the one that leads (any controller answers: a standby reads the store).
 
     **Examples**
 
@@ -77,8 +123,9 @@ def status(
     """
     as_json = wants_json(as_json, output)
     g = _call(api, token_file, timeout, "GET", "/v1/group")
+    who = _controllers(api, token_file, timeout)
     if as_json:
-        typer.echo(json.dumps(g, indent=2))
+        typer.echo(json.dumps({**g, "controllers": who["controllers"]} if who else g, indent=2))
         return
     table = Table(title=f"group {g.get('name')}", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -98,9 +145,23 @@ def status(
         ("policies", ", ".join(g.get("policies") or []) or "–"),
         ("states", states),
         ("last decision", (f"{fmt.clock(last.get('t'))} " + fmt.decision_line(last)) if last else "–"),
+        *_leadership_rows(g.get("leadership")),
     ]:
         table.add_row(key, str(value))
     Console().print(table)
+    if who and who.get("controllers"):
+        Console().print(_controllers_table(who))
+
+
+def _leadership_rows(lead: Any) -> list[tuple[str, Any]]:
+    if not isinstance(lead, dict):
+        return []
+    leader = lead.get("leader_id") or "nobody right now"
+    if lead.get("leader_address"):
+        leader += f" at {lead['leader_address']}"
+    if lead.get("epoch") is not None:
+        leader += f" (epoch {lead['epoch']})"
+    return [("this controller", f"{lead.get('id')}: {lead.get('role')}"), ("leader", leader)]
 
 
 def instances(
@@ -171,6 +232,8 @@ def scale(
     """Set the desired instance count by hand (recorded with who asked).
 
     The policies may change it again at their next decision; `vmscale pause` first to hold it.
+    Sent to a standby controller, it is refused with the leader's address and sent there once
+    (a note on stderr says so).
 
     **Examples**
 
@@ -199,7 +262,8 @@ def pause(
 ) -> None:
     """Pause automatic scaling decisions.
 
-    Health checks and the replacement of failed instances go on.
+    Health checks and the replacement of failed instances go on. Sent to a standby controller,
+    it is refused with the leader's address and sent there once (a note on stderr says so).
 
     **Examples**
 
@@ -220,6 +284,9 @@ def resume(
     output: OutputOpt = None,
 ) -> None:
     """Resume automatic scaling decisions after `vmscale pause`.
+
+    Sent to a standby controller, it is refused with the leader's address and sent there once
+    (a note on stderr says so).
 
     **Examples**
 

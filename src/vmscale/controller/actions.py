@@ -4,6 +4,12 @@ the provider as an asynchronous call (see ``operations``).
 Recording first is what makes a crash at any point recoverable: an instance is ``pending`` in the
 store before the provider is asked to launch it, and ``terminating`` before it is asked to remove
 it, so restart recovery can finish or undo the step (``recovery.py``).
+
+It is also what fences the step (``fence.py``): every action first checks that this controller still
+leads (``Fence.check``, on the monotonic clock), and its record goes through the fenced store, which
+refuses it once another controller has taken over; an action that has no record in front of its
+call (a park, a repeated terminate) asks the store instead (``Fence.confirm``). The provider roles
+it calls are themselves fenced (``fenced_roles``) and check again in the worker thread.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from functools import partial
 
 from vmscale.clock import Clock
 from vmscale.controller.backoff import Backoff
+from vmscale.controller.fence import Fence
 from vmscale.controller.fleet import Facts, Fleet, Instance, Purpose, Timers
 from vmscale.controller.membership import Membership
 from vmscale.controller.operations import Operations, OpKind
@@ -37,6 +44,7 @@ class Actions:
         make_spec: SpecFactory,
         terminate_timeout_s: float,
         retry: Backoff,
+        fence: Fence,
     ) -> None:
         self._fleet = fleet
         self._ops = ops
@@ -47,12 +55,14 @@ class Actions:
         self._make_spec = make_spec
         self._terminate_timeout_s = terminate_timeout_s
         self._retry = retry
+        self._fence = fence
 
     def new_timers(self, launched: float) -> Timers:
         """Timers of a new or adopted record (the terminate back-off starts clean)."""
         return Timers(terminate=self._retry, launched=launched)
 
     def launch(self, *, pool: bool, wanted_at: float | None) -> Instance:
+        self._fence.check("launch")
         now, mono = self._clock.now(), self._clock.monotonic()
         index = self._fleet.free_index()
         name = f"{self._group}-{index}"
@@ -76,6 +86,7 @@ class Actions:
         """Take a parked instance from the warm pool: it joins the group at once (as ``resuming``)."""
         pool = self._roles.warm_pool
         assert pool is not None, "only a provider with a warm-pool role parks instances"
+        self._fence.check("resume")
         inst.timers.wanted_at = wanted_at
         self._fleet.take_from_pool(inst, "taken from the warm pool")
         self._ops.start(inst.name, OpKind.RESUME, self._clock.monotonic(), pool.resume, inst.name)
@@ -83,9 +94,11 @@ class Actions:
     def park(self, inst: Instance, kind: WarmKind) -> None:
         pool = self._roles.warm_pool
         assert pool is not None, "only a provider with a warm-pool role parks instances"
+        self._fence.confirm("pause")  # nothing is recorded before a park: ask the store
         self._ops.start(inst.name, OpKind.PAUSE, self._clock.monotonic(), pool.pause, inst.name, kind)
 
     def drain(self, inst: Instance, reason: str) -> None:
+        self._fence.check("drain")
         self._fleet.move(inst, S.DRAINING, reason)
         self._membership.drain(inst)
         # The grace counts from when the balancer was told, not from the tick's start: probes and
@@ -95,12 +108,16 @@ class Actions:
     def terminate(self, inst: Instance, reason: str) -> None:
         if self._ops.busy(inst.name):
             return
-        self._membership.remove(inst)
+        self._fence.check("terminate")
         if inst.state is not S.TERMINATING:
             self._fleet.move(inst, S.TERMINATING, reason)
+        else:  # a retry: no record precedes this call, so ask the store
+            self._fence.confirm("terminate")
+        self._membership.remove(inst)
         call = partial(self._roles.lifecycle.terminate, graceful_timeout_s=self._terminate_timeout_s)
         self._ops.start(inst.name, OpKind.TERMINATE, self._clock.monotonic(), call, inst.name)
 
     def fail(self, inst: Instance, reason: str) -> None:
-        self._membership.remove(inst)
+        self._fence.check("fail")
         self._fleet.move(inst, S.FAILED, reason)
+        self._membership.remove(inst)

@@ -14,12 +14,18 @@ a crashed instance or a controller restart heals itself)::
 
 Only the loop thread runs ticks. The API thread reads ``Telemetry.view`` (swapped whole each tick)
 and the autoscaler's state (swapped whole under a small lock); it never waits for a tick.
+
+One ``Controller`` is one term of leadership (``vmscale.leadership`` makes a fresh one each time its
+process becomes the leader, and drops it when it stops leading). Its ``fence`` is that term's: every
+action, every provider role that changes the world and every store write is checked against it
+(``fence.py``); a controller built without one has no rivals (tests, simulations).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
@@ -31,6 +37,7 @@ from vmscale.controller.actions import Actions
 from vmscale.controller.autoscaler import Autoscaler, build_snapshot
 from vmscale.controller.backoff import Backoff
 from vmscale.controller.executor import worker_pool
+from vmscale.controller.fence import Fence, Unfenced, fenced_roles
 from vmscale.controller.fleet import Fleet, Instance
 from vmscale.controller.membership import Membership
 from vmscale.controller.operations import Operations
@@ -68,8 +75,10 @@ class Controller:
         metrics: ControllerMetrics | None = None,
         executor: Executor | None = None,
         policy_set: PolicySet | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.cfg = cfg
+        self.fence = fence or Unfenced()
         self.clock = clock or SystemClock()
         self.events = events or EventBus(clock=self.clock.now)
         self.metrics = metrics or ControllerMetrics(cfg.group.name)
@@ -79,8 +88,8 @@ class Controller:
         recorder = StoreRecorder(store, cfg.group.name, self.clock)
         fleet = Fleet((recorder.on_transition, self._on_transition))
         ops = Operations(executor, on_done=self._wake.set)
-        roles = ProviderRoles.of(provider)
-        membership = Membership(lb or NullBalancer(), report)
+        roles = fenced_roles(ProviderRoles.of(provider), self.fence)
+        membership = Membership(lb or NullBalancer(), report, self.fence)
         actions = Actions(
             fleet,
             ops,
@@ -91,6 +100,7 @@ class Controller:
             make_spec=self._spec,
             terminate_timeout_s=cfg.launch.terminate_timeout_s,
             retry=Backoff(cfg.launch.backoff_initial_s, cfg.launch.backoff_max_s),
+            fence=self.fence,
         )
         checker = health or HttpHealthChecker(cfg.health.path, cfg.health.timeout_s)
         prober = Prober(checker, executor, cfg.health.timeout_s)
@@ -120,6 +130,7 @@ class Controller:
             vcpus=t.vcpus,
             memory_mb=t.memory_mb,
             workload_args={"fib_max_n": str(t.fib_max_n)},
+            epoch=self.fence.epoch,
         )
 
     @property
@@ -136,8 +147,15 @@ class Controller:
 
     # ------------------------------------------------------------------ the loop
 
-    def run(self, stop: threading.Event) -> None:
-        """Reconcile until ``stop`` is set (see ``loop.run_loop`` for the schedule)."""
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        fatal: tuple[type[BaseException], ...] = (),
+        on_tick: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Reconcile until ``stop`` is set (see ``loop.run_loop`` for the schedule). An exception of a
+        ``fatal`` kind ends the loop and reaches the caller; ``on_tick`` follows each tick that passed."""
         if not self.recovered:
             self.recover()
         loop.run_loop(
@@ -148,6 +166,8 @@ class Controller:
             self.cfg.group.interval_s,
             stop,
             self._wake,
+            fatal=fatal,
+            after_tick=on_tick,
         )
 
     def wake(self) -> None:
@@ -169,6 +189,7 @@ class Controller:
         self.recovered = True
 
     def tick(self, full: bool = True) -> None:
+        self.fence.check("tick")  # a leader past its renew deadline stops here, before it acts
         now, mono = self.clock.now(), self.clock.monotonic()
         rec = self.reconciler
         rec.collect(mono)
@@ -222,11 +243,13 @@ class Controller:
         return [{"name": e.name, "url": e.url} for e in self.telemetry.view.endpoints]
 
     def set_desired(self, count: int, actor: str) -> GroupStatus:
+        self.fence.check("set the desired count")
         self.autoscaler.set_desired(count, actor)
         self.wake()
         return self.group()
 
     def set_paused(self, paused: bool, actor: str) -> GroupStatus:
+        self.fence.check("pause" if paused else "resume")
         self.autoscaler.set_paused(paused, actor)
         return self.group()
 
@@ -256,3 +279,11 @@ class Controller:
                     rec.report.provider_error("terminate", result.error, inst.name)
             self.autoscaler.reset()
         rec.prober.close()
+
+    def abandon(self) -> None:
+        """Leadership is gone: drop this term without another call or write. Provider calls that have
+        not started are cancelled; one already running finishes unseen (its result is never
+        collected, and the next leader's recovery finds what it did)."""
+        self.reconciler.ops.abandon()
+        self.reconciler.prober.close()
+        self.telemetry.forget()

@@ -86,6 +86,11 @@ class Operations:
             out.append(OpResult(name, p.kind, p.started, None if exc is not None else p.future.result(), exc))
         return out
 
+    def abandon(self) -> None:
+        """Forget every call in flight and cancel the ones not yet started (leadership is gone)."""
+        self._pending.clear()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
     def wait(self, name: str, timeout_s: float) -> OpResult | None:
         """Wait for the call of ``name`` to finish (shutdown only); None if there is none or it hangs."""
         p = self._pending.get(name)

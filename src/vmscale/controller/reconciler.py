@@ -27,7 +27,7 @@ from vmscale.controller.membership import Membership, Traffic
 from vmscale.controller.operations import Operations, OpKind, OpResult
 from vmscale.controller.probe import Prober
 from vmscale.controller.reporting import ErrorReporter
-from vmscale.errors import InstanceNotFoundError, PermanentProviderError, ProviderError
+from vmscale.errors import InstanceNotFoundError, NotLeaderError, PermanentProviderError, ProviderError
 from vmscale.metrics import ControllerMetrics
 from vmscale.model import InstanceState, Sample
 from vmscale.plan.scale import Member, plan_scale
@@ -78,6 +78,8 @@ class Reconciler:
 
     def collect(self, now: float) -> None:
         for result in self.ops.collect():
+            if isinstance(result.error, NotLeaderError):
+                raise result.error  # a fenced provider role refused (see fence.py): stop this tick
             inst = self.fleet.get(result.name)
             if inst is not None:
                 self._finished(inst, result, now)

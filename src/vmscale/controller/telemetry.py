@@ -95,6 +95,13 @@ class Telemetry:
             while self._history and self._history[0]["t"] < now - self._history_s:
                 self._history.popleft()
 
+    def forget(self) -> None:
+        """This controller stopped leading: its group gauges would go stale, so they leave /metrics
+        (the leader publishes the live ones)."""
+        for gauge in (self._metrics.instances, self._metrics.desired, self._metrics.actual):
+            gauge.clear()
+        self._metrics.instance_cpu.clear()
+
     def history(self, since: float | None = None) -> list[dict[str, Any]]:
         with self._history_lock:
             return [h for h in self._history if since is None or h["t"] > since]

@@ -6,7 +6,8 @@ Why it is built this way:
   (``start_new_session``), so Ctrl-C on the controller or its crash does not reach it and the
   data path keeps serving; a restarted controller finds it again from its record.
 * **Records, not memory.** ``launch`` writes ``<state_dir>/process/<name>.json`` (pid, the pid's
-  create time, port, group, vCPUs, cgroup) atomically before returning. ``list`` is answered from
+  create time, port, group, vCPUs, cgroup, the launching controller's epoch) atomically before
+  returning. ``list`` is answered from
   those records, each checked against the live process table: the create time guards against a
   pid reused by an unrelated program, which is never adopted or signalled.
 * **An instance is a process tree** (uvicorn plus a pool of fib workers) led by the backend,
@@ -194,7 +195,12 @@ class ProcessProvider:
             self._baseline.pop(name, None)
 
     def _instance(self, rec: dict[str, Any], status: ProviderStatus) -> ProviderInstance:
-        details = {"pid": str(rec["pid"]), "port": str(rec["port"]), "log": str(rec.get("log", ""))}
+        details = {
+            "pid": str(rec["pid"]),
+            "port": str(rec["port"]),
+            "log": str(rec.get("log", "")),
+            "epoch": str(rec.get("epoch", 0)),
+        }
         if rec.get("cgroup"):
             details["cgroup"] = str(rec["cgroup"])
         return ProviderInstance(
@@ -320,6 +326,7 @@ class ProcessProvider:
             "name": spec.name, "group": spec.group, "pid": child.pid, "create_time": create_time,
             "port": port, "host": self.config.host, "vcpus": spec.vcpus,
             "cgroup": str(cgroup) if cgroup else "", "log": str(log_path), "command": command,
+            "epoch": spec.epoch,
         }  # fmt: skip
         self._write_record(spec.name, rec)
         self._children[spec.name] = child

@@ -164,6 +164,7 @@ class LibvirtProvider:
             "console_log": str(self.console_log(meta.name)),
             "port": str(meta.port),
             "accel": self.accel.accel,
+            "epoch": str(meta.epoch),
             **extra,
         }
         endpoint = self._endpoint(meta.port) or extra.get("endpoint", "")
@@ -220,7 +221,7 @@ class LibvirtProvider:
         tmp.replace(overlay)
 
     def _domain_spec(self, spec: InstanceSpec, port: int) -> xml.DomainSpec:
-        meta = xml.InstanceMeta(spec.group, spec.name, spec.index, port, self.clock.now())
+        meta = xml.InstanceMeta(spec.group, spec.name, spec.index, port, self.clock.now(), spec.epoch)
         common = {
             "meta": meta,
             "domain_type": self.accel.domain_type,
@@ -292,7 +293,7 @@ class LibvirtProvider:
                 return str(new.UUIDString())
 
             uuid = self.conn.call("define+start", define_and_start, instance=spec.name)
-            meta = xml.InstanceMeta(spec.group, spec.name, spec.index, port, self.clock.now())
+            meta = xml.InstanceMeta(spec.group, spec.name, spec.index, port, self.clock.now(), spec.epoch)
             log.info("launched %s (%s, port %d)", spec.name, self.accel.accel, port)
             return self._instance(meta, ProviderStatus.RUNNING, spec.vcpus, uuid=uuid)
 

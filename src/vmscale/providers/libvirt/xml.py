@@ -10,8 +10,9 @@ Choices worth knowing:
   its own ``type='user'`` interface cannot forward a port), and a NIC added that way is invisible to
   libvirt's address allocator, so it sits in a fixed slot (0x09) that nothing else uses.
 * No balloon, no USB, no graphics: fewer devices to emulate means a faster TCG boot.
-* ``<metadata>`` in vmscale's own namespace names the group, instance, index and port, so ``list``
-  finds vmscale's domains from libvirt alone after a restart.
+* ``<metadata>`` in vmscale's own namespace names the group, instance, index, port and the epoch of
+  the controller that launched it, so ``list`` finds vmscale's domains from libvirt alone after a
+  restart, and a controller that lost leadership sees a newer leader's domains as such.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class InstanceMeta:
     index: int
     port: int
     created_at: float = 0.0
+    epoch: int = 0  # the launching controller's term of leadership (0: none recorded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ def build_domain_xml(spec: DomainSpec) -> str:
             "index": str(spec.meta.index),
             "port": str(spec.meta.port),
             "created": f"{spec.meta.created_at:.3f}",
+            "epoch": str(spec.meta.epoch),
         },
     )
     _sub(root, "memory", str(spec.memory_mb), unit="MiB")
@@ -205,6 +208,7 @@ def parse_metadata(element_xml: str) -> InstanceMeta | None:
             index=int(el.attrib["index"]),
             port=int(el.attrib["port"]),
             created_at=float(el.attrib.get("created", "0")),
+            epoch=int(el.attrib.get("epoch", "0")),
         )
     except (KeyError, ValueError):
         return None
