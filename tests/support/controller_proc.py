@@ -2,10 +2,16 @@
 
 The fault-injection suites (processes, libvirt guests, two controllers sharing a store) all drive the
 controller this way, from outside, the way an operator's kill -9 or a crashed host would.
+
+``hostname`` runs the process in a UTS namespace of its own with that host name (``unshare --uts``,
+root only): two controllers on this machine then look like two machines to each other, so a standby
+cannot see that the leader's process died and must wait for its lease to expire, as across hosts.
+``env`` adds environment variables (e.g. ``VMSCALE_API__BIND`` to give each its own API port).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -19,11 +25,22 @@ from tests.support.wait import wait_until
 
 
 class ControllerProcess:
-    def __init__(self, config: Path, api: str, log_path: Path, *, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        api: str,
+        log_path: Path,
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        hostname: str = "",
+    ) -> None:
         self.config = config
         self.api = api
         self.log_path = log_path
         self.cwd = cwd
+        self.env = env or {}
+        self.hostname = hostname
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -32,12 +49,12 @@ class ControllerProcess:
 
     def start(self, *extra: str) -> float:
         """Start `vmscale up -c CONFIG`; returns the monotonic start time."""
+        argv = [sys.executable, "-m", "vmscale", "up", "-c", str(self.config), *extra]
+        if self.hostname:  # unshare execs sh, which execs vmscale: the pid we hold is vmscale's
+            argv = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', self.hostname, *argv]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vmscale", "up", "-c", str(self.config), *extra],
-                stdout=log,
-                stderr=log,
-                cwd=self.cwd,
+                argv, stdout=log, stderr=log, cwd=self.cwd, env={**os.environ, **self.env}
             )
         return time.monotonic()
 
@@ -82,3 +99,15 @@ class ControllerProcess:
 
     def group(self) -> dict[str, Any]:
         return dict(self.get("/v1/group"))
+
+    def leadership(self) -> dict[str, Any]:
+        """Who leads, as this controller says (``GroupStatus.leadership``)."""
+        return dict(self.group()["leadership"])
+
+    def acting(self) -> dict[str, Any] | None:
+        """Its leadership once it leads and its first tick as leader has passed, else None."""
+        try:
+            who = self.leadership()
+        except (httpx.HTTPError, ValueError):
+            return None
+        return who if who["role"] == "leader" and who["first_tick_at"] is not None else None
