@@ -243,8 +243,12 @@ class Service:
         remove = terminate and self.elector.is_leader and self._alone()
         try:
             ctl.shutdown(terminate=remove)
-        except NotLeaderError as exc:
+        except NotLeaderError as exc:  # FencedError included
             log.warning("leadership was lost during shutdown (%s): the instances are the new leader's", exc)
+            ctl.abandon()
+            return False
+        except StoreError as exc:  # nothing can be recorded: leave everything for the next start
+            log.warning("the store failed during shutdown (%s): what was not removed yet keeps running", exc)
             ctl.abandon()
             return False
         return remove

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -57,8 +58,9 @@ class Group:
 
     def __init__(self, tmp: Path, store: str) -> None:
         self.name = "lf" + uuid.uuid4().hex[:6]  # unique: a concurrent run never sees our backends
+        self.tmp = tmp
         self.state = tmp / "state"
-        self.store_kind = store
+        self.store_kind = "postgres" if store.startswith("postgresql") else "sqlite"
         self.url = ""  # the store as the test opens it
         state_lines = ""
         if store.startswith("postgresql"):
@@ -144,6 +146,13 @@ retry_s = {RETRY_S}
                 out[rec["name"]] = (int(rec["pid"]), float(rec["create_time"]), int(rec.get("epoch", 0)))
         return out
 
+    def keep_logs(self) -> None:
+        """The controllers' logs and event logs, to artifacts/leader-failover/GROUP, for CI."""
+        out = ARTIFACTS / "leader-failover" / self.name
+        out.mkdir(parents=True, exist_ok=True)
+        for f in [*self.tmp.glob("controller-*.log"), *self.state.glob("*.jsonl")]:
+            shutil.copy(f, out / f.name)
+
     def consistent(self, leader: ControllerProcess, desired: int) -> bool:
         g = leader.group()
         return (
@@ -166,6 +175,7 @@ def group(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Group]:
     finally:
         g.pair.stop()
         kill_backends(g.name)
+        g.keep_logs()
 
 
 def percentiles(xs: list[float]) -> dict[str, float | None]:
@@ -213,6 +223,7 @@ def test_kill_9_the_leader_while_it_scales(group: Group) -> None:
         assert killed.leadership()["role"] == "standby"
     figures = {
         "store": group.store_kind,
+        "group": group.name,
         "trials": TRIALS,
         "duplicates": duplicates,
         "orphans": orphans,
@@ -344,3 +355,4 @@ def test_postgresql_restarted_under_a_running_pair(
     finally:
         pair.stop()
         kill_backends(group.name)
+        group.keep_logs()
