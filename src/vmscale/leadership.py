@@ -189,10 +189,12 @@ class Terms:
             return False
         self._term_stop = threading.Event()
         self._view.first_tick_at = None
+        started = time.monotonic()
         controller = self._take_over(lease)
         self.controller = controller
         self._router.lead(controller)
-        log.info("leading %s at epoch %d", lease.scope, lease.epoch)
+        took = time.monotonic() - started
+        log.info("leading %s at epoch %d (took over in %.2f s)", lease.scope, lease.epoch, took)
         return True
 
     def run(self, stop: threading.Event) -> None:
@@ -241,6 +243,7 @@ class Terms:
     def _ticked(self) -> None:
         if self._view.first_tick_at is None:
             self._view.first_tick_at = time.time()
+            log.info("first tick as leader passed")
 
     def _end_term(self) -> None:
         """Drop the term's state without another call: the next term (here or elsewhere) rebuilds it."""
