@@ -222,11 +222,14 @@ class Service:
         return f"group {self.cfg.group.name}: {role}; control API on {self.elector.address or 'none'}"
 
     def _alone(self) -> bool:
-        """No other controller of the scope is alive (heard from within one lease duration)."""
+        """No other controller of the scope is alive: none heard from within one lease duration,
+        except those of this host whose process is gone (a crashed controller never says goodbye)."""
         me, lease_s = self.elector.holder, self.cfg.state.lease.duration_s
         try:
             others = [
-                c.id for c in self.elector.leases.controllers() if c.id != me and c.last_seen_age_s < lease_s
+                c.id
+                for c in self.elector.leases.controllers()
+                if c.id != me and c.last_seen_age_s < lease_s and not holder_gone(c.id)
             ]
         except StoreError as exc:
             log.warning("cannot tell whether another controller runs (%s): keeping the instances", exc)

@@ -4,12 +4,15 @@ provider or the balancer, at start or at stop."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from tests.support.wait import wait_until
 from vmscale.config import parse_config
 from vmscale.lb.fake import FakeLoadBalancer
+from vmscale.leader import controller_id
 from vmscale.providers.fake import FakeProvider
 from vmscale.service import Service
 from vmscale.store.sqlite import SqliteStore
@@ -65,3 +68,14 @@ def test_a_standby_never_calls_the_provider_or_the_balancer(tmp_path: Path) -> N
     assert g.leadership["leader_address"] == "http://otherhost:8900"
     svc.stop(terminate=True)
     assert provider.calls == [] and lb.calls == []
+
+
+def test_a_crashed_controller_of_this_host_does_not_count_as_alive(tmp_path: Path) -> None:
+    """kill -9 leaves a registry entry behind; a lone controller must still remove its instances."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    svc, provider, _ = started(tmp_path)
+    wait_until(lambda: provider.instances, "the group's instance launched", 10)
+    svc.lease_store.leases("web").heartbeat(controller_id(pid=dead.pid), "http://127.0.0.1:1", "leader")
+    svc.stop(terminate=True)
+    assert provider.instances == {}

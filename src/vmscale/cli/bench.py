@@ -22,6 +22,7 @@ BENCHMARKS = {
     "simulate": "simulator speed: a 24 h, 1 s trace for a 1,000-instance group",
     "haproxy": "runtime-API latency, time to first request, throughput, failures over scale-in cycles",
     "store": "state store write latency per tick (SQLite vs PostgreSQL), ticks/s for 100 groups of 10",
+    "takeover": "leader killed -> the standby's first tick as leader, default and test lease settings",
 }
 _SCRIPT = {"metrics": "bench_libvirt_metrics.py"}
 
@@ -54,6 +55,7 @@ def bench(
     * **simulate**: simulator speed on a 24 h trace for 1,000 instances
     * **haproxy**: balancer runtime API and loss-free scale-in
     * **store**: state store writes per tick, SQLite vs PostgreSQL (starts a throw-away server)
+    * **takeover**: two controllers; the leader killed, until the standby has ticked as leader
 
     Examples:
 

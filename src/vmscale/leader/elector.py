@@ -171,6 +171,17 @@ class Elector:
             self._renewed_at = sent
             self.leader = None
             self._become(Role.LEADER, lease, f"acquired the lease at epoch {lease.epoch}")
+            self._prune()
+
+    def _prune(self) -> None:
+        """Forget the registry entries of controllers known to be dead (on this host, their process
+        is gone): a crashed controller never says goodbye, and a stop asks who else is alive."""
+        try:
+            for c in self.leases.controllers():
+                if c.id != self.holder and self.holder_gone(c.id):
+                    self.leases.forget(c.id)
+        except StoreError as exc:  # cosmetic: the next acquisition tries again
+            log.debug("could not prune the controller registry: %s", exc)
 
     def _heartbeat(self) -> None:
         try:
