@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,16 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "boot.json"
 
 from vmscale.config.libvirt import LibvirtProviderConfig  # noqa: E402
-from vmscale.providers.base import InstanceSpec  # noqa: E402
+from vmscale.ports import free_block  # noqa: E402
+from vmscale.providers.base import InstanceSpec, instance_port  # noqa: E402
 from vmscale.providers.libvirt import xml  # noqa: E402
 from vmscale.providers.libvirt.image import DEFAULT_IMAGE_DIR, build_image  # noqa: E402
 from vmscale.providers.libvirt.provider import LibvirtProvider  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_healthz(endpoint: str, deadline_s: float = 180.0) -> float:
@@ -67,7 +61,7 @@ def launch_to_healthz(prov: LibvirtProvider, group: str, runs: int) -> dict[str,
     """The whole provider path, as the controller sees it."""
     out: dict[str, list[float]] = {"launch_call": [], "launch_to_healthz": [], "terminate_graceful": []}
     for i in range(runs):
-        spec = InstanceSpec(group=group, name=f"{group}-{i + 1}", index=i + 1, port=free_port())
+        spec = InstanceSpec(group=group, name=f"{group}-{i + 1}", index=i + 1)
         t0 = time.monotonic()
         inst = prov.launch(spec)
         out["launch_call"].append(time.monotonic() - t0)
@@ -83,21 +77,22 @@ def pieces(prov: LibvirtProvider, group: str, runs: int) -> dict[str, list[float
     out: dict[str, list[float]] = {
         k: [] for k in ("overlay_create", "define", "start", "start_to_healthz", "destroy", "undefine")
     }
-    backing = prov._backing()
+    backing = prov.backing_image()
     for i in range(runs):
         name = f"{group}-p{i + 1}"
-        spec = InstanceSpec(group=group, name=name, index=100 + i, port=free_port())
+        spec = InstanceSpec(group=group, name=name, index=100 + i)
+        port = instance_port(prov.config.base_port, spec.index)
         t = time.monotonic()
-        prov._make_overlay(name, backing)
+        prov.make_overlay(name, backing)
         out["overlay_create"].append(time.monotonic() - t)
-        domain_xml = xml.build_domain_xml(prov._domain_spec(spec, spec.port))
+        domain_xml = xml.build_domain_xml(prov.domain_spec(spec, port))
         t = time.monotonic()
         dom = prov.conn.call("define", lambda c, x=domain_xml: c.defineXML(x))
         out["define"].append(time.monotonic() - t)
         t = time.monotonic()
         prov.conn.call("start", lambda c, d=dom: d.create())
         out["start"].append(time.monotonic() - t)
-        out["start_to_healthz"].append(wait_healthz(f"http://127.0.0.1:{spec.port}") - t)
+        out["start_to_healthz"].append(wait_healthz(f"http://127.0.0.1:{port}") - t)
         t = time.monotonic()
         prov.conn.call("destroy", lambda c, d=dom: d.destroy())
         out["destroy"].append(time.monotonic() - t)
@@ -151,7 +146,9 @@ def main() -> None:
     manifest, built = build_image(DEFAULT_IMAGE_DIR)
     state = Path("/var/lib/vmscale/bench") / uuid.uuid4().hex[:8]
     state.mkdir(parents=True)
-    prov = LibvirtProvider(LibvirtProviderConfig(), state)
+    prov = LibvirtProvider(
+        LibvirtProviderConfig(base_port=free_block(args.runs + 101, 30000) or 30000), state
+    )
     group = "bench" + uuid.uuid4().hex[:4]
     try:
         whole = launch_to_healthz(prov, group, args.runs)

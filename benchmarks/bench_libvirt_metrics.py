@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "libvirt_metrics.json"
 
 from vmscale.config.libvirt import LibvirtProviderConfig  # noqa: E402
+from vmscale.ports import free_block  # noqa: E402
 from vmscale.providers.base import InstanceSpec  # noqa: E402
 from vmscale.providers.libvirt import xml  # noqa: E402
 from vmscale.providers.libvirt.accel import AccelChoice  # noqa: E402
@@ -36,12 +36,6 @@ from vmscale.providers.libvirt.connection import LibvirtConnection  # noqa: E402
 from vmscale.providers.libvirt.image import DEFAULT_IMAGE_DIR, build_image  # noqa: E402
 from vmscale.providers.libvirt.provider import LibvirtProvider  # noqa: E402
 from vmscale.providers.libvirt.stats import fetch_cpu, fetch_cpu_bulk  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def timed(fn: Callable[[], object], reps: int) -> float:
@@ -73,7 +67,7 @@ def real_domains(counts: list[int], reps: int) -> list[dict[str, Any]]:
     build_image(DEFAULT_IMAGE_DIR)
     state = Path("/var/lib/vmscale/bench") / uuid.uuid4().hex[:8]
     state.mkdir(parents=True)
-    prov = LibvirtProvider(LibvirtProviderConfig(), state)
+    prov = LibvirtProvider(LibvirtProviderConfig(base_port=free_block(64, 30000) or 30000), state)
     group = "mbench" + uuid.uuid4().hex[:4]
     rows = []
     try:
@@ -81,9 +75,7 @@ def real_domains(counts: list[int], reps: int) -> list[dict[str, Any]]:
         for n in counts:
             while launched < n:
                 launched += 1
-                prov.launch(
-                    InstanceSpec(group=group, name=f"{group}-{launched}", index=launched, port=free_port())
-                )
+                prov.launch(InstanceSpec(group=group, name=f"{group}-{launched}", index=launched))
             names = [f"{group}-{i}" for i in range(1, n + 1)]
             # Timed inside the worker thread, so the figures are libvirt's cost, not the thread hop's.
             bulk = prov.conn.call(

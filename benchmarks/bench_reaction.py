@@ -25,6 +25,7 @@ from rich.table import Table
 
 from vmscale.bench import measure, runner
 from vmscale.bench.machine import write_result
+from vmscale.percentile import percentile
 from vmscale.workload.load_plan import Phase
 
 POLICIES: dict[str, list[dict[str, Any]]] = {
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {
             "reaction_s": times[name],
             "p50_s": round(statistics.median(measured), 3) if measured else None,
-            "p95_s": round(measure.percentile(measured, 95) or 0, 3) if measured else None,
+            "p95_s": round(percentile(measured, 95) or 0, 3) if measured else None,
             "missed": sum(1 for t in times[name] if t is None),
             "steady_scale_events": n_scale,
             "steady_reversals": reversals,

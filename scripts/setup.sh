@@ -2,7 +2,8 @@
 # Set up (or reuse) everything vmscale needs. Idempotent; safe to run again.
 #   scripts/setup.sh          Python side only: .venv with vmscale installed (enough for the demo)
 #   scripts/setup.sh --full   also the system packages the tests need (QEMU, libvirt, HAProxy,
-#                             Chromium, promtool, wrk, debootstrap, a guest kernel) and libvirt-python
+#                             Chromium, promtool, wrk, debootstrap, a guest kernel, and syslinux,
+#                             mtools, dosfstools, sfdisk for the cloud image) and libvirt-python
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +14,9 @@ SYSTEM_PACKAGES=(
   python3-venv python3-dev gcc make
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
   debootstrap linux-image-cloud-amd64 xorriso cpio e2fsprogs
+  syslinux syslinux-common mtools dosfstools fdisk
   haproxy wrk prometheus chromium chromium-driver
-  libxml2-utils iproute2 procps curl
+  libxml2-utils iproute2 procps curl gnutls-bin
   postgresql
 )
 

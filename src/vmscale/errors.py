@@ -11,6 +11,7 @@ only needs to know whether to retry.
     ├── ProviderError                something went wrong launching/terminating/observing instances
     │   ├── TemporaryProviderError   retry with back-off (daemon down, timeout, host busy, no capacity)
     │   │   └── ProviderUnavailableError  the provider's daemon cannot be reached at all (not running)
+    │   │       └── HostUnreachableError  one libvirt host does not answer (its instances are unknown)
     │   ├── PermanentProviderError   retrying will not help until a person acts (image missing, bad XML)
     │   └── InstanceNotFoundError    the instance does not exist (terminate treats this as success)
     ├── LoadBalancerError            the balancer refused or is unreachable (temporary by nature)
@@ -56,6 +57,14 @@ class TemporaryProviderError(ProviderError):
 class ProviderUnavailableError(TemporaryProviderError):
     """Nothing answers at the provider's address (e.g. libvirtd is not running). At run time it is
     retried like any temporary error; at start-up it stops ``vmscale up`` with the fix."""
+
+
+class HostUnreachableError(ProviderUnavailableError):
+    """A libvirt host does not answer (no connection, a lost one, or a call that timed out)."""
+
+    def __init__(self, message: str, *, instance: str | None = None, host: str | None = None) -> None:
+        self.host = host
+        super().__init__(message, instance=instance)
 
 
 class PermanentProviderError(ProviderError):

@@ -13,13 +13,19 @@ fakes) get the same values again with ``parse``. The dictionary keys are therefo
 ``endpoints``  ``EndpointsChanged``    the set of ready endpoints changed (clients that balance follow it)
 ``error``      ``ErrorReported``       a provider, balancer or store call failed (reported, not fatal)
 =============  =====================  =================================================================
+
+The integrations publish kinds of their own the same way, each beside its producer, their wire
+form simply their fields (``FieldsEvent``): ``metric_source`` (``MetricSourceStatus``), ``hook``
+(``HookCalled``), ``webhook`` (``WebhookDelivery``), ``original_client``
+(``OriginalClientNotified``) and ``file_sd`` (``FileSdWritten``); they get a ``Publish`` callable
+(``EventBus.publish``) and never see the bus.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 NO_STATE = "(none)"  # the "from" of an instance record that did not exist before
 UNKNOWN_STATE = "(unknown)"  # the "from" of an orphan found at the provider
@@ -29,6 +35,24 @@ class EventKind(Protocol):
     TYPE: ClassVar[str]
 
     def to_dict(self) -> dict[str, Any]: ...
+
+
+Publish = Callable[[EventKind], object]
+"""What a producer that must not know the bus is given: ``EventBus.publish``, or a list's
+``append`` in tests."""
+
+
+class FieldsEvent:
+    """Base of a frozen dataclass event whose wire form is its fields, as they are."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(cast(Any, self))
+
+
+def discard(event: EventKind) -> None:
+    """A ``Publish`` for when nobody listens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +113,8 @@ class DecisionApplied:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DecisionApplied:
+        if d.get("applied") is False:  # a proposal that was logged but not applied is not one of these
+            raise ValueError("not applied")
         previous = d.get("previous", d.get("current", 0))
         return cls(
             desired=int(d.get("desired", 0)),
@@ -197,3 +223,32 @@ def parse(type_: str, data: Mapping[str, Any]) -> EventKind | None:
         return kind.from_dict(data)
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
+
+
+K = TypeVar("K")
+
+
+@dataclass(frozen=True, slots=True)
+class Logged(Generic[K]):
+    """One event read back from a log (or an SSE stream): its time and its typed value."""
+
+    t: float
+    kind: K
+
+
+def read_logged(events: Iterable[Mapping[str, Any]], kind: type[K]) -> list[Logged[K]]:
+    """The events of one kind in a log, typed and sorted by time. Lines that are not well formed (no
+    numeric time, a damaged payload) are skipped: logs are read tolerantly."""
+    type_ = getattr(kind, "TYPE", None)
+    out: list[Logged[K]] = []
+    for e in events:
+        t, data = e.get("t"), e.get("data")
+        if e.get("type") != type_ or not isinstance(data, Mapping) or isinstance(t, bool):
+            continue
+        if not isinstance(t, int | float):
+            continue
+        value = parse(str(type_), data)
+        if isinstance(value, kind):
+            out.append(Logged(float(t), value))
+    out.sort(key=lambda logged: logged.t)
+    return out

@@ -8,6 +8,10 @@ JSONL log see. ``vmscale.event_kinds.parse`` turns the wire form back into the t
 
 Publishing is thread-safe and never blocks: a subscriber that falls behind loses its oldest
 events and is told so with a ``lagged`` event.
+
+Every event has a sequence number (1, 2, ... per process). The bus keeps the most recent ``keep``
+events, so a client that reconnects can be sent what it missed (``since``), and be told plainly
+when that is no longer possible.
 """
 
 from __future__ import annotations
@@ -38,6 +42,16 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         return {"seq": self.seq, "t": self.t, "type": self.type, "data": self.data}
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """What ``EventBus.since`` can give back: the missed events it kept, and whether that is all."""
+
+    events: list[Event]
+    complete: bool
+    latest: int  # newest sequence number
+    oldest: int  # oldest sequence number still kept (latest + 1 when none is)
 
 
 class Subscription:
@@ -78,6 +92,7 @@ class EventBus:
     def __init__(self, keep: int = 2000, clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
+        self._latest = 0
         self._recent: collections.deque[Event] = collections.deque(maxlen=keep)
         self._subs: list[Subscription] = []
         self._listeners: list[Callable[[Event], None]] = []
@@ -87,6 +102,7 @@ class EventBus:
         data = kind.to_dict()
         with self._lock:
             ev = Event(next(self._seq), self._clock(), kind.TYPE, data)
+            self._latest = ev.seq
             self._recent.append(ev)
             subs = list(self._subs)
             listeners = list(self._listeners)
@@ -112,6 +128,26 @@ class EventBus:
         """Call ``fn`` synchronously for every event (keep it quick: file append, counter)."""
         with self._lock:
             self._listeners.append(fn)
+
+    @property
+    def latest_seq(self) -> int:
+        """The sequence number of the newest event (0 before the first)."""
+        with self._lock:
+            return self._latest
+
+    def since(self, seq: int) -> Gap:
+        """The events after ``seq`` that the buffer still holds, and whether they are all of them.
+
+        Not complete when the oldest kept event is newer than ``seq + 1`` (the gap fell out of the
+        buffer) or when ``seq`` is beyond the newest event (a number from before a restart: this
+        process counts from 1 again).
+        """
+        with self._lock:
+            latest = self._latest
+            oldest = self._recent[0].seq if self._recent else latest + 1
+            events = [e for e in self._recent if e.seq > seq] if seq < latest else []
+        complete = seq <= latest and oldest <= seq + 1
+        return Gap(events=events, complete=complete, latest=latest, oldest=oldest)
 
     def recent(self, types: Iterable[str] | None = None, limit: int = 200) -> list[Event]:
         wanted = set(types) if types is not None else None

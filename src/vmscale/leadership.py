@@ -155,12 +155,16 @@ class Terms:
         router: ControlRouter,
         view: LeaderView,
         report: Callable[[str], None],
+        let_go: Callable[[], None] = lambda: None,
     ) -> None:
+        """``take_over`` begins a term (balancer, fresh controller, recovery); ``let_go`` releases
+        what a term took that outlives it (the balancer's receiver) when the term is dropped."""
         self._elector = elector
         self._take_over = take_over
         self._router = router
         self._view = view
         self._report = report
+        self._let_go = let_go
         self._leading = threading.Event()  # the elector acquired the lease: wake the loop thread
         self._term_stop = threading.Event()  # ends the current term's reconcile loop
         retry = elector.timing.retry_s
@@ -251,3 +255,4 @@ class Terms:
         self._router.stand_by()
         if controller is not None:
             controller.abandon()
+        self._let_go()

@@ -72,24 +72,57 @@ class Metric(StrEnum):
     INFLIGHT = "inflight"
 
 
+class ExternalMetric(str):
+    """The name of an external metric (an entry under ``[metrics]`` in the config, e.g. a Prometheus
+    query). A ``str`` with a ``.value``, like the members of ``Metric``, so that code naming a metric
+    treats both alike (``metric.value`` is the name either way)."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+
+MetricName = Metric | ExternalMetric
+"""What a policy's ``metric`` names: a built-in metric or an external one."""
+
+
+def metric_name(name: str) -> MetricName:
+    """``"cpu"`` -> ``Metric.CPU``; any other name -> ``ExternalMetric(name)``."""
+    return Metric(name) if is_builtin(name) else ExternalMetric(name)
+
+
+BUILTIN_METRICS = frozenset(m.value for m in Metric)
+
+
+def is_builtin(metric: str) -> bool:
+    return metric in BUILTIN_METRICS
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One observation of one instance at time ``t`` (epoch seconds). ``None`` means not measured."""
+    """One observation of one instance (or, in ``Snapshot.group_samples``, of the group) at time
+    ``t`` (epoch seconds). ``None`` means not measured. ``extra`` holds external metrics by name
+    (``[[metrics]]`` entries); a name that is absent was not measured."""
 
     t: float
     cpu: float | None = None
     rps: float | None = None
     latency_p95: float | None = None
     inflight: float | None = None
+    extra: Mapping[str, float] = field(default_factory=dict)
 
-    def value(self, metric: Metric) -> float | None:
-        if metric is Metric.CPU:
+    def value(self, metric: str) -> float | None:
+        if metric == Metric.CPU:
             return self.cpu
-        if metric is Metric.RPS:
+        if metric == Metric.RPS:
             return self.rps
-        if metric is Metric.INFLIGHT:
+        if metric == Metric.INFLIGHT:
             return self.inflight
-        return self.latency_p95
+        if metric == Metric.LATENCY_P95:
+            return self.latency_p95
+        return self.extra.get(metric)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +136,7 @@ class InstanceSnapshot:
     launched_at: float | None = None
     ready_at: float | None = None
 
-    def latest(self, metric: Metric) -> float | None:
+    def latest(self, metric: str) -> float | None:
         for s in reversed(self.samples):
             v = s.value(metric)
             if v is not None:
@@ -122,6 +155,9 @@ class Snapshot:
     instances: tuple[InstanceSnapshot, ...] = ()
     # Group-level observations that are not per instance (for example the balancer's p95 latency).
     group_samples: tuple[Sample, ...] = ()
+    # Why an external metric has no data this tick (query failed, empty result, stale), by metric
+    # name. A metric named here is treated as missing whatever older samples say, so policies hold.
+    metric_notes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ready(self) -> tuple[InstanceSnapshot, ...]:
@@ -134,6 +170,48 @@ class Direction(StrEnum):
     NONE = "none"
 
 
+class ReasonCode(StrEnum):
+    """Why a policy (or the set) proposes what it does, for machines: beside the prose ``reason``,
+    the way the Kubernetes HPA sets conditions (AbleToScale, ScalingActive, ScalingLimited)."""
+
+    ABOVE_TARGET = "above_target"  # target tracking asks for more
+    BELOW_TARGET = "below_target"  # ...or for fewer
+    WITHIN_TOLERANCE = "within_tolerance"  # inside the dead band (or a conservative correction holds)
+    ABOVE_UPPER = "above_upper"  # threshold/step: above the upper bound for enough samples
+    BELOW_LOWER = "below_lower"  # ...below the lower bound
+    STREAK_SHORT = "streak_short"  # beyond a bound, not for enough samples yet
+    WITHIN_BOUNDS = "within_bounds"  # between the bounds
+    NO_DATA = "no_data"  # the metric has no value: hold
+    STABILIZED = "stabilized"  # the stabilization window holds the count
+    RATE_LIMITED = "rate_limited"  # the move was cut by a rate limit
+    COOLDOWN = "cooldown"  # the move waits for a cooldown
+    LIMITED_MAX = "limited_max"  # ScalingLimited: at (or cut to) max
+    LIMITED_MIN = "limited_min"  # ScalingLimited: at (or cut to) min
+    SCHEDULE_FLOOR = "schedule_floor"  # a schedule's minimum sets the count
+    SCALE_IN_VETOED = "scale_in_vetoed"  # a policy wants fewer, another does not agree
+    NO_OPINION = "no_opinion"  # the policy abstains (a schedule outside its windows)
+    MANUAL = "manual"  # a person set the count
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """The numbers behind a proposal, typed: ``metric`` is what ``observed`` measures (its unit is
+    the metric's: percent for cpu, seconds for latency); None means not part of this decision."""
+
+    metric: str | None = None
+    observed: float | None = None
+    target: float | None = None
+    upper: float | None = None
+    lower: float | None = None
+    ready: int | None = None
+    recommendation: int | None = None
+    floor: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures that are set, for the decision log and the event stream."""
+        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """A policy's answer: how many instances should run, and why, in words a person can check."""
@@ -143,16 +221,18 @@ class Decision:
     reason: str
     policy: str
     current: int
-    figures: Mapping[str, float] = field(default_factory=dict)
+    figures: Figures = field(default_factory=Figures)
+    code: ReasonCode = ReasonCode.NO_OPINION
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "desired": self.desired,
             "direction": self.direction.value,
             "reason": self.reason,
+            "code": self.code.value,
             "policy": self.policy,
             "current": self.current,
-            "figures": dict(self.figures),
+            "figures": self.figures.to_dict(),
         }
 
 

@@ -41,6 +41,8 @@ from vmscale.errors import (
 )
 from vmscale.event_kinds import ErrorReported
 from vmscale.events import DECISIONS_LOG, EventBus, JsonlWriter
+from vmscale.health import build_health_checker
+from vmscale.integrations import Integrations
 from vmscale.lb.base import LoadBalancer
 from vmscale.lb.none import NullBalancer
 from vmscale.leader import ElectionLoop, Elector, Role, controller_id, holder_gone, scope_of, timing_of
@@ -68,11 +70,15 @@ def build_provider(cfg: VmscaleConfig, state_dir: Path) -> Provider:
         if kind == "process":
             from vmscale.providers.process import ProcessProvider
 
-            return ProcessProvider(cfg.provider.process, state_dir, fib_max_n=cfg.template.fib_max_n)
+            return ProcessProvider(cfg.provider.process, state_dir, fib_max_n=cfg.workload.fib.max_n)
+        if kind == "libvirt" and cfg.cluster.hosts:
+            from vmscale.hosts.multihost import build_multihost
+
+            return build_multihost(cfg)
         if kind == "libvirt":
             from vmscale.providers.libvirt.provider import LibvirtProvider
 
-            return LibvirtProvider(cfg.provider.libvirt, state_dir)
+            return LibvirtProvider(cfg.provider.libvirt, state_dir, max_vcpus=cfg.template.max_vcpus)
     except ImportError as exc:
         raise (missing_library(kind, exc) or exc) from None
     from vmscale.providers.fake import FakeProvider
@@ -84,7 +90,7 @@ def build_lb(cfg: VmscaleConfig, state_dir: Path) -> LoadBalancer:
     if cfg.lb.kind == "haproxy":
         from vmscale.lb.haproxy import HaproxyLoadBalancer
 
-        return HaproxyLoadBalancer(cfg.lb.haproxy, cfg.group.name, state_dir / "haproxy")
+        return HaproxyLoadBalancer(cfg.lb.haproxy, cfg.group.name, state_dir / "haproxy", cfg.health)
     return NullBalancer()
 
 
@@ -146,6 +152,11 @@ class Service:
             undo.callback(self.decisions_writer.close)
             self.events.add_listener(self.writer)
             self.events.add_listener(self.decisions_writer)
+            # Webhooks, the original client and file_sd hear decisions and rotation changes on the bus;
+            # hooks and external metrics are called by the controller itself.
+            self.integrations = Integrations(cfg, publish=self.events.publish)
+            undo.callback(self.integrations.close, group_removed=False)
+            self.events.add_listener(self.integrations.on_event)
             # The elector's own connection: a renewal never queues behind the controller's writes.
             self.lease_store = open_state_store(cfg.state, self.state_dir)
             undo.callback(self.lease_store.close)
@@ -175,24 +186,33 @@ class Service:
         )
         # What the API serves (and tests drive): the leading term's controller, or the store's view.
         self.controller = ControlRouter(standby, view, self.elector.step_down)
-        self.terms = Terms(self.elector, self._take_over, self.controller, view, self._report)
+        self.terms = Terms(self.elector, self._take_over, self.controller, view, self._report, self.lb.close)
         self.serve_api = serve_api
         self.api: ServerHandle | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._released = False
+        self._led = False  # this service led at some point (it started or adopted the balancer)
 
     # ------------------------------------------------------------------ leadership
 
     def _take_over(self, lease: Lease) -> Controller:
         """Begin a term: the balancer (adopted when it runs), a fresh controller fenced by ``lease``,
         and restart recovery from the store and the provider, as after a crash."""
+        self._led = True
         self.lb.start()
         view = self.store.fenced(lease)
         elector = self.elector
-        fence = LeaseFence(lambda: elector.is_leader, view.check_fence, lease.epoch)
         ctl = Controller(
-            self.cfg, self.provider, view, lb=self.lb, events=self.events, metrics=self.metrics, fence=fence
+            self.cfg,
+            self.provider,
+            view,
+            lb=self.lb,
+            events=self.events,
+            metrics=self.metrics,
+            health=build_health_checker(self.cfg.health),
+            integrations=self.integrations,
+            fence=LeaseFence(lambda: elector.is_leader, view.check_fence, lease.epoch),
         )
         try:
             ctl.recover()
@@ -340,11 +360,14 @@ class Service:
             return  # a failed start() already stopped and released everything
         self._join_loop()
         removed = self._end_last_term(terminate)
+        self.integrations.close(group_removed=removed)
         if self.api is not None:
             self.api.stop()
         self.election.stop(release=True)
         if removed:
             self.lb.stop()
+        elif self._led:
+            self.lb.close()  # kept instances keep their balancer; only vmscale's receiver stops
         self._release()
 
     def _release(self) -> None:

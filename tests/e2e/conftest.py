@@ -20,6 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_DIR = Path(os.environ.get("VMSCALE_IMAGE_DIR", "/var/lib/vmscale/image"))
+CLOUD_IMAGE_DIR = Path(os.environ.get("VMSCALE_CLOUD_IMAGE_DIR", "/var/lib/vmscale/cloud-image"))
 URI = "qemu:///system"
 
 
@@ -60,6 +61,20 @@ def guest_image(libvirt_daemons: str) -> Path:
     except VmscaleError as exc:
         pytest.fail(f"guest image build failed: {exc}")
     return IMAGE_DIR
+
+
+@pytest.fixture(scope="session")
+def cloud_image(libvirt_daemons: str) -> Path:
+    """The cloud-init disk image (``boot = "disk"``), built once (~4-5 min the first time on 2 cores,
+    reused when inputs are unchanged). Returns the ``cloud.qcow2`` a config's ``cloud_image`` names."""
+    from vmscale.errors import VmscaleError
+    from vmscale.providers.libvirt.cloudimage import CURRENT_LINK, build_cloud_image
+
+    try:
+        build_cloud_image(CLOUD_IMAGE_DIR)
+    except VmscaleError as exc:
+        pytest.fail(f"cloud image build failed: {exc}")
+    return CLOUD_IMAGE_DIR / CURRENT_LINK
 
 
 @pytest.fixture

@@ -216,8 +216,9 @@ def test_dashboard_stays_usable_with_a_hundred_instances() -> None:
             )
             assert scrolls, "the instance table should scroll, not push the page down"
             # The chart draws after the table: wait for its legend before counting it.
-            page.wait_for_selector("#chart-cpu .legend .traces", timeout=15_000)
-            legend = page.locator("#chart-cpu .legend .traces").count()
+            entries = "#chart-cpu .u-legend .u-series"
+            page.wait_for_selector(entries, timeout=15_000)
+            legend = page.locator(entries).count()
             assert 0 < legend <= 4, f"CPU legend has {legend} entries"
             page.wait_for_timeout(1200)
             save_screenshot(page, "dashboard-100.png")

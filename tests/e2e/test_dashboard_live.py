@@ -67,11 +67,11 @@ class Load:
         self.sent = 0
         self._lock = threading.Lock()
         self.threads = [
-            threading.Thread(target=self._run, args=(k,), name=f"dashboard-load-{k}", daemon=True)
+            threading.Thread(target=self.run_step, args=(k,), name=f"dashboard-load-{k}", daemon=True)
             for k in range(clients)
         ]
 
-    def _run(self, k: int) -> None:
+    def run_step(self, k: int) -> None:
         with httpx.Client(timeout=10, trust_env=False) as client:
             while not self.stop.is_set() and time.monotonic() < self.deadline:
                 urls = [

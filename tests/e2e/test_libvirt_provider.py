@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import free_port
+from tests.integration.live_support import free_base_port
 from vmscale.config.libvirt import LibvirtProviderConfig
-from vmscale.providers.base import InstanceSpec, ProviderStatus
+from vmscale.providers.base import InstanceSpec, ProviderStatus, instance_port
 
 BOOT_DEADLINE_S = 120.0
 
@@ -51,7 +51,9 @@ def provider(
 ) -> Iterator:
     from vmscale.providers.libvirt.provider import LibvirtProvider
 
-    config = LibvirtProviderConfig(uri=libvirt_daemons, image_dir=str(guest_image), accel="auto")
+    config = LibvirtProviderConfig(
+        uri=libvirt_daemons, image_dir=str(guest_image), accel="auto", base_port=free_base_port(8)
+    )
     prov = LibvirtProvider(config, libvirt_state_dir)
     try:
         yield prov
@@ -65,15 +67,13 @@ def provider(
 
 
 def spec(group: str, index: int = 1) -> InstanceSpec:
-    return InstanceSpec(
-        group=group, name=f"{group}-{index}", index=index, vcpus=1, memory_mb=512, port=free_port()
-    )
+    return InstanceSpec(group=group, name=f"{group}-{index}", index=index, vcpus=1, memory_mb=512)
 
 
 def test_vm_boots_serves_reports_cpu_and_leaves_nothing_behind(provider, libvirt_group: str) -> None:
     s = spec(libvirt_group)
     inst = provider.launch(s)
-    assert inst.endpoint == f"http://127.0.0.1:{s.port}"
+    assert inst.endpoint == f"http://127.0.0.1:{instance_port(provider.config.base_port, s.index)}"
     assert s.name in virsh("list", "--name").split()
 
     health = wait_healthy(inst.endpoint)
@@ -193,7 +193,6 @@ def test_a_dying_backend_is_restarted_and_its_error_is_in_the_console_log(
         group=libvirt_group,
         name=f"{libvirt_group}-3",
         index=3,
-        port=free_port(),
         workload_args={"fib_max_n": "99"},
     )
     inst = provider.launch(s)

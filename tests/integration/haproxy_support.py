@@ -24,6 +24,7 @@ import httpx
 
 from tests.support.wait import wait_until
 from vmscale.config.haproxy import HaproxyConfig
+from vmscale.config.health import HealthConfig
 from vmscale.lb.base import Server
 from vmscale.lb.haproxy import HaproxyLoadBalancer
 
@@ -95,6 +96,19 @@ def backends(*names: str) -> Iterator[list[Backend]]:
             b.kill()
 
 
+@contextlib.contextmanager
+def short_state_dir(prefix: str) -> Iterator[Path]:
+    """A state folder with a short path: HAProxy's runtime socket lives in it, and Unix socket paths
+    max out at 107 bytes (pytest's tmp_path is too long)."""
+    if shutil.which("haproxy") is None:
+        raise AssertionError("haproxy is not installed: apt-get install haproxy")
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def fast_config(**overrides: object) -> HaproxyConfig:
     values: dict[str, object] = {
         "bind": f"127.0.0.1:{free_port()}",
@@ -109,12 +123,14 @@ def fast_config(**overrides: object) -> HaproxyConfig:
 
 
 @contextlib.contextmanager
-def running_haproxy(config: HaproxyConfig | None = None, group: str = "web") -> Iterator[HaproxyLoadBalancer]:
+def running_haproxy(
+    config: HaproxyConfig | None = None, group: str = "web", health: HealthConfig | None = None
+) -> Iterator[HaproxyLoadBalancer]:
     """A started HAProxy in a short temporary folder (Unix socket paths are limited to 107 bytes)."""
     if shutil.which("haproxy") is None:
         raise AssertionError("haproxy is not installed: apt-get install haproxy")
     state = Path(tempfile.mkdtemp(prefix="vmscale-hap-"))
-    lb = HaproxyLoadBalancer(config or fast_config(), group, state)
+    lb = HaproxyLoadBalancer(config or fast_config(), group, state, health)
     try:
         lb.start()
         yield lb

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,7 +28,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.integration.haproxy_support import OpenLoopLoad, Wrk, WrkResult, free_port
+from tests.integration.haproxy_support import OpenLoopLoad, Wrk, WrkResult, free_port, short_state_dir
 from tests.integration.live_support import (
     READY_TIMEOUT_S,
     backend_processes,
@@ -53,14 +51,8 @@ LOAD_LIMIT_S = 150  # every load client stops by itself after this, whatever hap
 
 @pytest.fixture
 def state_dir() -> Iterator[Path]:
-    """A short folder: HAProxy's runtime socket lives in it and Unix socket paths max out at 107 bytes."""
-    if shutil.which("haproxy") is None:
-        raise AssertionError("haproxy is not installed: apt-get install haproxy")
-    path = Path(tempfile.mkdtemp(prefix="vmscale-ch-"))
-    try:
+    with short_state_dir("vmscale-ch-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def haproxy_group_config(state_dir: Path, **haproxy: object) -> VmscaleConfig:

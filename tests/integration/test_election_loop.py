@@ -3,7 +3,7 @@ drive the same elector step by step on a fake clock)."""
 
 from __future__ import annotations
 
-from tests.integration.live_support import wait_until
+from tests.support.wait import wait_until
 from vmscale.clock import SystemClock
 from vmscale.leader import ElectionLoop, Elector, Role, Timing
 from vmscale.store.memory import MemoryLeases

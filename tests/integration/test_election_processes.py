@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.live_support import wait_until
 from tests.support.elector_proc import ElectorProcess
+from tests.support.wait import wait_until
 from vmscale.store import SqlStore, open_store
 
 LEASE_S, RENEW_S, RETRY_S = 2.0, 1.5, 0.25

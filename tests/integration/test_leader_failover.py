@@ -154,12 +154,16 @@ retry_s = {RETRY_S}
             shutil.copy(f, out / f.name)
 
     def consistent(self, leader: ControllerProcess, desired: int) -> bool:
-        g = leader.group()
-        return (
-            g["desired"] == g["ready"] == g["actual"] == desired
-            and set(g["states"]) <= {"ready"}
-            and len(running_backends(self.name)) == desired
-        )
+        return leader.settled(desired) and len(running_backends(self.name)) == desired
+
+    def start_at(self, desired: int) -> ControllerProcess:
+        """Both controllers up, decisions paused, the group settled at ``desired``; the leader."""
+        self.pair.start()
+        leader = self.pair.leader()
+        leader.post("/v1/group/pause")
+        leader.post("/v1/group/desired", {"desired": desired})
+        wait_until(lambda: self.consistent(leader, desired), f"{desired} ready instances", SETTLE_S)
+        return leader
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -196,14 +200,11 @@ def test_kill_9_the_leader_while_it_scales(group: Group) -> None:
     duplicates = orphans = out_of_bounds = lost_decisions = 0
     desired = MIN
     for trial in range(TRIALS):
-        leader, standby = pair.leader(), pair.standby()
         desired = rng.choice([c for c in range(MIN, MAX + 1) if c != desired])
-        leader.post("/v1/group/desired", {"desired": desired})
+        pair.leader().post("/v1/group/desired", {"desired": desired})
         committed = group.decisions()
         time.sleep(rng.uniform(0.0, 1.2))  # kill somewhere in the middle of launching or draining
-        killed, killed_at = pair.kill_leader()
-        who = pair.wait_acting(standby, LEASE_S + SETTLE_S)
-        took = float(who["first_tick_at"]) - killed_at
+        killed, standby, took = pair.fail_over(LEASE_S + SETTLE_S)
         takeovers.append(took)
         assert took <= LEASE_S + INTERVAL_S + RETRY_S + NOISE_S, (
             f"trial {trial}: took over after {took:.2f} s"
@@ -265,11 +266,7 @@ def freeze_outside_a_write(proc: ControllerProcess, group: Group) -> None:
 
 def test_a_frozen_leader_wakes_and_stands_by_without_one_action(group: Group) -> None:
     pair = group.pair
-    pair.start()
-    old = pair.leader()
-    old.post("/v1/group/pause")
-    old.post("/v1/group/desired", {"desired": 2})
-    wait_until(lambda: group.consistent(old, 2), "two ready instances", SETTLE_S)
+    old = group.start_at(2)
     new = pair.standby()
     old_epoch = int(old.leadership()["epoch"])
     freeze_outside_a_write(old, group)
@@ -326,11 +323,7 @@ def test_postgresql_restarted_under_a_running_pair(
     group = Group(tmp_path, postgres_server.tcp_url(db))
     pair = group.pair
     try:
-        pair.start()
-        leader = pair.leader()
-        leader.post("/v1/group/pause")
-        leader.post("/v1/group/desired", {"desired": 2})
-        wait_until(lambda: group.consistent(leader, 2), "two ready instances", SETTLE_S)
+        leader = group.start_at(2)
         before = leader.leadership()
         backends, committed = running_backends(group.name), group.decisions()
         postgres_server.restart()

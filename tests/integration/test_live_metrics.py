@@ -31,9 +31,12 @@ FAMILIES = (
     "vmscale_launch_duration_seconds",
     "vmscale_terminate_duration_seconds",
     "vmscale_scale_up_to_ready_seconds",
-    "vmscale_instance_cpu_percent",
+    "vmscale_instance_cpu_ratio",
+    "vmscale_build_info",
     "vmscale_reconcile_ticks",
 )
+# The standard collectors every Prometheus client exports (process_cpu_seconds_total, python_info).
+STANDARD = ("process_cpu_seconds", "process_resident_memory_bytes", "python_info")
 
 
 def scrape(svc: Service) -> httpx.Response:
@@ -103,9 +106,10 @@ def test_promtool_accepts_the_live_scrape(after_up_and_in: tuple[Service, str]) 
 def test_the_expected_families_are_there(after_up_and_in: tuple[Service, str]) -> None:
     _, text = after_up_and_in
     names = {f.name for f in text_string_to_metric_families(text)}
-    missing = [f for f in FAMILIES if f not in names]
+    missing = [f for f in (*FAMILIES, *STANDARD) if f not in names]
     assert not missing, f"missing metric families {missing}; the scrape has {sorted(names)}"
-    assert all(n.startswith("vmscale_") for n in names), sorted(names)
+    ours = [n for n in names if not n.startswith(("process_", "python_"))]
+    assert all(n.startswith("vmscale_") for n in ours), sorted(names)
 
 
 def test_the_figures_tell_the_story_of_the_run(after_up_and_in: tuple[Service, str]) -> None:
@@ -132,16 +136,16 @@ def test_the_figures_tell_the_story_of_the_run(after_up_and_in: tuple[Service, s
     assert value(found, "vmscale_reconcile_ticks_total", group=g) > 0
     cpus = instance_cpus(found)
     survivor = svc.controller.instances()[0].name
-    assert survivor in cpus and 0 <= cpus[survivor] <= 100, cpus
+    assert survivor in cpus and 0 <= cpus[survivor] <= 1, cpus  # a ratio of its vCPUs
     errors = {k: v for k, v in found.items() if k[0] == "vmscale_provider_errors_total" and v}
     assert not errors, f"the run had provider errors: {errors}"
 
 
 def instance_cpus(found: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> dict[str, float]:
     return {
-        dict(labels)["instance"]: v
+        dict(labels)["instance_name"]: v
         for (name, labels), v in found.items()
-        if name == "vmscale_instance_cpu_percent"
+        if name == "vmscale_instance_cpu_ratio"
     }
 
 

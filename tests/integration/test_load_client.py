@@ -26,10 +26,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from tests.integration.test_backend_process import SRC, free_port, running_backend
+from vmscale.percentile import percentile
 from vmscale.workload.discovery import DiscoveryError, Endpoint, EventStreamEndpoints, StaticEndpoints
 from vmscale.workload.load import LoadOptions, run_phases
 from vmscale.workload.load_plan import Phase
-from vmscale.workload.load_stats import percentile, read_log, summarize
+from vmscale.workload.load_stats import read_log, summarize
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -26,10 +26,12 @@ import httpx
 import psutil
 import pytest
 
+from tests.integration.live_support import free_base_port
+from tests.support.wait import wait_until
 from vmscale.config.process import ProcessProviderConfig
 from vmscale.errors import InstanceNotFoundError, PermanentProviderError
 from vmscale.providers import proctree
-from vmscale.providers.base import InstanceSpec, Provider, ProviderStatus
+from vmscale.providers.base import InstanceSpec, Provider, ProviderStatus, instance_port
 from vmscale.providers.process import ProcessProvider
 
 DEADLINE_S = 30.0
@@ -40,14 +42,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def healthz(endpoint: str, timeout_s: float = 1.0) -> dict[str, object] | None:
@@ -67,7 +61,7 @@ def wait_healthy(endpoint: str) -> dict[str, object]:
             answers.append(answer)
         return answer is not None
 
-    wait_for(ok, f"{endpoint}/healthz to answer")
+    wait_until(ok, f"{endpoint}/healthz to answer", DEADLINE_S)
     return answers[-1]
 
 
@@ -89,9 +83,13 @@ class Instances:
     def __init__(self, state_dir: Path, cpu_limit: Literal["auto", "cgroup", "workers"] = "auto") -> None:
         self.state_dir = state_dir
         self.group = "it" + uuid.uuid4().hex[:6]
-        config = ProcessProviderConfig(cpu_limit=cpu_limit)
+        self.base_port = free_base_port(4)
+        config = ProcessProviderConfig(cpu_limit=cpu_limit, base_port=self.base_port)
         self.provider = ProcessProvider(config, state_dir, fib_max_n=32)
         self.extra_pids: list[int] = []
+
+    def port(self, index: int) -> int:
+        return instance_port(self.base_port, index)
 
     def spec(self, index: int = 1, vcpus: int = 1, **workload_args: str) -> InstanceSpec:
         return InstanceSpec(
@@ -99,7 +97,6 @@ class Instances:
             name=f"{self.group}-{index}",
             index=index,
             vcpus=vcpus,
-            port=free_port(),
             workload_args=workload_args,
         )
 
@@ -146,11 +143,11 @@ def test_is_a_provider(inst: Instances) -> None:
 def test_launch_serves_lists_and_relaunch_is_idempotent(inst: Instances) -> None:
     spec = inst.spec()
     first = inst.provider.launch(spec)
-    assert first.endpoint == f"http://127.0.0.1:{spec.port}"
+    assert first.endpoint == f"http://127.0.0.1:{inst.port(spec.index)}"
     assert wait_healthy(first.endpoint)["server"] == spec.name
 
     record = json.loads((inst.state_dir / "process" / f"{spec.name}.json").read_text())
-    assert record["pid"] == int(first.details["pid"]) and record["port"] == spec.port
+    assert record["pid"] == int(first.details["pid"]) and record["port"] == inst.port(spec.index)
     assert record["create_time"] == psutil.Process(record["pid"]).create_time()
 
     listed = inst.provider.list(inst.group)
@@ -290,7 +287,7 @@ def test_terminate_removes_tree_cgroup_and_record_but_keeps_the_log(inst: Instan
     assert inst.provider.list(inst.group) == []
     inst.provider.terminate(spec.name)  # missing is success
     with socket.socket() as sock:  # the port is free again
-        sock.bind(("127.0.0.1", spec.port))
+        sock.bind(("127.0.0.1", inst.port(spec.index)))
 
 
 def test_killed_instance_is_no_longer_listed(inst: Instances) -> None:
@@ -301,9 +298,11 @@ def test_killed_instance_is_no_longer_listed(inst: Instances) -> None:
     pids = [p.pid for p in proctree.tree(leader)]
 
     os.kill(leader.pid, signal.SIGKILL)
-    wait_for(lambda: inst.provider.list(inst.group) == [], "the killed instance to disappear from list")
+    wait_until(
+        lambda: inst.provider.list(inst.group) == [], "the killed instance to disappear from list", DEADLINE_S
+    )
     assert not (inst.state_dir / "process" / f"{spec.name}.json").exists()
-    wait_for(lambda: gone(pids), "the killed instance's workers to be cleaned up")
+    wait_until(lambda: gone(pids), "the killed instance's workers to be cleaned up", DEADLINE_S)
     assert inst.provider.sample([spec.name]) == {}
 
 
@@ -313,7 +312,7 @@ def test_record_with_reused_pid_is_not_adopted(inst: Instances) -> None:
     try:
         spec = inst.spec()
         record = {
-            "name": spec.name, "group": inst.group, "pid": stranger.pid, "port": spec.port,
+            "name": spec.name, "group": inst.group, "pid": stranger.pid, "port": inst.port(spec.index),
             "create_time": psutil.Process(stranger.pid).create_time() - 100.0, "vcpus": 1, "cgroup": "",
         }  # fmt: skip
         (inst.state_dir / "process" / f"{spec.name}.json").write_text(json.dumps(record))
@@ -336,24 +335,25 @@ def test_record_with_reused_pid_is_not_adopted(inst: Instances) -> None:
 
 def test_port_conflicts_are_refused_with_a_clear_error(inst: Instances) -> None:
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
+        squatter.bind(("127.0.0.1", inst.port(1)))
         squatter.listen()
         spec = inst.spec()
-        taken = InstanceSpec(group=spec.group, name=spec.name, index=1, port=squatter.getsockname()[1])
-        with pytest.raises(PermanentProviderError, match=f"port {taken.port} .*already in use"):
-            inst.provider.launch(taken)
+        with pytest.raises(PermanentProviderError, match=f"port {inst.port(1)} .*already in use"):
+            inst.provider.launch(spec)
     assert inst.provider.list(inst.group) == []
     assert not (inst.state_dir / "process" / f"{spec.name}.json").exists()
 
     first = inst.provider.launch(inst.spec(index=1))
-    clash = InstanceSpec(group=inst.group, name=f"{inst.group}-2", index=2, port=int(first.details["port"]))
+    # Another provider over the same records whose base puts instance 2 on instance 1's port.
+    shifted = ProcessProvider(ProcessProviderConfig(base_port=inst.base_port - 1), inst.state_dir)
+    clash = InstanceSpec(group=inst.group, name=f"{inst.group}-2", index=2)
     with pytest.raises(PermanentProviderError, match=f"already used by instance {first.name}"):
-        inst.provider.launch(clash)
+        shifted.launch(clash)
 
 
 def test_unsafe_names_are_refused(inst: Instances) -> None:
     with pytest.raises(PermanentProviderError, match="instance names must be"):
-        inst.provider.launch(InstanceSpec(group=inst.group, name="../escape", index=1, port=free_port()))
+        inst.provider.launch(InstanceSpec(group=inst.group, name="../escape", index=1))
 
 
 def test_adopted_instance_that_died_unreaped_is_reported_stopped(inst: Instances) -> None:
@@ -367,14 +367,18 @@ def test_adopted_instance_that_died_unreaped_is_reported_stopped(inst: Instances
         inst.extra_pids.append(orphan.pid)
         spec = inst.spec()
         record = {
-            "name": spec.name, "group": inst.group, "pid": orphan.pid, "port": spec.port,
+            "name": spec.name, "group": inst.group, "pid": orphan.pid, "port": inst.port(spec.index),
             "create_time": orphan.create_time(), "vcpus": 1, "cgroup": "",
         }  # fmt: skip
         (inst.state_dir / "process" / f"{spec.name}.json").write_text(json.dumps(record))
         assert [i.status for i in inst.provider.list(inst.group)] == [ProviderStatus.RUNNING]
 
         orphan.kill()
-        wait_for(lambda: orphan.status() == psutil.STATUS_ZOMBIE, "the killed process to become a zombie")
+        wait_until(
+            lambda: orphan.status() == psutil.STATUS_ZOMBIE,
+            "the killed process to become a zombie",
+            DEADLINE_S,
+        )
         assert [i.status for i in inst.provider.list(inst.group)] == [ProviderStatus.STOPPED]
         inst.provider.terminate(spec.name, graceful_timeout_s=1.0)
         assert inst.provider.list(inst.group) == []

@@ -7,36 +7,18 @@ import subprocess
 
 import httpx
 
+from tests.controller_story import run_story
 from tests.fakes_control import READ_TOKEN, make_api
 from vmscale.api.app import serve_in_thread
-from vmscale.metrics import ControllerMetrics
 
 
-def populated_metrics() -> ControllerMetrics:
-    """Every metric with at least one labelled sample, as after a scale-up and a failure."""
-    m = ControllerMetrics("web")
-    for state, n in (("ready", 2), ("booting", 1), ("failed", 0)):
-        m.instances.labels("web", state).set(n)
-    m.desired.labels("web").set(3)
-    m.actual.labels("web").set(3)
-    m.metric_value.labels("web", "cpu").set(72.5)
-    m.metric_value.labels("web", "latency_p95").set(0.31)
-    m.instance_cpu.labels("web", "web-1").set(80.0)
-    m.decisions.labels("web", "cpu-target", "up").inc()
-    m.launch_seconds.labels("web").observe(0.8)
-    m.terminate_seconds.labels("web").observe(0.2)
-    m.time_to_ready.labels("web").observe(2.4)
-    m.provider_errors.labels("web", "launch", "temporary").inc()
-    m.health_failures.labels("web").inc()
-    m.replacements.labels("web").inc()
-    m.ticks.labels("web").inc(10)
-    return m
-
-
-def test_promtool_accepts_a_live_scrape() -> None:
+def test_promtool_accepts_a_live_scrape(tmp_path) -> None:
+    """The metrics of a controller that went through a scale-up, a failure and a scale-in (set by
+    the controller itself, see tests/controller_story.py), served by the API, pass promtool."""
     promtool = shutil.which("promtool")
     assert promtool, "promtool not found: apt-get install prometheus"
-    app, _ = make_api(metrics=populated_metrics())
+    metrics = run_story(tmp_path).metrics
+    app, _ = make_api(metrics=metrics)
     handle = serve_in_thread(app, "127.0.0.1", 0)
     try:
         resp = httpx.get(
@@ -49,6 +31,12 @@ def test_promtool_accepts_a_live_scrape() -> None:
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert "vmscale_decisions_total" in resp.text and "vmscale_launch_duration_seconds_bucket" in resp.text
+    for name in (
+        "vmscale_policy_cpu_ratio",
+        "vmscale_policy_latency_p95_seconds",
+        "vmscale_instance_cpu_ratio",
+    ):
+        assert f"\n{name}{{" in resp.text, f"the controller did not set {name}"
     check = subprocess.run(
         [promtool, "check", "metrics"], input=resp.content, capture_output=True, timeout=30
     )

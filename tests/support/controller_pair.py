@@ -3,9 +3,8 @@
     pair = ControllerPair(config, workdir)
     pair.start()                         # A leads (first tick passed), B stands by (API answering)
     leader, standby = pair.leader(), pair.standby()
-    killed_at = pair.kill_leader()       # kill -9; returns the wall time of the kill
-    who = pair.wait_acting(standby, 30)  # until the standby leads and has ticked; its leadership
-    pair.restart(leader)                 # the killed one comes back as a standby
+    killed, new, took = pair.fail_over(30)  # kill -9 the leader, until the standby leads and ticked
+    pair.restart(killed)                    # the killed one comes back as a standby
 
 Each controller gets its own API port (``VMSCALE_API__BIND``) and, with ``machines=True`` (the
 default), its own host name (a UTS namespace, see ``controller_proc``): the standby then cannot see
@@ -94,6 +93,14 @@ class ControllerPair:
         killed_at = time.time()
         leader.kill()
         return leader, killed_at
+
+    def fail_over(self, timeout_s: float) -> tuple[ControllerProcess, ControllerProcess, float]:
+        """kill -9 the leader and wait until the standby leads and has ticked: the killed one, the
+        new leader, and the seconds from the kill to the new leader's first tick (the takeover)."""
+        standby = self.standby()
+        killed, killed_at = self.kill_leader()
+        who = self.wait_acting(standby, timeout_s)
+        return killed, standby, float(who["first_tick_at"]) - killed_at
 
     def restart(self, proc: ControllerProcess, timeout_s: float = 60) -> None:
         proc.start()

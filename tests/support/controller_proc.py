@@ -100,6 +100,11 @@ class ControllerProcess:
     def group(self) -> dict[str, Any]:
         return dict(self.get("/v1/group"))
 
+    def settled(self, desired: int) -> bool:
+        """Its group at ``desired`` as it reports it: that many ready, and nothing in any other state."""
+        g = self.group()
+        return bool(g["desired"] == g["ready"] == g["actual"] == desired and set(g["states"]) <= {"ready"})
+
     def leadership(self) -> dict[str, Any]:
         """Who leads, as this controller says (``GroupStatus.leadership``)."""
         return dict(self.group()["leadership"])

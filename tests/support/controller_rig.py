@@ -55,7 +55,9 @@ class HoldingExecutor(InlineExecutor):
 
 
 class Rig:
-    def __init__(self, tmp: Path, *, lb: LoadBalancer | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, tmp: Path, *, lb: LoadBalancer | None = None, integrations: Any = None, **overrides: Any
+    ) -> None:
         data: dict[str, Any] = {
             "group": {"name": "web", "min": 1, "max": 3, "interval_s": 1},
             "policies": [{"kind": "threshold", "upper": 75, "lower": 20, "samples_up": 3, "samples_down": 3}],
@@ -72,6 +74,7 @@ class Rig:
         self.store = SqliteStore(self.db)
         self.executor = HoldingExecutor()
         self.lb = lb
+        self.integrations = integrations
         self.events = EventBus(clock=self.clock.now)  # one bus for every controller the rig makes
         self.ctl = self.new_controller()
 
@@ -83,6 +86,7 @@ class Rig:
             self.provider,
             store or self.store,
             lb=self.lb,
+            integrations=self.integrations,
             health=self.health,
             clock=self.clock,
             executor=self.executor,

@@ -94,7 +94,7 @@ class PostgresServer:
             server.stop()
             server.remove()
 
-    def _run(self, *cmd: str) -> None:
+    def run_step(self, *cmd: str) -> None:
         result = subprocess.run(
             [*self._as_user, *cmd], capture_output=True, text=True, timeout=START_TIMEOUT_S, cwd=self.base
         )
@@ -107,7 +107,7 @@ class PostgresServer:
         if self._as_user:
             user = pwd.getpwnam("postgres")
             os.chown(pwfile, user.pw_uid, user.pw_gid)
-        self._run(
+        self.run_step(
             str(self.bindir / "initdb"),
             "-D",
             str(self.data),

@@ -20,14 +20,21 @@ def snap(
     max_count: int = 10,
     rps: Sequence[float | None] | None = None,
     latency: float | None = None,
+    vcpus: Sequence[int] | None = None,
+    booting_vcpus: int = 1,
 ) -> Snapshot:
-    """Ready instances with the given newest cpu (None = no sample), plus booting/draining ones."""
+    """Ready instances with the given newest cpu (None = no sample), plus booting/draining ones.
+
+    ``vcpus`` gives each ready instance's size (default 1); booting ones have ``booting_vcpus``."""
     insts = []
     for i, cpu in enumerate(cpus):
         r = rps[i] if rps is not None else None
         samples = () if cpu is None and r is None else (Sample(now - 0.5, cpu=cpu, rps=r),)
-        insts.append(InstanceSnapshot(f"web-{i + 1}", InstanceState.READY, samples=samples))
-    insts += [InstanceSnapshot(f"boot-{i}", InstanceState.BOOTING) for i in range(booting)]
+        size = vcpus[i] if vcpus is not None else 1
+        insts.append(InstanceSnapshot(f"web-{i + 1}", InstanceState.READY, vcpus=size, samples=samples))
+    insts += [
+        InstanceSnapshot(f"boot-{i}", InstanceState.BOOTING, vcpus=booting_vcpus) for i in range(booting)
+    ]
     insts += [InstanceSnapshot(f"drain-{i}", InstanceState.DRAINING) for i in range(draining)]
     group = (Sample(now - 0.5, latency_p95=latency),) if latency is not None else ()
     if desired is None:

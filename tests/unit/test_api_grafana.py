@@ -15,7 +15,9 @@ def exported_series() -> set[str]:
     names: set[str] = set()
     for family in ControllerMetrics("web").registry.collect():
         base = family.name
-        kinds = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
+        kinds = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "info": ["_info"]}.get(
+            family.type, [""]
+        )
         names.update(base + k for k in kinds)
     return names
 
@@ -29,7 +31,7 @@ def dashboard_exprs() -> list[str]:
 
 
 def test_every_queried_metric_exists() -> None:
-    used = {m for e in dashboard_exprs() for m in re.findall(r"\bvmscale_[a-z_]+", e)}
+    used = {m for e in dashboard_exprs() for m in re.findall(r"\bvmscale_[a-z0-9_]+", e)}
     assert used, "the dashboard queries nothing"
     assert used <= exported_series(), sorted(used - exported_series())
 

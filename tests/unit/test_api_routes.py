@@ -172,10 +172,17 @@ def test_dashboard_and_its_assets_are_served(api) -> None:
     client, _ = api
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    for src in ("/static/app.js", "/static/style.css", "/static/plotly.min.js", "/static/favicon.svg"):
+    for src in (
+        "/static/app.js",
+        "/static/charts.js",
+        "/static/style.css",
+        "/static/vendor/uplot/uPlot.iife.min.js",
+        "/static/vendor/uplot/uPlot.min.css",
+        "/static/favicon.svg",
+    ):
         assert src in page.text
         assert client.get(src).status_code == 200, src
-    assert client.get("/static/plotly.min.js").content.lstrip().startswith(b"/**")
+    assert b"uPlot" in client.get("/static/vendor/uplot/uPlot.iife.min.js").content
 
 
 def test_openapi_documents_the_routes(api) -> None:

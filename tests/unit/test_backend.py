@@ -40,7 +40,14 @@ def test_api_answers_like_the_original(pool: concurrent.futures.Executor) -> Non
     assert root.status_code == 200
     assert root.json() == {"input": 20, "result": 6765, "server": "web-7"}
     assert path.json() == root.json()
-    assert health.json() == {"status": "ok", "server": "web-7", "inflight": 0, "workers": 1, "fib_max_n": 35}
+    assert health.json() == {
+        "status": "ok",
+        "server": "web-7",
+        "inflight": 0,
+        "workers": 1,
+        "cpus": 1,
+        "fib_max_n": 35,
+    }
 
 
 @pytest.mark.parametrize(

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from vmscale.bench.measure import instance_seconds, percentile, scale_events, seconds_over_slo
+from vmscale.bench.measure import instance_seconds, scale_events, seconds_over_slo
 
 
 def _rec(t: float, lat: float | None, status: int | None = 200) -> dict[str, object]:
     return {"t_send": t, "latency_s": lat, "status": status}
-
-
-@pytest.mark.parametrize(
-    ("values", "q", "expected"),
-    [([], 50, None), ([3.0], 95, 3.0), ([1.0, 2.0, 3.0, 4.0], 50, 2.0), ([1.0, 2.0, 3.0, 4.0], 95, 4.0)],
-    ids=["empty", "single", "median-nearest-rank", "p95-top"],
-)
-def test_percentile(values: list[float], q: float, expected: float | None) -> None:
-    assert percentile(values, q) == expected
 
 
 def test_seconds_over_slo_counts_slow_windows_and_windows_with_failures() -> None:

@@ -83,6 +83,23 @@ def test_v1_quota_file_and_leaf_layout(tmp_path: Path) -> None:
     assert found.mechanism == "cgroup v1 cpu.cfs_quota_us"
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_set_quota_resizes_an_existing_cgroup(tmp_path: Path, version: str) -> None:
+    if version == "v1":
+        root = _v1_cpu(tmp_path / "cpu")
+        mounts = _mounts(tmp_path, f"cgroup {root} cgroup rw,cpu 0 0")
+    else:
+        root = _v2(tmp_path / "cgroup", "cpu")
+        mounts = _mounts(tmp_path, f"cgroup2 {root} cgroup2 rw 0 0")
+    found, _ = detect_cgroup_cpu(mounts)
+    assert found is not None and found.version == version
+    leaf = found.create("web", "web-1", vcpus=1)
+    found.set_quota(leaf, 3)
+    assert found.read_quota(leaf) == (300_000, 100_000)
+    found.set_quota(leaf, 0)  # never below one CPU's worth
+    assert found.read_quota(leaf) == (100_000, 100_000)
+
+
 def test_v1_without_cfs_bandwidth_is_unusable(tmp_path: Path) -> None:
     cpu = tmp_path / "cpu"
     cpu.mkdir()

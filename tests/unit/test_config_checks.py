@@ -6,6 +6,7 @@ checked, and `VMSCALE_SECTION__KEY` environment variables override the file."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,7 @@ def test_policy_rules_are_reported_at_the_field(data: dict[str, Any], path: str,
         pytest.param(
             {"provider": {"kind": "libvirt", "libvirt": {"boot": "disk"}}},
             "provider.libvirt.cloud_image",
-            "set cloud_image to a qcow2 cloud image file",
+            "needs a qcow2 cloud image: set provider.libvirt.cloud_image",
             id="disk-boot-without-an-image",
         ),
         pytest.param(
@@ -142,10 +143,12 @@ def test_the_warm_pool_rule_asks_the_provider_catalog(monkeypatch: pytest.Monkey
     assert "the libvirt provider cannot keep warm instances 'saved'" in found["warm_pool.kind"]
 
 
-def test_what_works_passes() -> None:
+def test_what_works_passes(tmp_path: Path) -> None:
+    image = tmp_path / "debian.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "16M"], check=True, timeout=30)
     parse_config(
         {
-            "provider": {"kind": "libvirt", "libvirt": {"boot": "disk", "cloud_image": "/img/debian.qcow2"}},
+            "provider": {"kind": "libvirt", "libvirt": {"boot": "disk", "cloud_image": str(image)}},
             "lb": {"kind": "haproxy"},
             "policies": [{"kind": "target", "metric": "latency_p95", "target": 0.5}],
             "warm_pool": {"size": 1, "kind": "saved"},

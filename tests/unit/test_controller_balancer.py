@@ -71,3 +71,18 @@ def test_an_instance_failing_health_leaves_rotation_at_once(rig: Rig) -> None:
     rig.tick(3)
     assert "web-1" not in lb(rig).in_rotation()
     assert ("remove", "web-1") in lb(rig).calls
+
+
+def test_a_p95_policy_gets_a_p95_never_the_balancers_mean(rig: Rig) -> None:
+    from vmscale.lb.base import ServerStats
+
+    lb(rig).set_figures("web-1", response_time_s=0.4)  # HAProxy's rtime: a mean, not a percentile
+    rig.tick(1)
+    assert rig.instance("web-1").samples[-1].latency_p95 is None
+    assert rig.ctl.telemetry.view.traffic.latency_p95_s is None
+    lb(rig).set_figures("web-1", latency_p95_s=0.9)
+    lb(rig).set_figures("web-2", latency_p95_s=0.1)
+    lb(rig).backend = ServerStats("web", "ready", latency_p95_s=0.7)  # over every request of the group
+    rig.tick(1)
+    assert rig.instance("web-1").samples[-1].latency_p95 == 0.9
+    assert rig.ctl.telemetry.view.traffic.latency_p95_s == 0.7, "the group's own p95, not the worst server's"

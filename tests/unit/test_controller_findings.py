@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -20,10 +21,8 @@ from vmscale.errors import TemporaryProviderError
 from vmscale.health import HealthResult
 
 
-def _gauge(rig: Rig, metric: str) -> float | None:
-    value = rig.ctl.metrics.registry.get_sample_value(
-        "vmscale_policy_metric_value", {"group": "web", "metric": metric}
-    )
+def _gauge(rig: Rig, name: str) -> float | None:
+    value = rig.ctl.metrics.registry.get_sample_value(name, {"group": "web"})
     return value
 
 
@@ -32,16 +31,18 @@ def test_the_policy_metric_gauge_carries_what_the_policies_saw(tmp_path: Path) -
     rig.ctl.recover()
     rig.provider.default_cpu = 42.0
     rig.tick(4)
-    assert _gauge(rig, "cpu") == pytest.approx(42.0)
-    assert b"vmscale_policy_metric_value{" in generate_latest(rig.ctl.metrics.registry)
+    # one gauge per metric, CPU as a 0..1 ratio (Prometheus naming; see vmscale.metrics)
+    assert _gauge(rig, "vmscale_policy_cpu_ratio") == pytest.approx(0.42)
+    assert b"vmscale_policy_cpu_ratio{" in generate_latest(rig.ctl.metrics.registry)
 
 
 def _retry_delays(messages: list[str]) -> list[float]:
     out = []
-    for m in messages:
-        _, sep, tail = m.partition("retrying in ")
-        assert sep, f"a failure report does not say when it is retried: {m!r}"
-        out.append(float(tail.rstrip("s")))
+    for attempt, m in enumerate(messages, start=2):
+        found = re.search(r"retrying in ([0-9.]+)s \(attempt (\d+)\)", m)
+        assert found, f"a failure report does not say when it is retried: {m!r}"
+        assert int(found.group(2)) == attempt, m
+        out.append(float(found.group(1)))
     return out
 
 

@@ -111,11 +111,11 @@ def test_a_call_queued_before_the_loss_never_reaches_the_provider(tmp_path: Path
     rig.tick()  # web-2 recorded as pending, its launch waits in the worker pool
     assert rig.states()["web-2"] == "pending"
     rig.leading = False
-    rig.executor.release()  # the worker runs the call now: the fenced provider role checks first
+    rig.executor.release()  # the worker runs the call now: it checks the fence first
     assert ("launch", "web-2") not in rig.provider.calls
     rig.leading = True
-    with pytest.raises(NotLeaderError):
-        rig.ctl.reconciler.collect(rig.clock.monotonic())  # the refusal ends the tick, not a failure
+    with pytest.raises(NotLeaderError):  # the refusal ends the tick; it is not a failed launch
+        rig.ctl.reconciler.collect(rig.clock.now(), rig.clock.monotonic())
 
 
 def test_an_instance_of_a_newer_epoch_makes_the_leader_step_down_untouched(tmp_path: Path) -> None:
@@ -172,8 +172,9 @@ def test_every_action_is_checked_and_confirmed_where_no_record_precedes_it(tmp_p
     rig.ctl.recover()
     rig.tick(4)  # the group's instance and a pool instance launch and boot; the pool one is parked
     assert rig.states() == {"web-1": "ready", "web-2": "warm"}
-    # Each launch is checked before it is recorded, and again in the worker right before the call.
-    assert fence.seen.count(("check", "launch")) == 4
+    # Each launch is checked before it is recorded, before it is submitted, and in the worker right
+    # before the call.
+    assert fence.seen.count(("check", "launch")) == 6
     assert ("confirm", "pause") in fence.seen, "a park has no record in front of it: ask the store"
     assert fence.seen.count(("confirm", "lb.sync")) == 4, "every tick's balancer sync asks the store"
 

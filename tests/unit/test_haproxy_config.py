@@ -11,10 +11,12 @@ import pytest
 from pydantic import ValidationError
 
 from vmscale.config.haproxy import HaproxyConfig
+from vmscale.config.health import HealthConfig
 from vmscale.errors import LoadBalancerError
 from vmscale.lb.base import LoadBalancer, Server
 from vmscale.lb.haproxy import HaproxyLoadBalancer, _state_of
 from vmscale.lb.haproxy_config import HaproxyPaths, render_config, server_args
+from vmscale.lb.haproxy_log import LOG_FORMAT
 from vmscale.lb.haproxy_runtime import RuntimeApi, parse_servers_state, parse_show_stat
 from vmscale.lb.none import NullBalancer
 
@@ -63,6 +65,58 @@ def test_config_has_what_the_group_needs(tmp_path: Path) -> None:
     assert "option redispatch 1" in lines and any(ln.startswith("retry-on conn-failure") for ln in lines)
     assert "http-request use-service prometheus-exporter if { path /metrics }" in lines
     assert not any(ln.startswith("server ") for ln in lines), "servers are added at runtime only"
+
+
+@pytest.mark.parametrize(
+    ("health", "expected"),
+    [
+        pytest.param(
+            HealthConfig(), ["option httpchk GET /healthz", "http-check expect status 200-399"], id="2xx-3xx"
+        ),
+        pytest.param(
+            HealthConfig(path="/ready", expected_status=[200, "301-302"]),
+            ["option httpchk GET /ready", "http-check expect status 200,301-302"],
+            id="expected-list",
+        ),
+        pytest.param(HealthConfig(expected_status=200), ["http-check expect status 200"], id="only-200"),
+    ],
+)
+def test_haproxy_checks_follow_the_health_rule(
+    tmp_path: Path, health: HealthConfig, expected: list[str]
+) -> None:
+    text = render_config(HaproxyConfig(), "web", HaproxyPaths(tmp_path), health=health)
+    lines = [ln.strip() for ln in text.splitlines()]
+    assert all(e in lines for e in expected), text
+    assert sum(ln.startswith("http-check expect") for ln in lines) == 1
+    result = haproxy_check(write(tmp_path, text))
+    assert result.returncode == 0 and "[WARNING]" not in result.stderr, result.stderr
+
+
+def test_an_own_check_path_keeps_the_health_rule(tmp_path: Path) -> None:
+    text = render_config(
+        HaproxyConfig(check_path="/lb-check"),
+        "web",
+        HaproxyPaths(tmp_path),
+        health=HealthConfig(path="/ready"),
+    )
+    assert "option httpchk GET /lb-check" in text and "http-check expect status 200-399" in text
+
+
+def test_a_tcp_health_check_is_a_plain_connect_check_in_haproxy(tmp_path: Path) -> None:
+    text = render_config(HaproxyConfig(), "web", HaproxyPaths(tmp_path), health=HealthConfig(kind="tcp"))
+    assert "httpchk" not in text and "http-check" not in text
+    result = haproxy_check(write(tmp_path, text))
+    assert result.returncode == 0 and "[WARNING]" not in result.stderr, result.stderr
+
+
+def test_every_request_of_the_group_is_logged_to_the_latency_socket(tmp_path: Path) -> None:
+    text = render_config(HaproxyConfig(), "web", HaproxyPaths(tmp_path))
+    lines = [ln.strip() for ln in text.splitlines()]
+    assert f"log {tmp_path / 'log.sock'} format raw local0 info" in lines
+    front = text.split("frontend web_front", 1)[1].split("backend web", 1)[0]
+    assert "log global" in front and f'log-format "{LOG_FORMAT}"' in front
+    stats = text.split("frontend stats", 1)[1]
+    assert "log" not in stats.replace("log-format", ""), "scrapes of the stats page are not requests"
 
 
 def test_runtime_server_args_are_valid_haproxy_server_settings(tmp_path: Path) -> None:

@@ -57,16 +57,28 @@ def test_root_files_and_init_symlink_are_installed(tmp_path: Path) -> None:
     guest.install_root_files(tmp_path)  # idempotent (the symlink is replaced, not an error)
 
 
-@pytest.mark.parametrize("script", ["INITRD_INIT", "RC_SH", "BACKEND_SH", "STOP_SH", "UDHCPC_SH"])
+@pytest.mark.parametrize(
+    "script", ["INITRD_INIT", "RC_SH", "BACKEND_SH", "STOP_SH", "UDHCPC_SH", "HOTPLUG_SH"]
+)
 def test_guest_scripts_are_valid_shell(script: str) -> None:
     subprocess.run(["sh", "-n"], input=getattr(guest, script), text=True, check=True, timeout=10)
 
 
 def test_backend_script_reads_options_from_the_kernel_command_line(tmp_path: Path) -> None:
-    cmdline = tmp_path / "cmdline"
-    cmdline.write_text(
-        "console=ttyS0 vmscale.name=web-2 vmscale.workers=3 vmscale.port=8000 vmscale.fib_max_n=30\n"
+    out = _backend_argv(
+        tmp_path,
+        "console=ttyS0 vmscale.name=web-2 vmscale.workers=3 vmscale.port=8000 vmscale.fib_max_n=30\n",
     )
+    assert out == [
+        "-m", "vmscale.workload.backend", "--host", "0.0.0.0", "--port", "8000",
+        "--name", "web-2", "--workers", "3", "--pid-file", "/run/vmscale-backend.pid", "--fib-max-n", "30",
+    ]  # fmt: skip
+
+
+def _backend_argv(tmp_path: Path, cmdline_text: str) -> list[str]:
+    """The guest's backend.sh run against a fake /proc/cmdline: the backend's argv it would exec."""
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text(cmdline_text)
     script = (
         guest.BACKEND_SH.replace("/proc/cmdline", str(cmdline))
         .replace("bb=/bin/busybox", "bb=")
@@ -74,11 +86,61 @@ def test_backend_script_reads_options_from_the_kernel_command_line(tmp_path: Pat
         .replace("echo ", ": ")
         .replace("exec /usr/bin/python3", "echo")
     )
-    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True, timeout=10).stdout
-    assert out.split() == [
-        "-m", "vmscale.workload.backend", "--host", "0.0.0.0", "--port", "8000",
-        "--name", "web-2", "--workers", "3", "--fib-max-n", "30",
-    ]  # fmt: skip
+    return subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, check=True, timeout=10
+    ).stdout.split()
+
+
+def test_backend_follows_the_cpus_unless_told_a_count(tmp_path: Path) -> None:
+    argv = _backend_argv(tmp_path, "console=ttyS0 vmscale.name=web-2 vmscale.port=8000\n")
+    assert argv[argv.index("--workers") + 1] == "auto"
+
+
+def test_a_golden_backend_waits_for_its_pushed_identity(tmp_path: Path) -> None:
+    argv = _backend_argv(
+        tmp_path, "vmscale.name=g vmscale.workers=auto vmscale.identity=push vmscale.identity_token=abc123\n"
+    )
+    assert argv[-5:] == ["--identity", "push", "--identity-token", "abc123", "--set-system"]
+
+
+@pytest.mark.parametrize(
+    ("action", "online_before", "online_after"),
+    [
+        pytest.param("add", "0", "1", id="a-hot-added-cpu-is-onlined"),
+        pytest.param("offline", "0", "0", id="an-offlined-cpu-stays-offline"),
+    ],
+)
+def test_hotplug_hook_onlines_new_cpus_and_tells_the_backend(
+    tmp_path: Path, action: str, online_before: str, online_after: str
+) -> None:
+    sysfs = tmp_path / "sys"
+    cpu = sysfs / "devices/system/cpu/cpu1"
+    cpu.mkdir(parents=True)
+    (cpu / "online").write_text(online_before)
+    pidfile = tmp_path / "backend.pid"
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        pidfile.write_text(f"{sleeper.pid}\n")
+        script = (
+            guest.HOTPLUG_SH.replace('"/sys$DEVPATH', f'"{sysfs}$DEVPATH')
+            .replace("/run/vmscale-backend.pid", str(pidfile))
+            .replace("/bin/busybox ", "")
+        )
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "SUBSYSTEM": "cpu",
+            "ACTION": action,
+            "DEVPATH": "/devices/system/cpu/cpu1",
+        }
+        out = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=10)
+        assert out.returncode == 0, out.stderr
+        assert (cpu / "online").read_text().strip() == online_after
+        assert f"cpu1 {action} at" in out.stdout
+        assert sleeper.wait(timeout=10) == -1  # SIGHUP (1) reached the "backend"
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait(timeout=10)
 
 
 def test_mirror_comes_from_the_apt_sources_not_from_comments(tmp_path: Path) -> None:

@@ -23,20 +23,9 @@ from vmscale.providers.libvirt.connection import LibvirtConnection
 from vmscale.providers.libvirt.provider import LibvirtProvider
 
 
-@pytest.fixture
-def image_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "image"
-    d.mkdir()
-    subprocess.run(
-        ["qemu-img", "create", "-q", "-f", "qcow2", str(d / "base.qcow2"), "64M"], check=True, timeout=30
-    )
-    (d / "vmlinuz").write_bytes(b"")
-    (d / "initrd.img").write_bytes(b"")
-    (d / "manifest.json").write_text(json.dumps({"hash": "test", "inputs": {}}))
-    return d
-
-
-def make_provider(tmp_path: Path, image_dir: Path, **overrides: object) -> LibvirtProvider:
+def make_provider(
+    tmp_path: Path, image_dir: Path, *, max_vcpus: int | None = None, **overrides: object
+) -> LibvirtProvider:
     config = LibvirtProviderConfig(
         uri="test:///default",
         image_dir=str(image_dir),
@@ -44,7 +33,8 @@ def make_provider(tmp_path: Path, image_dir: Path, **overrides: object) -> Libvi
         base_port=30000,
         **overrides,  # type: ignore[arg-type]
     )
-    return LibvirtProvider(config, tmp_path / "state", accel=AccelChoice("tcg", "unit test"))
+    accel = AccelChoice("tcg", "unit test")
+    return LibvirtProvider(config, tmp_path / "state", accel=accel, max_vcpus=max_vcpus)
 
 
 @pytest.fixture
@@ -193,3 +183,51 @@ def test_a_hung_libvirt_call_is_cut_off_and_the_next_call_reconnects() -> None:
         release.set()
     assert conn.call("version", lambda c: c.getLibVersion()) > 0
     conn.close()
+
+
+def test_resize_hot_adds_within_the_room_the_domain_was_defined_with(
+    tmp_path: Path, image_dir: Path, group: str
+) -> None:
+    from vmscale.errors import InstanceNotFoundError
+    from vmscale.providers.libvirt.resize import ResizeOutOfRange, ResizeUnsupported
+
+    prov = make_provider(tmp_path, image_dir, max_vcpus=4)
+    try:
+        prov.launch(spec(group))
+        name = f"{group}-1"
+        dom = prov._lookup(name)
+        assert dom is not None and "workers=auto" in dom.XMLDesc(0)  # the guest follows its CPUs
+        prov.resize(name, 3)
+        assert [i.vcpus for i in prov.list(group)] == [3]
+        prov.resize(name, 3)  # idempotent
+        with pytest.raises(ResizeOutOfRange, match=r"room for 4; raise template\.max_vcpus"):
+            prov.resize(name, 5)
+        with pytest.raises(ResizeOutOfRange, match="at least 1"):
+            prov.resize(name, 0)
+        assert prov.can_shrink is False
+        with pytest.raises(ResizeUnsupported, match=r"cannot shrink .* from 3 to 2 vCPUs live"):
+            prov.resize(name, 2)
+        assert [i.vcpus for i in prov.list(group)] == [3]
+        with pytest.raises(InstanceNotFoundError):
+            prov.resize(f"{group}-9", 2)
+    finally:
+        prov.close()
+
+
+def test_without_room_the_domain_keeps_a_fixed_worker_count(provider: LibvirtProvider, group: str) -> None:
+    provider.launch(spec(group))
+    dom = provider._lookup(f"{group}-1")
+    assert dom is not None and "vmscale.workers=1" in dom.XMLDesc(0)
+
+
+def test_shrinking_is_allowed_where_the_operator_says_the_stack_handles_it(
+    tmp_path: Path, image_dir: Path, group: str
+) -> None:
+    prov = make_provider(tmp_path, image_dir, max_vcpus=4, vcpu_unplug=True)
+    try:
+        prov.launch(spec(group))
+        prov.resize(f"{group}-1", 3)
+        prov.resize(f"{group}-1", 2)
+        assert prov.can_shrink and [i.vcpus for i in prov.list(group)] == [2]
+    finally:
+        prov.close()

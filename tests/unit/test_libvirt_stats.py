@@ -1,13 +1,13 @@
-"""CPU % from cpu_time deltas, and host headroom."""
+"""CPU % from cumulative CPU time (one tracker for every provider), and host headroom."""
 
 from __future__ import annotations
 
 import pytest
 
+from vmscale.providers.cpu import CpuReading, CpuTracker
 from vmscale.providers.libvirt.host import HostLoad, headroom_problem
-from vmscale.providers.libvirt.stats import CpuReading, CpuTracker
 
-S = 1_000_000_000  # ns per second
+S = 1.0  # CPU seconds (libvirt's cpu.time is converted from ns before it gets here)
 
 
 def test_first_reading_is_a_baseline_then_delta_over_wall_and_vcpus() -> None:
@@ -21,7 +21,14 @@ def test_restarted_domain_resets_the_baseline_instead_of_going_negative() -> Non
     t = CpuTracker()
     t.update("a", CpuReading(50 * S, 0.0, 1))
     assert t.update("a", CpuReading(1 * S, 1.0, 1)) is None
-    assert t.update("a", CpuReading(int(1.5 * S), 2.0, 1)) == pytest.approx(50.0)
+    assert t.update("a", CpuReading(1.5 * S, 2.0, 1)) == pytest.approx(50.0)
+
+
+def test_a_new_source_a_restarted_process_starts_a_new_baseline() -> None:
+    t = CpuTracker()
+    t.update("a", CpuReading(1 * S, 0.0, 1, source=101))
+    assert t.update("a", CpuReading(5 * S, 1.0, 1, source=202)) is None, "another pid: not 400 %"
+    assert t.update("a", CpuReading(5.5 * S, 2.0, 1, source=202)) == pytest.approx(50.0)
 
 
 def test_values_are_clamped_to_the_contract_range() -> None:

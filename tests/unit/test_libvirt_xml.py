@@ -34,6 +34,17 @@ SPEC = DomainSpec(
     host_port=18202,
 )
 
+# Bridged, with an address vmscale assigned (provider.libvirt.addresses)
+STATIC = replace(
+    SPEC,
+    meta=replace(META, address="198.51.100.7"),
+    network="bridge",
+    host_port=0,
+    mac="52:54:c6:33:64:07",
+    address="198.51.100.7/16",
+    gateway="198.51.0.1",
+)
+
 
 def validate(tmp_path: Path, document: str) -> None:
     tool = shutil.which("virt-xml-validate")
@@ -52,10 +63,12 @@ def validate(tmp_path: Path, document: str) -> None:
         pytest.param(replace(SPEC, domain_type="kvm"), id="kvm-kernel-user"),
         pytest.param(replace(SPEC, network="network", host_port=0), id="libvirt-network"),
         pytest.param(replace(SPEC, network="bridge", bridge="br7", host_port=0), id="bridge"),
+        pytest.param(STATIC, id="bridge-static-address"),
         pytest.param(
             replace(SPEC, boot="disk", kernel="", initrd="", seed_iso="/var/lib/vmscale/x/seeds/web-2.iso"),
             id="cloud-image-with-seed",
         ),
+        pytest.param(replace(SPEC, vcpus=1, max_vcpus=4), id="room-to-grow"),
     ],
 )
 def test_generated_xml_passes_libvirt_schema(tmp_path: Path, spec: DomainSpec) -> None:
@@ -145,6 +158,58 @@ def test_kernel_options_cannot_inject_kernel_parameters(extra: dict[str, str]) -
 def test_user_networking_without_a_port_is_refused() -> None:
     with pytest.raises(ValueError, match="host port"):
         build_domain_xml(replace(SPEC, host_port=0))
+
+
+def test_static_address_goes_to_the_guest_the_nic_and_the_metadata() -> None:
+    """A vmscale-assigned address: the guest sets it itself, the NIC's MAC is fixed, and the
+    metadata carries it so a migrated domain is found at the same address on its new host."""
+    document = build_domain_xml(STATIC)
+    root = ET.fromstring(document)
+    cmdline = root.findtext("os/cmdline", "").split()
+    for opt in ("vmscale.net=static", "vmscale.ip=198.51.100.7/16", "vmscale.gw=198.51.0.1"):
+        assert opt in cmdline
+    assert root.find("devices/interface/mac").get("address") == "52:54:c6:33:64:07"  # type: ignore[union-attr]
+    meta = parse_metadata(document)
+    assert meta is not None and meta.address == "198.51.100.7"
+
+
+def test_without_an_address_bridged_guests_ask_dhcp_and_metadata_has_none() -> None:
+    document = build_domain_xml(replace(SPEC, network="bridge", host_port=0))
+    assert "vmscale.net=dhcp" in ET.fromstring(document).findtext("os/cmdline", "")
+    assert "address=" not in document
+    assert parse_metadata(document) == META
+
+
+@pytest.mark.parametrize(
+    ("vcpus", "max_vcpus", "text", "current"),
+    [
+        pytest.param(2, 0, "2", None, id="no-room-by-default"),
+        pytest.param(2, 2, "2", None, id="max-equal-is-no-room"),
+        pytest.param(1, 4, "4", "1", id="room-to-grow-to-four"),
+    ],
+)
+def test_vcpu_element_gives_room_to_grow(vcpus: int, max_vcpus: int, text: str, current: str | None) -> None:
+    root = ET.fromstring(build_domain_xml(replace(SPEC, vcpus=vcpus, max_vcpus=max_vcpus)))
+    vcpu = root.find("vcpu")
+    assert vcpu is not None and vcpu.text == text and vcpu.get("current") == current
+
+
+def test_max_vcpus_below_vcpus_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_vcpus"):
+        build_domain_xml(replace(SPEC, vcpus=2, max_vcpus=1))
+
+
+@pytest.mark.parametrize(
+    ("vcpus", "max_vcpus", "shares"),
+    [
+        pytest.param(1, 0, None, id="one-fixed-vcpu-keeps-libvirts-default"),
+        pytest.param(1, 4, "1024", id="room-to-grow-weighs-its-vcpus"),
+        pytest.param(2, 0, "2048", id="two-vcpus-weigh-twice"),
+    ],
+)
+def test_cpu_weight_follows_the_vcpus(vcpus: int, max_vcpus: int, shares: str | None) -> None:
+    root = ET.fromstring(build_domain_xml(replace(SPEC, vcpus=vcpus, max_vcpus=max_vcpus)))
+    assert root.findtext("cputune/shares") == shares
 
 
 def test_the_launching_controllers_epoch_is_kept_in_the_metadata() -> None:

@@ -67,7 +67,7 @@ class HangingServer:
         return httpx.Response(200, json={"input": n, "result": 0, "server": "slow-1"})
 
 
-def _run(
+def run_step(
     phases: list[Phase], handler: Handler, clock: FakeLoadClock, log: Path | None = None, **opts: object
 ) -> Summary:
     return asyncio.run(
@@ -85,7 +85,7 @@ def _run(
 def test_open_loop_sends_on_schedule_while_nothing_is_answered(tmp_path: Path) -> None:
     clock = FakeLoadClock()
     server = HangingServer(clock, release_at=1001.0)
-    summary = _run([Phase("step", 1.0, rate=20, n=25)], server, clock, tmp_path / "c.jsonl")
+    summary = run_step([Phase("step", 1.0, rate=20, n=25)], server, clock, tmp_path / "c.jsonl")
     # All 20 requests reached the server at their planned times, before any was answered.
     assert [t - 1000.0 for t, _ in server.arrived] == pytest.approx([i / 20 for i in range(20)])
     records = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
@@ -99,7 +99,7 @@ def test_open_loop_sends_on_schedule_while_nothing_is_answered(tmp_path: Path) -
 def test_outstanding_cap_drops_and_counts_errors() -> None:
     clock = FakeLoadClock()
     server = HangingServer(clock, release_at=1001.0)
-    summary = _run([Phase("step", 1.0, rate=20, n=25)], server, clock, max_outstanding=5)
+    summary = run_step([Phase("step", 1.0, rate=20, n=25)], server, clock, max_outstanding=5)
     assert len(server.arrived) == 5
     d = summary.to_dict()
     assert (d["count"], d["ok"], d["errors"], d["dropped"]) == (20, 5, 15, 15)
@@ -122,7 +122,7 @@ def test_high_groups_are_twice_the_reported_workers(tmp_path: Path) -> None:
         clock.t += 0.1  # each group takes 0.1 s of (fake) time
         return httpx.Response(200, json={"input": 28, "result": 317811, "server": "w"})
 
-    summary = _run([Phase("high", 1.0, n=28)], handler, clock, tmp_path / "c.jsonl")
+    summary = run_step([Phase("high", 1.0, n=28)], handler, clock, tmp_path / "c.jsonl")
     assert groups and set(groups) == {6}
     assert summary.total.count == 6 * len(groups)
     lines = (tmp_path / "c.jsonl").read_text().splitlines()
@@ -138,7 +138,7 @@ def test_phases_run_back_to_back_with_markers(tmp_path: Path) -> None:
         return httpx.Response(200, json={"input": n, "result": 1, "server": "web-1"})
 
     phases = [Phase("low", 5.0), Phase("idle", 3.0), Phase("step", 1.0, rate=4, n=27, name="burst")]
-    summary = _run(phases, handler, clock, tmp_path / "c.jsonl")
+    summary = run_step(phases, handler, clock, tmp_path / "c.jsonl")
     lines = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
     markers = [x for x in lines if x.get("event") == "phase"]
     assert [(m["phase"], m["t"] - 1000.0) for m in markers] == [("low", 0.0), ("idle", 5.0), ("burst", 8.0)]
@@ -158,7 +158,7 @@ def test_http_errors_and_refused_connections_are_logged_as_errors() -> None:
             raise httpx.ConnectError("connection refused", request=request)
         return httpx.Response(503, json={"error": "busy", "detail": None})
 
-    summary = _run(
+    summary = run_step(
         [Phase("step", 1.0, rate=2, n=16), Phase("step", 1.0, rate=2, n=17, name="b")], handler, clock
     )
     d = summary.to_dict()
@@ -171,7 +171,7 @@ def test_absurd_options_are_refused_before_sending() -> None:
         raise AssertionError("nothing may be sent")
 
     with pytest.raises(LoadParameterError) as info:
-        _run([Phase("step", 1.0, rate=6000)], handler, FakeLoadClock(), pick="fastest")
+        run_step([Phase("step", 1.0, rate=6000)], handler, FakeLoadClock(), pick="fastest")
     assert len(info.value.problems) == 2
 
 

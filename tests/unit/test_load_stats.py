@@ -7,24 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from vmscale.workload.load_stats import DROPPED, Record, percentile, read_log, summarize
+from vmscale.workload.load_stats import DROPPED, Record, read_log, summarize
 
 
 def _ok(latency: float, server: str = "web-1", phase: str = "low", t: float = 0.0) -> Record:
     return Record(t, latency, 200, None, f"http://{server}", server, 20, phase)
-
-
-def test_percentiles_by_hand() -> None:
-    # x = 1..10 (shuffled). p50: rank 0.5*9 = 4.5 -> 5 + 0.5*(6-5) = 5.5
-    # p95: rank 8.55 -> 9 + 0.55*(10-9) = 9.55;  p99: rank 8.91 -> 9.91
-    xs = [7.0, 3.0, 10.0, 1.0, 5.0, 9.0, 2.0, 8.0, 4.0, 6.0]
-    assert percentile(xs, 50) == pytest.approx(5.5)
-    assert percentile(xs, 95) == pytest.approx(9.55)
-    assert percentile(xs, 99) == pytest.approx(9.91)
-    assert percentile(xs, 0) == 1.0
-    assert percentile(xs, 100) == 10.0
-    assert percentile([0.25], 99) == 0.25
-    assert percentile([], 50) is None
 
 
 def test_summary_counts_errors_per_server_and_phase() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from tests.unit.policy_helpers import T0, snap
 from vmscale.config.policy import RateLimit, TargetPolicyConfig
-from vmscale.model import Direction, Metric
+from vmscale.model import Direction, Metric, ReasonCode
 from vmscale.policy import build_policy_set
 
 NO_STAB = TargetPolicyConfig(down_stabilization_s=0)
@@ -47,7 +47,8 @@ def test_reason_shows_the_arithmetic() -> None:
     decision, _ = ps.decide(snap([92.0]), ps.initial_state())
     assert decision.policy == "target" and decision.direction is Direction.UP
     assert "cpu 92.0% over target 60% across 1 ready instance -> ceil(1*92/60)=2" in decision.reason
-    assert decision.figures["observed"] == 92.0 and decision.figures["target"] == 60.0
+    assert decision.figures.observed == 92.0 and decision.figures.target == 60.0
+    assert decision.figures.metric == "cpu" and decision.code is ReasonCode.ABOVE_TARGET
 
 
 @pytest.mark.parametrize(

@@ -5,29 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from vmscale.report.summary import build_summary, instance_seconds, percentile
+from vmscale.report.summary import build_summary, instance_seconds
 from vmscale.report.synthetic import START, autoscaler_events, client_records
 
 
 @pytest.fixture(scope="module")
 def summary() -> dict:
     return build_summary(autoscaler_events(), client_records())
-
-
-@pytest.mark.parametrize(
-    ("values", "q", "expected"),
-    [
-        pytest.param([], 50, None, id="empty"),
-        pytest.param([3.0], 99, 3.0, id="single"),
-        pytest.param([1.0, 2.0, 3.0, 4.0], 50, 2.5, id="median-between"),
-        pytest.param([1.0, 2.0, 3.0, 4.0, 5.0], 50, 3.0, id="median-exact"),
-        pytest.param([0.0, 10.0], 95, 9.5, id="interpolated"),
-        pytest.param([1.0, 2.0], 100, 2.0, id="max"),
-        pytest.param([1.0, 2.0], 0, 1.0, id="min"),
-    ],
-)
-def test_percentile_interpolates_between_ranks(values: list[float], q: float, expected: float | None) -> None:
-    assert percentile(values, q) == (pytest.approx(expected) if expected is not None else None)
 
 
 def test_key_moments_epoch_and_relative(summary: dict) -> None:

@@ -8,10 +8,10 @@ Modules:
 * ``sse``       — bridges the thread-safe EventBus to asyncio clients without blocking.
 * ``auth``/``deps`` — read/write bearer tokens, constant-time checks, the loopback rule.
 * ``limits``    — per-client token-bucket rate limit (429 + Retry-After) and body size (413).
-* ``dashboard`` — ``GET /`` and ``/static/*``: a single page (static/index.html, app.js,
-  style.css) that follows the SSE stream. Charts are drawn with plotly.js taken from the
-  installed ``plotly`` Python package, so nothing is fetched from the internet and there is no
-  build step; plotly gives hover, zoom and date axes for free, which hand-written SVG would not.
+* ``dashboard`` — ``GET /``, ``/static/*`` and ``/docs``: a single page (static/index.html,
+  app.js, charts.js, style.css) that follows the SSE stream, its charts drawn with uPlot, and
+  Swagger UI for the API; both vendored under static/vendor/ (no CDN, no build step), served
+  gzip-compressed.
 
 Only ``vmscale.control`` is known of the controller (an import-linter contract enforces it).
 """

@@ -88,6 +88,10 @@ def create_app(
         version="1",
         description="Observe and steer a vmscale group. Read scope for GET, write scope for POST.",
         default_response_class=SafeJSONResponse,
+        # /docs is served by the dashboard router from vendored assets (FastAPI's own pages load
+        # Swagger UI and ReDoc from a CDN, which a machine without internet cannot reach).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.control = control
     app.state.metrics = metrics

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -109,7 +109,7 @@ def get_history(
 
 @router.get(
     "/v1/events",
-    summary="Server-Sent Events: first the ready endpoints, then every event",
+    summary="Server-Sent Events: first the ready endpoints, then every event (resumable with Last-Event-ID)",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
@@ -120,9 +120,29 @@ def events(
     types: Annotated[
         str | None, Query(max_length=512, description="comma-separated event types, e.g. endpoints,decision")
     ] = None,
+    last_event_id_header: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=64,
+            description="resume after this event: the missed ones are replayed, or a 'reset' event says "
+            "they are gone (EventSource sends it by itself when it reconnects)",
+        ),
+    ] = None,
+    last_event_id: Annotated[
+        str | None,
+        Query(max_length=64, description="the same as the Last-Event-ID header, for clients without headers"),
+    ] = None,
 ) -> StreamingResponse:
     wanted = frozenset(t.strip() for t in types.split(",") if t.strip()) if types else None
-    body = sse.stream(request.app.state.hub, control.endpoints, wanted or None, request.app.state.sse_ping_s)
+    body = sse.stream(
+        request.app.state.hub,
+        control.endpoints,
+        wanted or None,
+        request.app.state.sse_ping_s,
+        history=control.events,
+        last_event_id=sse.parse_last_event_id(last_event_id_header or last_event_id),
+    )
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)
 

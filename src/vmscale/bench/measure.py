@@ -1,21 +1,15 @@
-"""Pure figures over one run's logs: latency percentiles, seconds over an SLO, cost, flapping."""
+"""Pure figures over one run's logs: latency percentiles (``vmscale.percentile``), seconds over an
+SLO, cost, flapping."""
 
 from __future__ import annotations
 
 import itertools
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100) of ``values``; None when empty."""
-    if not values:
-        return None
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))
-    return s[k]
+from vmscale.event_kinds import DecisionApplied, TickSummary, read_logged
+from vmscale.percentile import percentile
 
 
 def seconds_over_slo(records: Sequence[dict[str, Any]], slo_s: float, start: float) -> int:
@@ -34,7 +28,7 @@ def seconds_over_slo(records: Sequence[dict[str, Any]], slo_s: float, start: flo
 
 def instance_seconds(events: Sequence[dict[str, Any]], start: float, end: float) -> float:
     """Integral of the live instance count (from tick events) over [start, end]."""
-    ticks = sorted((e["t"], e["data"]["actual"]) for e in events if e["type"] == "tick")
+    ticks = [(e.t, e.kind.actual) for e in read_logged(events, TickSummary)]
     total, prev_t, prev_n = 0.0, start, None
     for t, n in ticks:
         if t < start:
@@ -52,15 +46,10 @@ def instance_seconds(events: Sequence[dict[str, Any]], start: float, end: float)
 
 def scale_events(events: Sequence[dict[str, Any]]) -> tuple[int, int, int]:
     """(applied scale decisions, direction reversals, peak live count)."""
-    dirs = [
-        e["data"]["direction"]
-        for e in events
-        if e["type"] == "decision"
-        and e["data"].get("applied")
-        and e["data"].get("direction") in ("up", "down")
-    ]
+    decisions = read_logged(events, DecisionApplied)
+    dirs = [e.kind.direction for e in decisions if e.kind.direction in ("up", "down")]
     reversals = sum(1 for a, b in itertools.pairwise(dirs) if a != b)
-    peak = max((e["data"]["actual"] for e in events if e["type"] == "tick"), default=0)
+    peak = max((e.kind.actual for e in read_logged(events, TickSummary)), default=0)
     return len(dirs), reversals, peak
 
 

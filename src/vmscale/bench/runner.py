@@ -103,7 +103,7 @@ def calibrate(state_dir: Path, request_s: float = 0.2, provider: Provider = "pro
     try:
         _wait_ready(svc, 1)
         url = svc.controller.endpoints()[0]["url"]
-        n, per = measure_request(url, request_s, cfg.template.fib_max_n, reps=7)
+        n, per = measure_request(url, request_s, cfg.workload.fib.max_n, reps=7)
     finally:
         svc.stop()
         shutil.rmtree(state_dir, ignore_errors=True)

@@ -22,9 +22,13 @@ BENCHMARKS = {
     "simulate": "simulator speed: a 24 h, 1 s trace for a 1,000-instance group",
     "haproxy": "runtime-API latency, time to first request, throughput, failures over scale-in cycles",
     "store": "state store write latency per tick (SQLite vs PostgreSQL), ticks/s for 100 groups of 10",
+    "prometheus": "a PromQL query to a decision against a real Prometheus; a value change to the query",
+    "placement": "placement cost over 100 hosts x 1,000 instances; host facts and listing over libvirt",
+    "migration": "live migration of a serving guest between namespaced hosts; drain time for 1, 2, 4 guests",
+    "capacity": "call to added capacity serving (TCG): cold boot, warm pools, vCPU hot-add, snapshot clone",
     "takeover": "leader killed -> the standby's first tick as leader, default and test lease settings",
 }
-_SCRIPT = {"metrics": "bench_libvirt_metrics.py"}
+_SCRIPT = {"metrics": "bench_libvirt_metrics.py", "prometheus": "bench_prometheus_query.py"}
 
 
 def _benchmarks_dir() -> Path | None:
@@ -55,6 +59,9 @@ def bench(
     * **simulate**: simulator speed on a 24 h trace for 1,000 instances
     * **haproxy**: balancer runtime API and loss-free scale-in
     * **store**: state store writes per tick, SQLite vs PostgreSQL (starts a throw-away server)
+    * **prometheus**: query, query to decision, value change to query (real Prometheus)
+    * **placement**: one placement decision over 100 hosts, 1,000 placed, drain and consolidation
+    * **migration**: live migration of a serving guest (root: network namespaces), drain time
     * **takeover**: two controllers; the leader killed, until the standby has ticked as leader
 
     Examples:

@@ -41,12 +41,17 @@ def describe(cfg: VmscaleConfig) -> str:
     start = g.initial_count
     if cfg.provider.kind == "process":
         p = cfg.provider.process
+        what = f"`{' '.join(p.command)}`" if p.command else "vmscale's fib backend"
         where = (
-            f"local backend processes on {p.host}, ports from {p.base_port + 1} (CPU limit: {p.cpu_limit})"
+            f"local processes running {what} on {p.host}, ports from {p.base_port + 1} "
+            f"(CPU limit: {p.cpu_limit})"
         )
     elif cfg.provider.kind == "libvirt":
         lv = cfg.provider.libvirt
         where = f"libvirt VMs on {lv.uri} (acceleration: {lv.accel})"
+        if lv.boot == "disk":
+            given = f" with the user-data {lv.user_data}" if lv.user_data else " (no user-data)"
+            where += f" booted from the cloud image {lv.cloud_image}{given}"
     else:
         where = "the in-memory fake provider (nothing real is started)"
     if cfg.policies:
@@ -75,7 +80,28 @@ def describe(cfg: VmscaleConfig) -> str:
         f"{policies} An instance is ready when {cfg.health.path} answers within {cfg.health.timeout_s:g} s; "
         f"scale-in drains for up to {cfg.drain.timeout_s:g} s.{warm} {lb[0].upper() + lb[1:]}; "
         f"the control API listens on {cfg.api.bind} and state is kept in {cfg.state.dir}."
-    )
+    ) + _integration_words(cfg)
+
+
+def _integration_words(cfg: VmscaleConfig) -> str:
+    """External metrics, hooks and notifications, when configured (empty otherwise)."""
+    parts = [
+        f"'{m.name}' is read from Prometheus at {m.url}" + (" per instance" if m.instance_label else "")
+        for m in cfg.metrics.sources
+    ]
+    for phase, hooks in (("launch", cfg.hooks.launch), ("terminate", cfg.hooks.terminate)):
+        if hooks:
+            parts.append(f"{phase} hooks run: {', '.join(h.name for h in hooks)}")
+    n = cfg.notify
+    if n.webhooks:
+        parts.append(f"decisions are POSTed to {', '.join(w.url for w in n.webhooks)}")
+    if n.file_sd.path:
+        parts.append(f"the instances are listed for Prometheus in {n.file_sd.path}")
+    if n.original_client.enabled:
+        oc = n.original_client
+        parts.append(f"the original client is told on {oc.host}:{oc.launching_port} and :{oc.launched_port}")
+    text = "; ".join(parts)
+    return f" {text[0].upper()}{text[1:]}." if text else ""
 
 
 def _policy_words(p: object) -> str:
@@ -144,6 +170,8 @@ def check(
         typer.echo(json.dumps(body, indent=2))
         return
     typer.echo("ok")
+    for note in cfg.notes:
+        typer.echo(f"note: {note}", err=True)
     typer.echo(describe(cfg))
     if overrides:
         typer.echo(f"Set from the environment: {', '.join(overrides)}.")

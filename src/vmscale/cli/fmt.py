@@ -6,6 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from vmscale.event_kinds import EndpointsChanged, ErrorReported, InstanceTransition, TickSummary, parse
+
 
 def clock(t: Any) -> str:
     if not isinstance(t, int | float):
@@ -48,22 +50,19 @@ def decision_line(d: dict[str, Any]) -> str:
 def event_line(ev: dict[str, Any]) -> str:
     """One human-readable line per event: time, type, what happened."""
     type_, data = str(ev.get("type")), ev.get("data") or {}
-    if type_ == "instance":
-        what = f"{data.get('name')} {data.get('from')} -> {data.get('to')}"
-        if data.get("reason"):
-            what += f" ({data['reason']})"
+    kind = parse(type_, data)
+    if isinstance(kind, InstanceTransition):
+        what = f"{kind.name} {kind.src} -> {kind.dst}" + (f" ({kind.reason})" if kind.reason else "")
     elif type_ == "decision":
         what = decision_line(data)
-    elif type_ == "endpoints":
-        eps = data.get("endpoints") or []
-        what = "ready endpoints: " + (", ".join(f"{e.get('name')} {e.get('url')}" for e in eps) or "none")
-    elif type_ == "tick":
-        cpus = ", ".join(f"{n} {pct(i.get('cpu'))}" for n, i in (data.get("instances") or {}).items())
-        what = f"desired {data.get('desired')}, actual {data.get('actual')}, ready {data.get('ready')}"
+    elif isinstance(kind, EndpointsChanged):
+        what = "ready endpoints: " + (", ".join(f"{e.name} {e.url}" for e in kind.endpoints) or "none")
+    elif isinstance(kind, TickSummary):
+        cpus = ", ".join(f"{n} {pct(b.cpu)}" for n, b in kind.instances.items())
+        what = f"desired {kind.desired}, actual {kind.actual}, ready {kind.ready}"
         what += f"; cpu {cpus}" if cpus else ""
-    elif type_ == "error":
-        what = f"{data.get('where')}: {data.get('message')}"
-        what += f" ({data['instance']})" if data.get("instance") else ""
+    elif isinstance(kind, ErrorReported):
+        what = f"{kind.where}: {kind.message}" + (f" ({kind.instance})" if kind.instance else "")
     else:
         what = json.dumps(data, sort_keys=True)
     return f"{clock(ev.get('t'))}  {type_:<9} {what}"

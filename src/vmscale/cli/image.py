@@ -1,9 +1,16 @@
-"""CLI: ``vmscale image build`` and ``vmscale image info`` (the guest image of the libvirt provider)."""
+"""CLI: ``vmscale image build`` and ``vmscale image info`` (the guest images of the libvirt provider).
+
+Two kinds: ``lean`` (default; direct kernel boot into vmscale's fib backend, ``boot = "kernel"``)
+and ``cloud`` (a partitioned Debian disk with cloud-init, for ``boot = "disk"`` groups that run a
+service of their own from user-data).
+"""
 
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -16,26 +23,47 @@ from vmscale.errors import VmscaleError
 image_app = typer.Typer(help="Build and inspect the guest image libvirt VMs boot from.", no_args_is_help=True)
 
 
+class Kind(StrEnum):
+    lean = "lean"
+    cloud = "cloud"
+
+
+DEFAULT_OUT = {Kind.lean: Path("/var/lib/vmscale/image"), Kind.cloud: Path("/var/lib/vmscale/cloud-image")}
+KIND_OPTION = typer.Option(Kind.lean, "--kind", help="lean: fib backend, boot=kernel; cloud: cloud-init disk")
+OUT_OPTION = typer.Option(
+    None, "--out", help="output folder (cache); default per kind under /var/lib/vmscale"
+)
+
+
 @image_app.command("build")
 def build(
-    out: Path = typer.Option(Path("/var/lib/vmscale/image"), "--out", help="output folder (cache)"),
+    kind: Kind = KIND_OPTION,
+    out: Path | None = OUT_OPTION,
     force: bool = typer.Option(False, "--force", help="rebuild even when the inputs are unchanged"),
     suite: str = typer.Option("bookworm", help="Debian suite to debootstrap"),
     mirror: str = typer.Option("", help="Debian mirror; default = the host's apt mirror"),
 ) -> None:
-    """Debootstrap a minimal Debian with the backend and a lean boot path (needs root).
+    """Debootstrap a minimal Debian guest image from the host's Debian mirror (needs root).
 
     Cached by a hash of its inputs: a second run with nothing changed returns at once.
 
     **Examples**
 
     ```
-    vmscale image build
+    vmscale image build                       # the lean image (boot = "kernel")
+    vmscale image build --kind cloud          # cloud-init disk; cloud_image = ".../cloud.qcow2"
     vmscale image build --out /var/lib/vmscale/image-test --force
     ```
     """
-    from vmscale.providers.libvirt.image import STEPS, build_image
+    folder = out or DEFAULT_OUT[kind]
+    if kind is Kind.cloud:
+        from vmscale.providers.libvirt.cloudimage import STEPS, build_cloud_image
 
+        builder: Any = build_cloud_image
+    else:
+        from vmscale.providers.libvirt.image import STEPS, build_image
+
+        builder = build_image
     console = Console(stderr=True)
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
@@ -53,8 +81,8 @@ def build(
             current.append(step)
 
         try:
-            manifest, built = build_image(
-                out, force=force, suite=suite, mirror=mirror or None, progress=report
+            manifest, built = builder(
+                folder, force=force, suite=suite, mirror=mirror or None, progress=report
             )
         except VmscaleError as exc:
             console.print(f"[red]image build failed:[/] {exc}", soft_wrap=True)
@@ -65,38 +93,49 @@ def build(
         for task in tasks.values():
             progress.update(task, completed=1)
     verb = f"built in {manifest.build_seconds:.0f} s" if built else "reused (inputs unchanged)"
-    console.print(f"[green]image {manifest.hash} {verb}[/] -> {out}")
+    console.print(f"[green]{kind.value} image {manifest.hash} {verb}[/] -> {folder}")
+    if kind is Kind.cloud:
+        console.print(
+            f'use it with: [bold]boot = "disk"[/], [bold]cloud_image = "{folder / "cloud.qcow2"}"[/]'
+        )
 
 
 @image_app.command("info")
 def info(
-    out: Path = typer.Option(Path("/var/lib/vmscale/image"), "--out", help="image folder"),
+    kind: Kind = KIND_OPTION,
+    out: Path | None = OUT_OPTION,
     as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON (= -o json)"),
     output: Output | None = typer.Option(None, "--output", "-o", help="text or json (kubectl style)"),
 ) -> None:
-    """Show the built image's manifest: hash, inputs, kernel, size.
+    """Show a built image's manifest: hash, inputs, kernel, size.
 
     **Examples**
 
     ```
     vmscale image info
-    vmscale image info -o json | jq .hash
+    vmscale image info --kind cloud -o json | jq .hash
     ```
     """
     as_json = wants_json(as_json, output)
     from dataclasses import asdict
 
-    from vmscale.providers.libvirt.image import load_manifest
-
+    folder = out or DEFAULT_OUT[kind]
     try:
-        manifest = load_manifest(out)
+        if kind is Kind.cloud:
+            from vmscale.providers.libvirt.cloudimage import load_cloud_manifest
+
+            manifest: Any = load_cloud_manifest(folder)
+        else:
+            from vmscale.providers.libvirt.image import load_manifest
+
+            manifest = load_manifest(folder)
     except VmscaleError as exc:
         Console(stderr=True).print(f"[red]{exc}[/]", soft_wrap=True)
         raise typer.Exit(1) from exc
     if as_json:
         typer.echo(json.dumps(asdict(manifest), indent=2))
         return
-    table = Table(title=f"guest image in {out}", show_header=False)
+    table = Table(title=f"{kind.value} guest image in {folder}", show_header=False)
     table.add_row("hash", manifest.hash)
     table.add_row("kernel", manifest.kernel_version)
     table.add_row("disk", f"{manifest.disk} ({manifest.size_bytes / 2**20:.0f} MiB)")

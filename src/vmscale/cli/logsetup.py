@@ -32,8 +32,22 @@ class VmscaleJsonFormatter(JsonFormatter):
         return super().process_log_record(log_data)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not to the one at set-up: a
+    thread that logs after stderr was swapped (a test runner, a daemonising wrapper) must not hit a
+    closed stream."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(fmt: str, verbose: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     if fmt == "json":
         handler.setFormatter(VmscaleJsonFormatter())
     else:

@@ -363,7 +363,8 @@ def logs(
 
 
 def _follow(client: ApiClient, show: Any, types: str | None, max_events: int | None, as_json: bool) -> None:
-    """Print the stream; reconnect (resuming after the last event seen) when it drops."""
+    """Print the stream; reconnect (resuming after the last event seen: the server replays what
+    was missed, or sends a ``reset`` event when it cannot) when it drops or the API restarts."""
     last_id: str | None = None
     printed = 0
     while True:
@@ -379,6 +380,11 @@ def _follow(client: ApiClient, show: Any, types: str | None, max_events: int | N
                     return
         except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError):
             pass  # a silent or broken stream: reconnect below
+        except ApiError as exc:
+            if exc.exit_code != 3:
+                raise
+            # The API was there and went away (a restart): keep following; Last-Event-ID then
+            # brings what happened meanwhile.
         if not as_json:
             typer.echo("(event stream ended; reconnecting)", err=True)
         time.sleep(1.0)

@@ -81,6 +81,8 @@ def up(
         _fail("--log-format must be text or json", 2)
     setup_logging(log_format, verbose)
     cfg = _load(config)
+    for note in cfg.notes:  # deprecated keys that were read under their new name
+        logging.getLogger("vmscale.config").warning("%s: %s", config, note)
     from vmscale.service import Service
 
     try:
@@ -123,15 +125,15 @@ def down(
     from vmscale.store import InstanceRow, open_state_store
 
     state = state_dir_of(cfg)
+    try:  # the store first: nothing else is opened when it cannot be reached
+        store = open_state_store(cfg.state, state)
+    except VmscaleError as exc:
+        _fail(str(exc), 1)
     try:
         provider = build_provider(cfg, state)
     except StartupError as exc:
+        store.close()
         _fail(str(exc), 2)
-    try:
-        store = open_state_store(cfg.state, state)
-    except VmscaleError as exc:
-        provider.close()
-        _fail(str(exc), 1)
     try:
         names = {i.name for i in provider.list(cfg.group.name)} | {
             r.name for r in store.instances(cfg.group.name)

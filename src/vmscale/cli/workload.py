@@ -60,6 +60,9 @@ def backend(
     fib_max_n: int = typer.Option(
         35, "--fib-max-n", help="Largest n served; above it: 422 (fib is exponential)."
     ),
+    workers_file: Path | None = typer.Option(
+        None, "--workers-file", help="On SIGHUP, take the worker count from this file (resizing)."
+    ),
 ) -> None:
     """Run the fib backend: GET / · /{n} · /fib/{n} · /healthz (JSON). Stops cleanly on SIGTERM.
 
@@ -76,7 +79,7 @@ def backend(
     if problems:
         typer.echo("error: " + "; ".join(problems), err=True)
         raise typer.Exit(2)
-    serve(host, port, name, workers, fib_max_n)
+    serve(host, port, name, workers, fib_max_n, workers_file=workers_file)
 
 
 def load(

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from vmscale.config.metrics import unknown_metric
 from vmscale.config.policy import PolicyConfig
 from vmscale.config.problems import Problem
 from vmscale.config.schema import VmscaleConfig
@@ -103,16 +104,27 @@ def balancer_metrics(v: Validated) -> Iterable[Problem]:
             )
 
 
-def disk_boot_image(v: Validated) -> Iterable[Problem]:
-    if not v.has("provider"):
+def metric_references(v: Validated) -> Iterable[Problem]:
+    """Every policy's metric is built in or defined under [metrics]."""
+    if not v.has("metrics"):
         return
-    provider = v.sections["provider"]
-    if provider.kind == "libvirt" and provider.libvirt.boot == "disk" and not provider.libvirt.cloud_image:
+    for i, policy in v.policies:
+        metric = getattr(policy, "metric", None)
+        why = unknown_metric(str(metric), v.sections["metrics"]) if metric is not None else ""
+        if why:
+            yield Problem(f"policies[{i}].metric", why)
+
+
+def vertical_room(v: Validated) -> Iterable[Problem]:
+    """Vertical-first scaling needs instances that can grow."""
+    if not v.has("scaling", "template") or v.sections["scaling"].mode != "vertical-first":
+        return
+    template = v.sections["template"]
+    if template.vcpu_ceiling <= template.vcpus:
         yield Problem(
-            "provider.libvirt.cloud_image",
-            "boot = 'disk' boots a cloud image and none is set: set cloud_image to a qcow2 cloud "
-            "image file (e.g. Debian's genericcloud image), or use boot = 'kernel' with the image "
-            "`vmscale image build` makes",
+            "template.max_vcpus",
+            "scaling.mode = 'vertical-first' needs room to grow: set template.max_vcpus above "
+            f"template.vcpus ({template.vcpus})",
         )
 
 
@@ -120,7 +132,8 @@ RULES: tuple[Callable[[Validated], Iterable[Problem]], ...] = (
     unique_policy_names,
     warm_pool_kind,
     balancer_metrics,
-    disk_boot_image,
+    metric_references,
+    vertical_room,
 )
 
 

@@ -1,6 +1,8 @@
 """Settings of the HAProxy load balancer. Owned by the HAProxy integration (issue 6).
 
-The health-check figures decide how long a dead instance keeps receiving traffic: HAProxy
+HAProxy's checks judge health by the ``[health]`` section's rule (kind, expected status, path
+unless ``check_path`` says otherwise), so HAProxy and vmscale's own probe agree. The
+health-check figures decide how long a dead instance keeps receiving traffic: HAProxy
 notices a silent server after about ``check_fall`` failed checks, one every ``check_inter_s``
 (each allowed ``check_timeout_s``). ``detection_window_s`` states that bound once so tests and
 the documentation derive it from the same numbers.
@@ -30,7 +32,9 @@ class HaproxyConfig(Section):
     stats_bind: str = Field(
         "127.0.0.1:8404", description="HAProxy's own stats page (/stats) and Prometheus exporter (/metrics)"
     )
-    check_path: str = Field("/healthz", description="HTTP path of the health check (GET)")
+    check_path: str = Field(
+        "", description="HTTP path of HAProxy's health check (GET); empty = the [health] path"
+    )
     check_inter_s: float = Field(1.0, ge=0.1, le=60, description="time between health checks")
     check_timeout_s: float = Field(1.0, ge=0.1, le=60, description="longest wait for one health check")
     check_rise: int = Field(1, ge=1, le=10, description="consecutive passed checks to mark a server up")
@@ -53,6 +57,12 @@ class HaproxyConfig(Section):
     runtime_timeout_s: float = Field(2.0, gt=0, le=60, description="longest wait for one runtime-API command")
     start_timeout_s: float = Field(10.0, gt=0, le=120, description="longest wait for HAProxy to answer")
     stop_timeout_s: float = Field(5.0, gt=0, le=120, description="graceful stop before SIGKILL")
+    latency_window_s: float = Field(
+        10.0, ge=1, le=600, description="the p95 latency covers the requests answered this long back"
+    )
+    latency_max_samples: int = Field(
+        10_000, ge=100, le=1_000_000, description="newest requests kept per server (bounds memory)"
+    )
 
     @field_validator("bind", "stats_bind")
     @classmethod
@@ -62,8 +72,10 @@ class HaproxyConfig(Section):
     @field_validator("check_path")
     @classmethod
     def _path(cls, value: str) -> str:
-        if not value.startswith("/") or any(c.isspace() for c in value):
-            raise ValueError(f"check_path must start with '/' and contain no spaces, got {value!r}")
+        if value and (not value.startswith("/") or any(c.isspace() for c in value)):
+            raise ValueError(
+                f"check_path must be empty or start with '/' and contain no spaces, got {value!r}"
+            )
         return value
 
     @property

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from vmscale.config.base import Section
+from vmscale.config.metrics import MetricKey
 from vmscale.cron import check_cron, parse_duration
 from vmscale.model import Metric
 
@@ -34,7 +35,7 @@ class ThresholdPolicyConfig(Section):
 
     kind: Literal["threshold"] = "threshold"
     name: str = "threshold"
-    metric: Metric = Metric.CPU
+    metric: MetricKey = Field(Metric.CPU, description="a built-in metric or a [[metrics]] name")
     upper: float = Field(75.0, gt=0)
     lower: float | None = Field(None, ge=0, description="no lower bound = never scales in")
     samples_up: int = Field(3, ge=1)
@@ -64,12 +65,13 @@ class TargetPolicyConfig(Section):
     """Target tracking with the Kubernetes HPA semantics (see ``vmscale.policy.target``).
 
     ``target`` is in the metric's unit: percent of the instance's vCPUs for ``cpu``, requests per
-    second per instance for ``rps``, seconds for ``latency_p95`` (group-level).
+    second per instance for ``rps``, seconds for ``latency_p95`` (group-level); for an external
+    metric, per instance when its query has an ``instance_label``, else for the group's one value.
     """
 
     kind: Literal["target"] = "target"
     name: str = "target"
-    metric: Metric = Metric.CPU
+    metric: MetricKey = Field(Metric.CPU, description="a built-in metric or a [[metrics]] name")
     target: float = Field(60.0, gt=0)
     tolerance: float = Field(
         0.1, ge=0, lt=1, validate_default=True, description="dead band around the target, as a fraction"
@@ -88,7 +90,7 @@ class TargetPolicyConfig(Section):
     def _reachable(cls, tolerance: float, info: ValidationInfo) -> float:
         # CPU cannot read above 100%: a saturated group must look *outside* the dead band, or it never grows.
         metric, target = info.data.get("metric"), info.data.get("target")
-        if metric is Metric.CPU and target is not None and target * (1 + tolerance) >= 100:
+        if metric == Metric.CPU and target is not None and target * (1 + tolerance) >= 100:
             raise ValueError(
                 f"cpu target {target:g}% with tolerance {tolerance:g} puts 100% inside the dead "
                 "band, so a saturated group would never scale up; lower the target or the tolerance"
@@ -128,7 +130,7 @@ class StepPolicyConfig(Section):
 
     kind: Literal["step"] = "step"
     name: str = "step"
-    metric: Metric = Metric.CPU
+    metric: MetricKey = Field(Metric.CPU, description="a built-in metric or a [[metrics]] name")
     upper: float | None = Field(70.0, gt=0)
     lower: float | None = Field(None, ge=0, validate_default=True)
     steps_up: list[StepAdjustment] = Field(
@@ -242,3 +244,17 @@ class SimulateConfig(Section):
     step_s: float | None = Field(None, gt=0, description="time step; default = group.interval_s")
     capacity_rps: float = Field(100.0, gt=0, description="requests per second one instance serves at 100%")
     base_latency_s: float = Field(0.05, gt=0, description="p95 latency of an idle instance")
+
+
+class ScalingConfig(Section):
+    """How a decision changes capacity (``vmscale.policy.vertical``).
+
+    ``horizontal`` (default): the policies count instances, and instances are added or removed.
+    ``vertical-first``: the policies count vCPUs; ready instances grow (live vCPU hot-add, a larger
+    cgroup quota) up to ``template.max_vcpus`` before instances are added, and shrink back to
+    ``template.vcpus`` before instances are removed.
+    """
+
+    mode: Literal["horizontal", "vertical-first"] = Field(
+        "horizontal", description="horizontal = add/remove instances; vertical-first = resize them first"
+    )

@@ -8,18 +8,31 @@ provider cannot do, a policy metric without a balancer...) live in ``vmscale.con
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from vmscale.config.address import split_host_port
 from vmscale.config.base import Section
 from vmscale.config.event_log import EventLogConfig
 from vmscale.config.haproxy import HaproxyConfig
+from vmscale.config.health import HealthConfig
+from vmscale.config.hooks import HooksConfig
+from vmscale.config.hosts import ClusterConfig
 from vmscale.config.libvirt import LibvirtProviderConfig
-from vmscale.config.policy import PolicyConfig, SimulateConfig
+from vmscale.config.metrics import MetricsConfig
+from vmscale.config.notify import NotifyConfig
+from vmscale.config.policy import PolicyConfig, ScalingConfig, SimulateConfig
 from vmscale.config.process import ProcessProviderConfig
 from vmscale.config.state import StateConfig
+from vmscale.config.workload import WorkloadConfig, upgrade_legacy
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
@@ -67,21 +80,29 @@ class GroupConfig(Section):
 
 class TemplateConfig(Section):
     vcpus: int = Field(1, ge=1, le=64)
+    max_vcpus: int | None = Field(
+        None, ge=1, le=64, description="vCPUs an instance may grow to in place; default = vcpus (no growth)"
+    )
     memory_mb: int = Field(512, ge=64)
-    fib_max_n: int = Field(35, ge=1, le=45, description="the backend's ceiling on n")
+
+    @field_validator("max_vcpus")
+    @classmethod
+    def _room(cls, max_vcpus: int | None, info: ValidationInfo) -> int | None:
+        vcpus = info.data.get("vcpus")
+        if max_vcpus is not None and vcpus is not None and max_vcpus < vcpus:
+            raise ValueError(f"max_vcpus ({max_vcpus}) must be at least vcpus ({vcpus})")
+        return max_vcpus
+
+    @property
+    def vcpu_ceiling(self) -> int:
+        """The most vCPUs one instance may have (``max_vcpus``, or ``vcpus`` when not set)."""
+        return self.max_vcpus if self.max_vcpus is not None else self.vcpus
 
 
 class ProviderConfig(Section):
     kind: Literal["process", "libvirt", "fake"] = "process"
     process: ProcessProviderConfig = ProcessProviderConfig()
     libvirt: LibvirtProviderConfig = LibvirtProviderConfig()
-
-
-class HealthConfig(Section):
-    path: str = "/healthz"
-    timeout_s: float = Field(1.0, gt=0, le=30)
-    unhealthy_threshold: int = Field(3, ge=1, description="consecutive failed probes before replacement")
-    boot_timeout_s: float = Field(60.0, gt=0, description="a booting instance not ready by then is failed")
 
 
 class DrainConfig(Section):
@@ -137,6 +158,7 @@ class VmscaleConfig(Section):
     provider: ProviderConfig = ProviderConfig()
     template: TemplateConfig = TemplateConfig()
     policies: list[PolicyConfig] = Field(default_factory=list)
+    scaling: ScalingConfig = ScalingConfig()
     health: HealthConfig = HealthConfig()
     drain: DrainConfig = DrainConfig()
     launch: LaunchConfig = LaunchConfig()
@@ -146,3 +168,23 @@ class VmscaleConfig(Section):
     state: StateConfig = StateConfig()
     event_log: EventLogConfig = EventLogConfig()
     simulate: SimulateConfig = SimulateConfig()
+    metrics: MetricsConfig = MetricsConfig()  # external metrics policies can name (Prometheus queries)
+    hooks: HooksConfig = HooksConfig()  # lifecycle hooks on launch and terminate
+    notify: NotifyConfig = NotifyConfig()  # decision webhooks, file_sd, the original client's sockets
+    cluster: ClusterConfig = ClusterConfig()  # libvirt hosts, placement, host failure
+    workload: WorkloadConfig = WorkloadConfig()
+    _notes: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _legacy_keys(cls, data: Any, handler: ModelWrapValidatorHandler[VmscaleConfig]) -> VmscaleConfig:
+        """Old key names are moved to their new place first (config/workload.py), with a note."""
+        data, notes = upgrade_legacy(data)
+        cfg = handler(data)
+        cfg._notes = notes
+        return cfg
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Deprecation notes from loading (keys read under their new name); `config check` shows them."""
+        return self._notes

@@ -6,23 +6,24 @@ store before the provider is asked to launch it, and ``terminating`` before it i
 it, so restart recovery can finish or undo the step (``recovery.py``).
 
 It is also what fences the step (``fence.py``): every action first checks that this controller still
-leads (``Fence.check``, on the monotonic clock), and its record goes through the fenced store, which
-refuses it once another controller has taken over; an action that has no record in front of its
-call (a park, a repeated terminate) asks the store instead (``Fence.confirm``). The provider roles
-it calls are themselves fenced (``fenced_roles``) and check again in the worker thread.
+leads (``Operations.check``, on the monotonic clock), and its record goes through the fenced store,
+which refuses it once another controller has taken over; an action that has no record in front of
+its call (a park, a repeated terminate, the user's hooks) asks the store instead
+(``Operations.confirm``). ``Operations`` checks once more in the worker, right before the call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 from vmscale.clock import Clock
 from vmscale.controller.backoff import Backoff
-from vmscale.controller.fence import Fence
 from vmscale.controller.fleet import Facts, Fleet, Instance, Purpose, Timers
 from vmscale.controller.membership import Membership
 from vmscale.controller.operations import Operations, OpKind
+from vmscale.hooks import HookSubject, LifecycleHooks
 from vmscale.model import InstanceState
 from vmscale.providers.base import InstanceSpec, ProviderRoles, WarmKind
 
@@ -44,7 +45,7 @@ class Actions:
         make_spec: SpecFactory,
         terminate_timeout_s: float,
         retry: Backoff,
-        fence: Fence,
+        hooks: LifecycleHooks | None = None,
     ) -> None:
         self._fleet = fleet
         self._ops = ops
@@ -55,18 +56,18 @@ class Actions:
         self._make_spec = make_spec
         self._terminate_timeout_s = terminate_timeout_s
         self._retry = retry
-        self._fence = fence
+        self.hooks = hooks
 
     def new_timers(self, launched: float) -> Timers:
         """Timers of a new or adopted record (the terminate back-off starts clean)."""
         return Timers(terminate=self._retry, launched=launched)
 
     def launch(self, *, pool: bool, wanted_at: float | None) -> Instance:
-        self._fence.check("launch")
+        self._ops.check("launch")
         now, mono = self._clock.now(), self._clock.monotonic()
         index = self._fleet.free_index()
         name = f"{self._group}-{index}"
-        spec = self._make_spec(name, index)
+        spec = replace(self._make_spec(name, index), epoch=self._ops.epoch)  # the provider keeps it
         timers = self.new_timers(mono)
         timers.wanted_at = None if pool else wanted_at
         inst = Instance(
@@ -86,7 +87,7 @@ class Actions:
         """Take a parked instance from the warm pool: it joins the group at once (as ``resuming``)."""
         pool = self._roles.warm_pool
         assert pool is not None, "only a provider with a warm-pool role parks instances"
-        self._fence.check("resume")
+        self._ops.check("resume")
         inst.timers.wanted_at = wanted_at
         self._fleet.take_from_pool(inst, "taken from the warm pool")
         self._ops.start(inst.name, OpKind.RESUME, self._clock.monotonic(), pool.resume, inst.name)
@@ -94,30 +95,60 @@ class Actions:
     def park(self, inst: Instance, kind: WarmKind) -> None:
         pool = self._roles.warm_pool
         assert pool is not None, "only a provider with a warm-pool role parks instances"
-        self._fence.confirm("pause")  # nothing is recorded before a park: ask the store
+        self._ops.confirm("pause")  # nothing is recorded before a park: ask the store
         self._ops.start(inst.name, OpKind.PAUSE, self._clock.monotonic(), pool.pause, inst.name, kind)
 
     def drain(self, inst: Instance, reason: str) -> None:
-        self._fence.check("drain")
+        self._ops.check("drain")
         self._fleet.move(inst, S.DRAINING, reason)
         self._membership.drain(inst)
         # The grace counts from when the balancer was told, not from the tick's start: probes and
         # sampling earlier in the tick may already have used it up.
         inst.timers.drain_started = self._clock.monotonic()
 
+    def subject(self, inst: Instance) -> HookSubject:
+        return HookSubject(
+            self._group, inst.name, inst.facts.endpoint, inst.facts.details.get("host", "local")
+        )
+
+    def run_launch_hooks(self, inst: Instance) -> bool:
+        """Start the launch hooks of a healthy new instance (it stays out of rotation until they
+        answer); False when there are none."""
+        if self.hooks is None or not self.hooks.has("launch"):
+            return False
+        self._ops.confirm("launch hooks")  # a call to the user's systems, with no record before it
+        future = self.hooks.submit("launch", self.subject(inst))
+        self._ops.track(inst.name, OpKind.LAUNCH_HOOK, self._clock.monotonic(), future)
+        return True
+
     def terminate(self, inst: Instance, reason: str) -> None:
+        """Stop an instance. One that served gets its terminate hooks first: it leaves rotation,
+        the hooks run, and ``destroy`` follows when they answer (whatever they answer)."""
         if self._ops.busy(inst.name):
             return
-        self._fence.check("terminate")
+        served = inst.ready_at is not None and inst.state in (S.READY, S.DRAINING, S.FAILED)
+        if served and self.hooks is not None and self.hooks.has("terminate"):
+            self._ops.confirm("terminate hooks")  # no record precedes them either
+            self._membership.remove(inst)
+            future = self.hooks.submit("terminate", self.subject(inst))
+            self._ops.track(inst.name, OpKind.TERMINATE_HOOK, self._clock.monotonic(), future)
+            return
+        self.destroy(inst, reason)
+
+    def destroy(self, inst: Instance, reason: str) -> None:
+        """Stop an instance now, without hooks (after them, or when the whole group stops)."""
+        if self._ops.busy(inst.name):
+            return
+        self._ops.check("terminate")
         if inst.state is not S.TERMINATING:
             self._fleet.move(inst, S.TERMINATING, reason)
         else:  # a retry: no record precedes this call, so ask the store
-            self._fence.confirm("terminate")
+            self._ops.confirm("terminate")
         self._membership.remove(inst)
         call = partial(self._roles.lifecycle.terminate, graceful_timeout_s=self._terminate_timeout_s)
         self._ops.start(inst.name, OpKind.TERMINATE, self._clock.monotonic(), call, inst.name)
 
     def fail(self, inst: Instance, reason: str) -> None:
-        self._fence.check("fail")
+        self._ops.check("fail")
         self._fleet.move(inst, S.FAILED, reason)
         self._membership.remove(inst)

@@ -20,7 +20,17 @@ from vmscale.controller.membership import Traffic
 from vmscale.controller.records import DecisionLog, StoreRecorder
 from vmscale.event_kinds import DecisionApplied
 from vmscale.metrics import ControllerMetrics
-from vmscale.model import Decision, Direction, InstanceState, Sample, Snapshot, direction_of
+from vmscale.metrics_sources import ExternalMetrics
+from vmscale.model import (
+    Decision,
+    Direction,
+    InstanceState,
+    Metric,
+    ReasonCode,
+    Sample,
+    Snapshot,
+    direction_of,
+)
 from vmscale.policy import PolicySet, PolicySetState, decision_record, observe
 from vmscale.store import GroupRow
 
@@ -37,10 +47,16 @@ class AutoscalerState:
 
 
 def build_snapshot(
-    instances: Iterable[Instance], desired: int, group: GroupConfig, traffic: Traffic, now: float
+    instances: Iterable[Instance],
+    desired: int,
+    group: GroupConfig,
+    traffic: Traffic,
+    now: float,
+    external: ExternalMetrics | None = None,
 ) -> Snapshot:
     """What the policies see: the group's instances (and the ones draining out of it) with their
-    samples of the last ``history_s``, and the balancer's group-level figures."""
+    samples of the last ``history_s``, the balancer's group-level figures, and this tick's
+    external metrics (group values, and why a metric has no data)."""
     since = now - group.history_s
     return Snapshot(
         now=now,
@@ -52,7 +68,15 @@ def build_snapshot(
             for i in instances
             if i.in_group or (i.state is S.DRAINING and i.purpose is Purpose.GROUP)
         ),
-        group_samples=(Sample(t=now, latency_p95=traffic.latency_p95_s, rps=traffic.rps),),
+        group_samples=(
+            Sample(
+                t=now,
+                latency_p95=traffic.latency_p95_s,
+                rps=traffic.rps,
+                extra=dict(external.group) if external is not None else {},
+            ),
+        ),
+        metric_notes=dict(external.notes) if external is not None else {},
     )
 
 
@@ -100,8 +124,8 @@ class Autoscaler:
         """One automatic decision (loop thread). Applied only when the count changes."""
         decision, policy_state = self.policies.decide(snap, self._state.policy_state)
         for metric, view in observe(snap).metrics.items():
-            if view.mean is not None:
-                self._metrics.metric_value.labels(self._group.name, metric.value).set(view.mean)
+            if isinstance(metric, Metric):  # external metrics are the user's own series already
+                self._metrics.observe_policy_metric(metric, view.mean)  # None clears a stale figure
         with self._lock:
             self._state = replace(self._state, policy_state=policy_state)
         if decision.desired != snap.desired:
@@ -117,9 +141,8 @@ class Autoscaler:
         if not lo <= count <= hi:
             raise ValueError(f"desired must be within [min, max] = [{lo}, {hi}], got {count}")
         current = self._state.desired
-        d = Decision(
-            count, direction_of(current, count), f"manual: set to {count} by {actor}", "manual", current
-        )
+        words = f"manual: set to {count} by {actor}"
+        d = Decision(count, direction_of(current, count), words, "manual", current, code=ReasonCode.MANUAL)
         self._apply(d, actor, {"now": self._clock.now(), "manual": True})
 
     def set_paused(self, paused: bool, actor: str) -> None:
@@ -149,7 +172,8 @@ class Autoscaler:
             reason=decision.reason,
             policy=decision.policy,
             actor=actor,
-            figures=dict(decision.figures),
+            figures=decision.figures.to_dict(),
+            code=decision.code.value,
         )
         with self._lock:
             up = decision.direction is Direction.UP

@@ -17,13 +17,12 @@ and the autoscaler's state (swapped whole under a small lock); it never waits fo
 
 One ``Controller`` is one term of leadership (``vmscale.leadership`` makes a fresh one each time its
 process becomes the leader, and drops it when it stops leading). Its ``fence`` is that term's: every
-action, every provider role that changes the world and every store write is checked against it
+action, every provider call, every balancer change and every store write is checked against it
 (``fence.py``); a controller built without one has no rivals (tests, simulations).
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -37,7 +36,7 @@ from vmscale.controller.actions import Actions
 from vmscale.controller.autoscaler import Autoscaler, build_snapshot
 from vmscale.controller.backoff import Backoff
 from vmscale.controller.executor import worker_pool
-from vmscale.controller.fence import Fence, Unfenced, fenced_roles
+from vmscale.controller.fence import Fence, fenced_roles
 from vmscale.controller.fleet import Fleet, Instance
 from vmscale.controller.membership import Membership
 from vmscale.controller.operations import Operations
@@ -49,7 +48,8 @@ from vmscale.controller.reporting import ErrorReporter
 from vmscale.controller.telemetry import Telemetry
 from vmscale.event_kinds import InstanceTransition
 from vmscale.events import EventBus
-from vmscale.health import HealthChecker, HttpHealthChecker
+from vmscale.health import HealthChecker, build_health_checker
+from vmscale.integrations import Integrations
 from vmscale.lb.base import LoadBalancer
 from vmscale.lb.none import NullBalancer
 from vmscale.metrics import ControllerMetrics
@@ -75,10 +75,13 @@ class Controller:
         metrics: ControllerMetrics | None = None,
         executor: Executor | None = None,
         policy_set: PolicySet | None = None,
+        integrations: Integrations | None = None,
         fence: Fence | None = None,
     ) -> None:
+        """``integrations`` brings the user's lifecycle hooks and external metric sources (see
+        ``vmscale.integrations``); without it the group has neither. ``fence`` is the term of
+        leadership this controller acts in (``fence.py``); without it, it has no rivals."""
         self.cfg = cfg
-        self.fence = fence or Unfenced()
         self.clock = clock or SystemClock()
         self.events = events or EventBus(clock=self.clock.now)
         self.metrics = metrics or ControllerMetrics(cfg.group.name)
@@ -87,9 +90,9 @@ class Controller:
         report = ErrorReporter(cfg.group.name, self.events, self.metrics)
         recorder = StoreRecorder(store, cfg.group.name, self.clock)
         fleet = Fleet((recorder.on_transition, self._on_transition))
-        ops = Operations(executor, on_done=self._wake.set)
-        roles = fenced_roles(ProviderRoles.of(provider), self.fence)
-        membership = Membership(lb or NullBalancer(), report, self.fence)
+        ops = Operations(executor, on_done=self._wake.set, fence=fence)
+        roles = fenced_roles(ProviderRoles.of(provider), ops.fence)
+        membership = Membership(lb or NullBalancer(), report, ops.fence)
         actions = Actions(
             fleet,
             ops,
@@ -100,9 +103,9 @@ class Controller:
             make_spec=self._spec,
             terminate_timeout_s=cfg.launch.terminate_timeout_s,
             retry=Backoff(cfg.launch.backoff_initial_s, cfg.launch.backoff_max_s),
-            fence=self.fence,
+            hooks=integrations.hooks if integrations is not None else None,
         )
-        checker = health or HttpHealthChecker(cfg.health.path, cfg.health.timeout_s)
+        checker = health or build_health_checker(cfg.health)
         prober = Prober(checker, executor, cfg.health.timeout_s)
         self.reconciler = Reconciler(
             cfg, fleet, ops, actions, membership, roles, prober, report, self.metrics
@@ -120,6 +123,7 @@ class Controller:
             interval_s=cfg.group.interval_s,
         )
         self.recovered = False
+        self._external = integrations.external_metrics if integrations is not None else None
 
     def _spec(self, name: str, index: int) -> InstanceSpec:
         t = self.cfg.template
@@ -129,8 +133,7 @@ class Controller:
             index=index,
             vcpus=t.vcpus,
             memory_mb=t.memory_mb,
-            workload_args={"fib_max_n": str(t.fib_max_n)},
-            epoch=self.fence.epoch,
+            workload_args={"fib_max_n": str(self.cfg.workload.fib.max_n)},
         )
 
     @property
@@ -142,8 +145,7 @@ class Controller:
         loop.log.info("%s %s -> %s: %s", change.name, change.src, change.dst, change.reason)
         self.events.publish(change)
         if change.dst == S.GONE.value:
-            with contextlib.suppress(KeyError):
-                self.metrics.instance_cpu.remove(self.cfg.group.name, change.name)
+            self.metrics.forget_instance(change.name)
 
     # ------------------------------------------------------------------ the loop
 
@@ -189,22 +191,23 @@ class Controller:
         self.recovered = True
 
     def tick(self, full: bool = True) -> None:
-        self.fence.check("tick")  # a leader past its renew deadline stops here, before it acts
         now, mono = self.clock.now(), self.clock.monotonic()
         rec = self.reconciler
-        rec.collect(mono)
+        rec.collect(now, mono)
         if full:
             self.metrics.ticks.labels(self.cfg.group.name).inc()
             rec.observe(mono)
         rec.probe(now, mono, full=full)
         traffic = self.telemetry.view.traffic
         if full:
-            traffic = rec.sample(now, mono)
+            external = None
+            if self._external is not None:
+                external = self._external([i.name for i in self.fleet if i.state is S.READY])
+            traffic = rec.sample(now, mono, external)
             state = self.autoscaler.state
             if not state.paused:
-                self.autoscaler.decide(
-                    build_snapshot(self.fleet, state.desired, self.cfg.group, traffic, now)
-                )
+                snap = build_snapshot(self.fleet, state.desired, self.cfg.group, traffic, now, external)
+                self.autoscaler.decide(snap)
         state = self.autoscaler.state
         rec.execute(state.desired, mono, state.last_scale_up)
         rec.progress_drains(mono)
@@ -243,13 +246,13 @@ class Controller:
         return [{"name": e.name, "url": e.url} for e in self.telemetry.view.endpoints]
 
     def set_desired(self, count: int, actor: str) -> GroupStatus:
-        self.fence.check("set the desired count")
+        self.reconciler.ops.check("set the desired count")
         self.autoscaler.set_desired(count, actor)
         self.wake()
         return self.group()
 
     def set_paused(self, paused: bool, actor: str) -> GroupStatus:
-        self.fence.check("pause" if paused else "resume")
+        self.reconciler.ops.check("pause" if paused else "resume")
         self.autoscaler.set_paused(paused, actor)
         return self.group()
 
@@ -268,7 +271,7 @@ class Controller:
         if terminate:
             for inst in self.fleet:
                 rec.ops.wait(inst.name, timeout_s)
-                rec.actions.terminate(inst, "shutdown")
+                rec.actions.destroy(inst, "shutdown")
             for inst in self.fleet:
                 result = rec.ops.wait(inst.name, timeout_s)
                 if result is None:

@@ -1,23 +1,22 @@
 """Leadership checks in front of every call that changes the world.
 
 Several `vmscale up` processes may share a store; one leads (``vmscale.leader``), and only the leader
-may launch, terminate, pause, resume or change the balancer. Three lines of defence, from the
-cheapest to the most certain:
+may launch, terminate, pause, resume, call the user's hooks or change the balancer. Three lines of
+defence, from the cheapest to the most certain:
 
 * ``Fence.check`` — a local check on the monotonic clock (the elector's ``is_leader``: leading and
-  within its renew deadline *now*). ``Actions`` and ``Membership`` run it before every step, so a
-  controller that was frozen past its deadline stops at its first step after waking, before it
-  records or calls anything; ``FencedLifecycle``/``FencedWarmPool`` run it again in the worker
-  thread, right before the provider is called (a call queued before the loss never starts).
+  within its renew deadline *now*). Every tick starts with it, every action runs it before it
+  records anything (``Actions``, ``Membership``), and ``Operations`` runs it again in the worker
+  thread right before the provider is called, so a call queued before the loss never starts.
 * The fenced store: every record the controller writes goes through ``store.fenced(lease)``, which
   refuses it once another controller has taken the lease (``FencedError``). ``Actions`` records a
   step before it calls the provider, so a refused record also stops the call. Where no record
-  precedes a call in the same step (a park, a repeated terminate, the balancer sync),
-  ``Fence.confirm`` asks the store once (``Store.check_fence``).
+  precedes a call in the same step (a park, a repeated terminate, the user's hooks, the balancer
+  sync), ``Fence.confirm`` asks the store once (``Store.check_fence``).
 * The provider's own records: every instance carries the epoch it was launched under
-  (``InstanceSpec.epoch``, reported in ``details["epoch"]``). ``FencedLifecycle.list`` raises when it
-  sees one of a NEWER epoch than this controller's: another controller leads, whatever this one's
-  clock and store say.
+  (``InstanceSpec.epoch``, reported in ``details["epoch"]``). ``FencedLifecycle`` raises when it
+  lists, or a launch finds, an instance of a NEWER epoch than this controller's: another controller
+  leads, whatever this one's clock and store say.
 
 Each check raises ``NotLeaderError`` (``FencedError`` is one too); the loop ends the term on it and
 the controller stands by (``vmscale.leadership``). ``Unfenced`` is the fence of a controller with no
@@ -27,17 +26,11 @@ rivals (tests, simulations): every check passes.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Protocol
 
 from vmscale.errors import NotLeaderError
-from vmscale.providers.base import (
-    InstanceSpec,
-    Lifecycle,
-    ProviderInstance,
-    ProviderRoles,
-    WarmKind,
-    WarmPool,
-)
+from vmscale.providers.base import InstanceSpec, Lifecycle, ProviderInstance, ProviderRoles
 
 
 class Fence(Protocol):
@@ -109,8 +102,9 @@ def epoch_of(details: Mapping[str, str]) -> int:
 
 
 class FencedLifecycle:
-    """A provider's lifecycle behind the fence: launch and terminate check leadership in the worker
-    thread right before the call; ``list`` steps down on an instance of a newer epoch."""
+    """A provider's lifecycle that steps down on an instance of a newer epoch, whether ``list``
+    reports it or a ``launch`` finds it already there (adopted, not made). The leadership check
+    before each call is ``Operations``' (it runs every call)."""
 
     def __init__(self, inner: Lifecycle, fence: Fence) -> None:
         self._inner = inner
@@ -118,13 +112,11 @@ class FencedLifecycle:
         self.kind = inner.kind
 
     def launch(self, spec: InstanceSpec) -> ProviderInstance:
-        self._fence.check("launch")
         made = self._inner.launch(spec)
-        self._fence.check_epoch(made.name, epoch_of(made.details))  # it existed: adopted, not made
+        self._fence.check_epoch(made.name, epoch_of(made.details))
         return made
 
     def terminate(self, name: str, *, graceful_timeout_s: float = 10.0) -> None:
-        self._fence.check("terminate")
         self._inner.terminate(name, graceful_timeout_s=graceful_timeout_s)
 
     def list(self, group: str) -> list[ProviderInstance]:
@@ -137,29 +129,8 @@ class FencedLifecycle:
         self._inner.close()
 
 
-class FencedWarmPool:
-    """A provider's warm pool behind the fence (pause and resume change what runs)."""
-
-    def __init__(self, inner: WarmPool, fence: Fence) -> None:
-        self._inner = inner
-        self._fence = fence
-        self.warm_kinds = inner.warm_kinds
-
-    def pause(self, name: str, kind: WarmKind = "paused") -> None:
-        self._fence.check("pause")
-        self._inner.pause(name, kind)
-
-    def resume(self, name: str) -> None:
-        self._fence.check("resume")
-        self._inner.resume(name)
-
-
 def fenced_roles(roles: ProviderRoles, fence: Fence) -> ProviderRoles:
-    """``roles`` with every world-changing role behind ``fence`` (sampling changes nothing).
-    A further role that changes the world (resize, migrate) gets a wrapper of the same shape."""
-    pool = roles.warm_pool
-    return ProviderRoles(
-        lifecycle=FencedLifecycle(roles.lifecycle, fence),
-        sampler=roles.sampler,
-        warm_pool=FencedWarmPool(pool, fence) if pool is not None else None,
-    )
+    """``roles`` whose lifecycle watches the provider's epochs. (Every call of every role is
+    checked by ``Operations`` before it starts; a role added later, such as resize or migrate, is
+    fenced by being started through ``Operations`` too.)"""
+    return replace(roles, lifecycle=FencedLifecycle(roles.lifecycle, fence))

@@ -75,6 +75,13 @@ class Membership:
             self._report.error("lb.stats", str(exc))
             return {}
 
+    def backend_stats(self) -> ServerStats | None:
+        try:
+            return self.lb.backend_stats()
+        except LoadBalancerError as exc:
+            self._report.error("lb.stats", str(exc))
+            return None
+
     def sync(self, instances: Iterable[Instance]) -> None:
         """Tell the balancer the whole server set (ready and draining): level-triggered, so a
         restarted balancer is repaired within one tick."""

@@ -29,6 +29,7 @@ from vmscale.controller.probe import Prober
 from vmscale.controller.reporting import ErrorReporter
 from vmscale.errors import InstanceNotFoundError, NotLeaderError, PermanentProviderError, ProviderError
 from vmscale.metrics import ControllerMetrics
+from vmscale.metrics_sources import ExternalMetrics
 from vmscale.model import InstanceState, Sample
 from vmscale.plan.scale import Member, plan_scale
 from vmscale.providers.base import ProviderRoles, ProviderStatus
@@ -76,15 +77,21 @@ class Reconciler:
 
     # ------------------------------------------------------------------ collect
 
-    def collect(self, now: float) -> None:
+    def collect(self, now_wall: float, now: float) -> None:
+        """Finished calls; first of all, whether this controller still leads (every tick starts
+        here: a leader past its renew deadline stops before it acts)."""
+        self.ops.check("tick")
         for result in self.ops.collect():
             if isinstance(result.error, NotLeaderError):
-                raise result.error  # a fenced provider role refused (see fence.py): stop this tick
+                raise result.error  # the fence refused the call in the worker: stop this tick
             inst = self.fleet.get(result.name)
             if inst is not None:
-                self._finished(inst, result, now)
+                self._finished(inst, result, now_wall, now)
 
-    def _finished(self, inst: Instance, r: OpResult, now: float) -> None:
+    def _finished(self, inst: Instance, r: OpResult, now_wall: float, now: float) -> None:
+        if r.kind in (OpKind.LAUNCH_HOOK, OpKind.TERMINATE_HOOK):
+            self._hooks_answered(inst, r, now_wall, now)
+            return
         if r.kind is OpKind.LAUNCH:
             if r.error is not None:
                 self._capacity_failed(inst, r.error, now, "launch", "launch failed")
@@ -98,7 +105,7 @@ class Reconciler:
                 self.fleet.move(inst, S.GONE, "terminated")
                 return
             inst.timers.terminate = inst.timers.terminate.failed(now)
-            self.report.provider_error("terminate", r.error, inst.name, inst.timers.terminate.delay_s)
+            self.report.provider_error("terminate", r.error, inst.name, inst.timers.terminate)
         elif r.kind is OpKind.PAUSE:
             if r.error is not None:
                 self._capacity_failed(inst, r.error, now, "pause", "could not park for the warm pool")
@@ -112,13 +119,27 @@ class Reconciler:
             inst.timers.launched = now  # the boot timeout counts from the resume, not the first launch
             self.fleet.move(inst, S.BOOTING, "resumed from the warm pool")
 
+    def _hooks_answered(self, inst: Instance, r: OpResult, now_wall: float, now: float) -> None:
+        """A launch hook that says continue lets the instance into rotation; abandon (or a hook
+        runner that broke) replaces it, backing off launches as a failed launch would. Terminate
+        hooks only delay: the instance is destroyed whatever they answer."""
+        verdict = r.value.result if r.error is None else "abandon"
+        why = r.value.reason if r.error is None else f"launch hooks failed: {r.error}"
+        if r.kind is OpKind.TERMINATE_HOOK:
+            self.actions.destroy(inst, f"stopped after its terminate hooks ({why})")
+        elif verdict == "continue":
+            self._become_ready(inst, now_wall, now)
+        else:
+            self.backoffs.launch = self.backoffs.launch.failed(now)
+            self.actions.fail(inst, why)
+
     def _capacity_failed(self, inst: Instance, exc: BaseException, now: float, op: str, what: str) -> None:
         """A call that was to bring capacity (launch, park, resume) failed: back off new launches (a
         permanent error waits the longest), report, and replace the instance."""
         self.backoffs.launch = self.backoffs.launch.failed(
             now, permanent=isinstance(exc, PermanentProviderError)
         )
-        self.report.provider_error(op, exc, inst.name, self.backoffs.launch.delay_s)
+        self.report.provider_error(op, exc, inst.name, self.backoffs.launch)
         self.actions.fail(inst, f"{what}: {exc}")
 
     # ------------------------------------------------------------------ observe
@@ -130,7 +151,7 @@ class Reconciler:
             listed = {p.name: p for p in self.roles.lifecycle.list(self._group)}
         except ProviderError as exc:
             self.backoffs.listing = self.backoffs.listing.failed(now)
-            self.report.provider_error("list", exc, None, self.backoffs.listing.delay_s)
+            self.report.provider_error("list", exc, None, self.backoffs.listing)
             return
         self.backoffs.listing = self.backoffs.listing.succeeded()
         for inst in self.fleet:
@@ -176,7 +197,7 @@ class Reconciler:
             if inst.state is S.BOOTING:
                 if r.ok and inst.purpose is Purpose.POOL:
                     self.actions.park(inst, self._cfg.warm_pool.kind)
-                elif r.ok:
+                elif r.ok and not self.actions.run_launch_hooks(inst):
                     self._become_ready(inst, now_wall, now)
                 elif now - inst.timers.launched > hc.boot_timeout_s:
                     log = inst.facts.details.get("console_log")
@@ -205,8 +226,9 @@ class Reconciler:
 
     # ------------------------------------------------------------------ sample
 
-    def sample(self, now_wall: float, now: float) -> Traffic:
-        """One sample per live instance; returns the group's traffic figures."""
+    def sample(self, now_wall: float, now: float, external: ExternalMetrics | None = None) -> Traffic:
+        """One sample per live instance (with this tick's external metrics, if any); returns the
+        group's traffic figures."""
         names = [i.name for i in self.fleet if i.state in (S.BOOTING, S.READY, S.DRAINING)]
         cpu: dict[str, float] = {}
         if names and self.backoffs.sampling.ready(now):
@@ -215,9 +237,12 @@ class Reconciler:
                 self.backoffs.sampling = self.backoffs.sampling.succeeded()
             except ProviderError as exc:
                 self.backoffs.sampling = self.backoffs.sampling.failed(now)
-                self.report.provider_error("sample", exc, None, self.backoffs.sampling.delay_s)
+                self.report.provider_error("sample", exc, None, self.backoffs.sampling)
         stats = self.membership.stats()
-        lat = [v for s in stats.values() if (v := s.latency_p95_s or s.response_time_s) is not None]
+        # A p95 is a p95: a balancer's mean response time is never passed off as one.
+        backend = self.membership.backend_stats()
+        lat = [s.latency_p95_s for s in stats.values() if s.latency_p95_s is not None]
+        group_p95 = backend.latency_p95_s if backend is not None else (max(lat) if lat else None)
         for name in names:
             inst = self.fleet.get(name)
             if inst is None:
@@ -229,13 +254,14 @@ class Reconciler:
                     t=now_wall,
                     cpu=cpu.get(name),
                     rps=st.rate_rps if st else None,
-                    latency_p95=(st.latency_p95_s or st.response_time_s) if st else None,
+                    latency_p95=st.latency_p95_s if st else None,
                     inflight=inflight / max(1, inst.facts.vcpus) if inflight is not None else None,
+                    extra=external.instance_extra(name) if external is not None else {},
                 )
             )
             if name in cpu:
-                self._metrics.instance_cpu.labels(self._group, name).set(cpu[name])
-        return Traffic(max(lat) if lat else None, sum(s.rate_rps for s in stats.values()) if stats else None)
+                self._metrics.set_instance_cpu(name, cpu[name])
+        return Traffic(group_p95, sum(s.rate_rps for s in stats.values()) if stats else None)
 
     # ------------------------------------------------------------------ execute, drains, sync
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from vmscale.controller.backoff import Backoff
+from vmscale.errors import ProviderUnavailableError
 from vmscale.event_kinds import ErrorReported
 from vmscale.events import EventBus
 from vmscale.metrics import ControllerMetrics
@@ -26,11 +28,14 @@ class ErrorReporter:
         self._events.publish(ErrorReported(where, message, instance))
 
     def provider_error(
-        self, op: str, exc: BaseException, instance: str | None = None, retry_in_s: float | None = None
+        self, op: str, exc: BaseException, instance: str | None = None, retry: Backoff | None = None
     ) -> None:
+        """Report a failed provider call; with ``retry``, say when (and which attempt) comes next."""
         kind = type(exc).__name__
         self._metrics.provider_errors.labels(self._group, op, kind).inc()
         msg = f"{op} failed ({kind}): {exc}"
-        if retry_in_s is not None:
-            msg += f"; retrying in {retry_in_s:g}s"
+        if retry is not None:
+            msg += f"; retrying in {retry.delay_s:g}s (attempt {retry.failures + 1})"
+        if isinstance(exc, ProviderUnavailableError):
+            msg += "; instances already running keep serving meanwhile"
         self.error(f"provider.{op}", msg, instance)

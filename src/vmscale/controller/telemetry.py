@@ -98,9 +98,7 @@ class Telemetry:
     def forget(self) -> None:
         """This controller stopped leading: its group gauges would go stale, so they leave /metrics
         (the leader publishes the live ones)."""
-        for gauge in (self._metrics.instances, self._metrics.desired, self._metrics.actual):
-            gauge.clear()
-        self._metrics.instance_cpu.clear()
+        self._metrics.forget_group_state()
 
     def history(self, since: float | None = None) -> list[dict[str, Any]]:
         with self._history_lock:

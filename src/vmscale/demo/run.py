@@ -144,7 +144,7 @@ def run_demo(
             live.update(display.render())
             # Calibration is load too: keep the autoscaler from reacting to it.
             svc.controller.set_paused(True, "demo-calibration")
-            n, capacity, workers = _calibrate(first, plan, cfg.template.fib_max_n)
+            n, capacity, workers = _calibrate(first, plan, cfg.workload.fib.max_n)
             # Let a few samples without the calibration's load pass first, so the first decision
             # after resuming sees the calm machine, not the tail of the calibration.
             time.sleep(3 * cfg.group.interval_s)

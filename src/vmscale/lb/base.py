@@ -29,7 +29,9 @@ class ServerStats:
     queue_current: int = 0
     rate_rps: float = 0.0  # requests per second over the balancer's last second
     response_time_s: float | None = None  # the balancer's average response time for the server
-    latency_p95_s: float | None = None  # when the balancer (or vmscale's sampling of it) knows it
+    # The p95 of the requests the server answered recently (HAProxy: from its request log over
+    # ``latency_window_s``); None when it answered none in that window or the balancer cannot tell.
+    latency_p95_s: float | None = None
 
 
 @runtime_checkable
@@ -40,7 +42,14 @@ class LoadBalancer(Protocol):
         """Start (or adopt) the balancer process. Idempotent."""
         ...
 
-    def stop(self) -> None: ...
+    def stop(self) -> None:
+        """Stop the balancer process and everything vmscale runs for it."""
+        ...
+
+    def close(self) -> None:
+        """Stop only vmscale's side (receiver threads, sockets) and leave the balancer serving, for a
+        controller that exits with ``--keep-instances``. Idempotent."""
+        ...
 
     def alive(self) -> bool: ...
 
@@ -58,6 +67,11 @@ class LoadBalancer(Protocol):
     def drain(self, name: str) -> None: ...
 
     def remove(self, name: str) -> None: ...
+
+    def backend_stats(self) -> ServerStats | None:
+        """The group as a whole (its p95 over every request, whichever server answered), or None
+        when the balancer has no such figure."""
+        ...
 
     def stats(self) -> dict[str, ServerStats]:
         """Per-server figures; missing servers are absent."""

@@ -23,6 +23,7 @@ class FakeMember:
     queue: int = 0
     rate_rps: float = 0.0
     response_time_s: float | None = None
+    latency_p95_s: float | None = None
     healthy: bool = True
 
 
@@ -34,6 +35,7 @@ class FakeLoadBalancer:
     calls: list[tuple[str, ...]] = field(default_factory=list)
     running: bool = False
     fail_next: list[LoadBalancerError] = field(default_factory=list)
+    backend: ServerStats | None = None  # what backend_stats() reports (set by a test)
 
     def _call(self, *call: str) -> None:
         self.calls.append(call)
@@ -48,6 +50,9 @@ class FakeLoadBalancer:
     def stop(self) -> None:
         self._call("stop")
         self.running = False
+
+    def close(self) -> None:
+        self._call("close")
 
     def alive(self) -> bool:
         return self.running
@@ -87,6 +92,10 @@ class FakeLoadBalancer:
         self._call("remove", name)
         self.members.pop(name, None)
 
+    def backend_stats(self) -> ServerStats | None:
+        self._call("backend_stats")
+        return self.backend
+
     def stats(self) -> dict[str, ServerStats]:
         self._call("stats")
         return {
@@ -97,6 +106,7 @@ class FakeLoadBalancer:
                 queue_current=m.queue,
                 rate_rps=m.rate_rps,
                 response_time_s=m.response_time_s,
+                latency_p95_s=m.latency_p95_s,
             )
             for name, m in self.members.items()
         }
@@ -106,7 +116,7 @@ class FakeLoadBalancer:
         self.members[name].sessions = sessions
 
     def set_figures(self, name: str, **figures: float | int | bool | None) -> None:
-        """Set any of sessions/queue/rate_rps/response_time_s/healthy for a server."""
+        """Set any of sessions/queue/rate_rps/response_time_s/latency_p95_s/healthy for a server."""
         self.members[name] = replace(self.members[name], **figures)  # type: ignore[arg-type]
 
     def restart(self) -> None:

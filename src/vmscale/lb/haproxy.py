@@ -9,6 +9,10 @@ Lifecycle of a server (see ``vmscale.lb.base`` for who calls what):
     sync    read ``show servers state`` and repair each difference, so after an HAProxy restart
             (an empty backend) the whole list is back after one call.
 
+Latency: ``stats()`` reports HAProxy's own figures plus a real p95 per server from the
+per-request log lines that ``vmscale.lb.haproxy_log`` receives on a thread started with the
+balancer (and stopped by ``stop()`` or ``close()``).
+
 The process runs as a daemon (``-D``) with its pid file and runtime socket in ``state_dir``, so
 it survives a vmscale crash and keeps serving; ``start()`` adopts it when its socket answers.
 """
@@ -27,9 +31,11 @@ from pathlib import Path
 import psutil
 
 from vmscale.config.haproxy import HaproxyConfig
+from vmscale.config.health import HealthConfig
 from vmscale.errors import LoadBalancerError
 from vmscale.lb.base import Server, ServerStats
 from vmscale.lb.haproxy_config import HaproxyPaths, check_ident, render_config, server_args
+from vmscale.lb.haproxy_log import LatencyTracker, LogReceiver
 from vmscale.lb.haproxy_runtime import RuntimeApi, ServerState
 
 log = logging.getLogger(__name__)
@@ -53,12 +59,17 @@ def _int(value: str | None) -> int:
 class HaproxyLoadBalancer:
     kind = "haproxy"
 
-    def __init__(self, config: HaproxyConfig, group: str, state_dir: Path) -> None:
+    def __init__(
+        self, config: HaproxyConfig, group: str, state_dir: Path, health: HealthConfig | None = None
+    ) -> None:
         self.config = config
         self.group = check_ident("group", group)
+        self.health = health or HealthConfig()
         # absolute: HAProxy and this process must agree on the socket whatever the cwd later is
         self.paths = HaproxyPaths(Path(state_dir).absolute())
         self.api = RuntimeApi(self.paths.socket, config.runtime_timeout_s)
+        self.latency = LatencyTracker(config.latency_window_s, config.latency_max_samples)
+        self.log_receiver = LogReceiver(self.paths.log_socket, self.latency, self.group)
         self._lock = threading.RLock()
         self._wanted = False  # start() was called and stop() was not: sync() restarts a dead HAProxy
 
@@ -88,7 +99,9 @@ class HaproxyLoadBalancer:
     def write_config(self) -> Path:
         """Write (and validate with ``haproxy -c``) the generated configuration."""
         self.paths.state_dir.mkdir(parents=True, exist_ok=True)
-        text = render_config(self.config, self.group, self.paths, prometheus=self.has_prometheus())
+        text = render_config(
+            self.config, self.group, self.paths, prometheus=self.has_prometheus(), health=self.health
+        )
         self.paths.config.write_text(text)
         check = self._run(["-c", "-q", "-f", str(self.paths.config)], "haproxy -c")
         if check.returncode != 0:
@@ -98,6 +111,7 @@ class HaproxyLoadBalancer:
     def start(self) -> None:
         with self._lock:
             self._wanted = True
+            self._start_log_receiver()
             if self.api.answers():
                 self.api.servers_state(self.group)  # refuses to adopt an HAProxy without our backend
                 log.info("adopting running HAProxy (pid %s)", self.pid())
@@ -120,6 +134,20 @@ class HaproxyLoadBalancer:
                     )
                 time.sleep(0.02)
 
+    def _start_log_receiver(self) -> None:
+        """Listen before HAProxy starts, so the first requests are measured too."""
+        self.paths.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.log_receiver.start()
+        except OSError as exc:
+            raise LoadBalancerError(
+                f"cannot listen for HAProxy's request log on {self.paths.log_socket}: {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        """Stop vmscale's side (the log receiver) and leave HAProxy serving (``--keep-instances``)."""
+        self.log_receiver.stop()
+
     def pid(self) -> int | None:
         """The running HAProxy's pid from the pid file, if that process is an HAProxy."""
         try:
@@ -134,6 +162,7 @@ class HaproxyLoadBalancer:
     def stop(self) -> None:
         with self._lock:
             self._wanted = False
+            self.log_receiver.stop()
             pid = self.pid()
             if pid is None:
                 return
@@ -256,22 +285,28 @@ class HaproxyLoadBalancer:
     # ---- figures -------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, ServerStats]:
-        """Per server from ``show stat``. HAProxy 2.6 keeps averages (``rtime`` over the last 1024
-        requests), not percentiles, so ``latency_p95_s`` stays None."""
+        """Per server from ``show stat``, with ``latency_p95_s`` from the request log: the p95 of the
+        requests the server answered in the last ``latency_window_s`` (None when it answered none).
+        ``response_time_s`` stays HAProxy's own average (``rtime``, the last 1024 requests)."""
         with self._lock:
             rows = self.api.stat_rows(self.group)
+        p95 = self.latency.server_quantiles(95)
         return {
-            row["svname"]: _row_stats(row["svname"], row) for row in rows if row.get("svname") != "BACKEND"
+            row["svname"]: _row_stats(row["svname"], row, p95.get(row["svname"]))
+            for row in rows
+            if row.get("svname") != "BACKEND"
         }
 
     def backend_stats(self) -> ServerStats | None:
-        """The group as a whole (HAProxy's BACKEND row), named after the group."""
+        """The group as a whole (HAProxy's BACKEND row), named after the group; its p95 is over every
+        request the group answered in the window, whichever server answered it."""
         with self._lock:
             rows = self.api.stat_rows(self.group)
-        return next((_row_stats(self.group, r) for r in rows if r.get("svname") == "BACKEND"), None)
+        p95 = self.latency.group_quantile(95)
+        return next((_row_stats(self.group, r, p95) for r in rows if r.get("svname") == "BACKEND"), None)
 
 
-def _row_stats(name: str, row: Mapping[str, str]) -> ServerStats:
+def _row_stats(name: str, row: Mapping[str, str], latency_p95_s: float | None = None) -> ServerStats:
     rtime = row.get("rtime")
     return ServerStats(
         name=name,
@@ -280,4 +315,5 @@ def _row_stats(name: str, row: Mapping[str, str]) -> ServerStats:
         queue_current=_int(row.get("qcur")),
         rate_rps=float(_int(row.get("rate"))),
         response_time_s=_int(rtime) / 1000.0 if rtime else None,
+        latency_p95_s=latency_p95_s,
     )

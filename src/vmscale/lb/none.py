@@ -22,6 +22,9 @@ class NullBalancer:
     def stop(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def alive(self) -> bool:
         return True
 
@@ -39,6 +42,9 @@ class NullBalancer:
 
     def remove(self, name: str) -> None:
         pass
+
+    def backend_stats(self) -> ServerStats | None:
+        return None
 
     def stats(self) -> dict[str, ServerStats]:
         return {}

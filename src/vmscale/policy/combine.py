@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmscale.model import Decision, Snapshot, direction_of
+from vmscale.model import Decision, Figures, ReasonCode, Snapshot, direction_of
 from vmscale.policy.base import Observation, Policy, PolicyState, Proposal, ScaleEvent, observe
 
 STATE_VERSION = 1
@@ -93,14 +93,16 @@ class PolicySet:
         # the set's own min/max are what the simulator and the defaults use.
         lo, hi = obs.min_count, max(obs.min_count, obs.max_count)
         bounded = max(lo, min(hi, desired))
+        code = outcome_code(obs.desired, desired, winner, votes)
         if bounded != desired:
             reason += f"; bounded to [{lo}, {hi}] -> {bounded}"
+            code = ReasonCode.LIMITED_MAX if bounded < desired else ReasonCode.LIMITED_MIN
         if bounded != obs.desired:
             events = (*events, (obs.now, bounded - obs.desired))
         cutoff = obs.now - self.horizon_s
         if events and events[0][0] <= cutoff:
             events = tuple(e for e in events if e[0] > cutoff)
-        figures = dict(next((p.figures for n, p in votes if n == winner), {}))
+        figures = next((p.figures for n, p in votes if n == winner), Figures())
         decision = Decision(
             desired=bounded,
             direction=direction_of(obs.desired, bounded),
@@ -108,8 +110,21 @@ class PolicySet:
             policy=winner,
             current=obs.desired,
             figures=figures,
+            code=code,
         )
         return decision, PolicySetState(policies=tuple(states), events=events)
+
+
+def outcome_code(
+    current: int, desired: int, winner: str, votes: Sequence[tuple[str, Proposal]]
+) -> ReasonCode:
+    """The set's reason code: a veto of a scale-in, else the deciding policy's own code."""
+    downs = [p for _, p in votes if p.desired is not None and p.desired < current]
+    if desired == current and downs and winner not in {n for n, p in votes if p in downs}:
+        voters = [p for _, p in votes if p.desired is not None]
+        if len(downs) < len(voters):
+            return ReasonCode.SCALE_IN_VETOED
+    return next((p.code for n, p in votes if n == winner), ReasonCode.NO_OPINION)
 
 
 def combine(current: int, votes: Sequence[tuple[str, Proposal]]) -> tuple[int, str, str]:

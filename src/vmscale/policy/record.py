@@ -28,12 +28,15 @@ def decision_record(snapshot: Snapshot, decision: Decision, state: PolicySetStat
             "rps": inst.latest(Metric.RPS),
             "latency_p95": inst.latest(Metric.LATENCY_P95),
             "inflight": inst.latest(Metric.INFLIGHT),
+            **({"extra": dict(latest.extra)} if latest is not None and latest.extra else {}),
         }
     group: dict[str, Any] = {"ready": obs.ready, "unready": obs.unready}
     for metric, view in obs.metrics.items():
-        group[metric.value] = view.mean
+        group[str(metric)] = view.mean
         if view.missing:
-            group[f"{metric.value}_missing"] = view.missing
+            group[f"{metric}_missing"] = view.missing
+        if view.note:
+            group[f"{metric}_note"] = view.note
     return {
         "now": snapshot.now,
         "inputs": {
@@ -48,7 +51,8 @@ def decision_record(snapshot: Snapshot, decision: Decision, state: PolicySetStat
             "desired": decision.desired,
             "direction": decision.direction.value,
             "current": decision.current,
-            "figures": dict(decision.figures),
+            "figures": decision.figures.to_dict(),
+            "code": decision.code.value,
         },
         "reason": decision.reason,
         "state": state.to_dict(),

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from vmscale.config.policy import ScheduleEntry, SchedulePolicyConfig
 from vmscale.cron import Window
+from vmscale.model import Figures, ReasonCode
 from vmscale.policy.base import Observation, PolicyState, Proposal, ScaleEvent
 
 
@@ -50,7 +51,9 @@ class SchedulePolicy:
     ) -> tuple[Proposal, PolicyState]:
         floor, which = self.floor_at(obs.now)
         if not which:
-            return Proposal(None, "no scheduled minimum now"), state
+            return Proposal(None, "no scheduled minimum now", code=ReasonCode.NO_OPINION), state
         floor = max(obs.min_count, min(obs.max_count, floor))
         reason = f"schedule '{which}' keeps at least {floor}"
-        return Proposal(None, reason, floor=floor, figures={"floor": float(floor)}), state
+        return Proposal(
+            None, reason, floor=floor, figures=Figures(floor=floor), code=ReasonCode.SCHEDULE_FLOOR
+        ), state

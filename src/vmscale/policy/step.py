@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from vmscale.config.policy import StepAdjustment, StepPolicyConfig
+from vmscale.model import Figures, ReasonCode
 from vmscale.policy.base import (
     Observation,
     PolicyState,
@@ -20,6 +21,7 @@ from vmscale.policy.base import (
     count_streaks,
     fmt,
     in_cooldown,
+    no_data,
 )
 
 
@@ -46,15 +48,15 @@ class StepPolicy:
         hold = None if cfg.lower is None else clamp(current, obs)
         view = obs.metric(cfg.metric)
         mean = view.mean
-        name = cfg.metric.value
+        name = str(cfg.metric)
         if mean is None:
             state = replace(state, up_streak=0, down_streak=0)
-            return Proposal(hold, f"no {name} samples from ready instances; streaks reset"), state
+            return Proposal(hold, f"{no_data(name, view)}; streaks reset", code=ReasonCode.NO_DATA), state
         above = cfg.upper is not None and mean > cfg.upper
         below = cfg.lower is not None and mean < cfg.lower
         state = count_streaks(state, view, above, below)
         shown = fmt(cfg.metric, mean)
-        figures = {"observed": mean, "ready": float(obs.ready)}
+        figures = Figures(name, mean, upper=cfg.upper, lower=cfg.lower, ready=obs.ready)
         if cfg.upper is not None and above and state.up_streak >= cfg.samples_up:
             distance = mean - cfg.upper
             step = pick_step(cfg.steps_up, distance)
@@ -63,9 +65,11 @@ class StepPolicy:
             head = f"{name} {shown} is {distance:.3g} above {cfg.upper:g}"
             if step is None or blocked or target <= current:
                 why = blocked or ("no step covers it" if step is None else f"already at max {obs.max_count}")
-                return Proposal(clamp(current, obs), f"{head} but {why}", figures=figures), state
+                code = ReasonCode.COOLDOWN if blocked else ReasonCode.LIMITED_MAX
+                return Proposal(clamp(current, obs), f"{head} but {why}", figures=figures, code=code), state
             reason = f"{head} -> step +{step.adjustment}: {current}+{step.adjustment}={target}"
-            return Proposal(target, reason, figures=figures), replace(state, up_streak=0)
+            up = Proposal(target, reason, figures=figures, code=ReasonCode.ABOVE_UPPER)
+            return up, replace(state, up_streak=0)
         if cfg.lower is not None and below and state.down_streak >= cfg.samples_down:
             distance = cfg.lower - mean
             step = pick_step(cfg.steps_down, distance)
@@ -74,13 +78,16 @@ class StepPolicy:
             head = f"{name} {shown} is {distance:.3g} below {cfg.lower:g}"
             if step is None or blocked or target >= current:
                 why = blocked or ("no step covers it" if step is None else f"already at min {obs.min_count}")
-                return Proposal(hold, f"{head} but {why}", figures=figures), state
+                code = ReasonCode.COOLDOWN if blocked else ReasonCode.LIMITED_MIN
+                return Proposal(hold, f"{head} but {why}", figures=figures, code=code), state
             reason = f"{head} -> step -{step.adjustment}: {current}-{step.adjustment}={target}"
-            return Proposal(target, reason, figures=figures), replace(state, down_streak=0)
+            down = Proposal(target, reason, figures=figures, code=ReasonCode.BELOW_LOWER)
+            return down, replace(state, down_streak=0)
         if above:
             reason = f"{name} {shown} > {cfg.upper:g} for {state.up_streak}/{cfg.samples_up} samples"
         elif below:
             reason = f"{name} {shown} < {cfg.lower:g} for {state.down_streak}/{cfg.samples_down} samples"
         else:
             reason = f"{name} {shown} within bounds"
-        return Proposal(hold, reason, figures=figures), state
+        code = ReasonCode.STREAK_SHORT if above or below else ReasonCode.WITHIN_BOUNDS
+        return Proposal(hold, reason, figures=figures, code=code), state

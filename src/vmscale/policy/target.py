@@ -1,14 +1,11 @@
 """Target tracking with the Kubernetes HPA semantics, step by step as the HPA does it.
 
-1. **Ratio** (``replica_recommendation``): ``ratio = mean / target`` over ready instances that reported;
-   inside the dead band ``|1 - ratio| <= tolerance`` nothing changes; otherwise
-   ``desired = ceil(ready_reporting x ratio)``. When some ready instances have no sample, or the ratio
-   says "up" while instances are still booting, the HPA's conservative correction applies: missing
-   instances count as 100% (cpu; the target for rps) when scaling in and 0% when scaling out,
-   booting instances count as 0% when scaling out; if that correction lands in the dead band or
-   flips the direction, nothing changes. (The HPA counts not-ready pods as 0%, i.e. as capacity that
-   is on its way, which damps a scale-up that boot delay would otherwise double.)
-   ``latency_p95`` is one group-level figure: ``desired = ceil(ready x observed / target)``.
+1. **Ratio** (``replica_recommendation``, the HPA's replica calculator in our words; the rules are
+   listed on the function). For cpu and in-flight-per-vCPU the group figure is the *sum of use over
+   the sum of capacity* (each instance's value times its vCPUs, over all their vCPUs), as the HPA
+   computes a resource utilisation, so a resized instance weighs what it holds; requests per second
+   is averaged per instance, like the HPA's pods metrics. ``latency_p95`` is one group-level
+   figure: ``desired = ceil(ready x observed / target)``.
 2. **Stabilization**: the recommendation actually used is the *lowest* of the last
    ``up_stabilization_s`` (for scale-up) and the *highest* of the last ``down_stabilization_s`` (for
    scale-down), so a brief dip does not remove capacity that is needed again a minute later. As the
@@ -25,9 +22,8 @@ import math
 from dataclasses import replace
 
 from vmscale.config.policy import RateLimit, TargetPolicyConfig
-from vmscale.model import Metric
+from vmscale.model import Figures, Metric, ReasonCode
 from vmscale.policy.base import (
-    MetricView,
     Observation,
     PolicyState,
     Proposal,
@@ -35,56 +31,84 @@ from vmscale.policy.base import (
     clamp,
     fmt,
     in_cooldown,
+    no_data,
     plural,
 )
 
 
-def replica_recommendation(
-    view: MetricView, current: int, ready: int, unready: int, metric: Metric, target: float, tolerance: float
-) -> tuple[int, str]:
-    """The HPA's ratio step (``calcPlainMetricReplicas``). Returns the count and the arithmetic in words."""
-    name = metric.value
-    if view.mean is None:
-        return current, f"no {name} samples from ready instances; holding at {current}"
+def _within(ratio: float, tolerance: float) -> bool:
+    """The dead band is on the usage ratio (observed / target), not on the metric's own unit."""
+    return abs(1.0 - ratio) <= tolerance
+
+
+def replica_recommendation(obs: Observation, metric: str, target: float, tolerance: float) -> tuple[int, str]:
+    """The HPA's replica calculation for one metric. Returns the count and the arithmetic in words.
+
+    The rules, as ``replica_calculator.go`` applies them:
+
+    * No value from any ready instance: hold (the HPA reports an error and changes nothing).
+    * A group-level figure (``latency_p95``, an external per-group query) scales the ready count by
+      its ratio to the target.
+    * ``ratio = use / capacity / target``. With every ready instance reporting, and unless the ratio
+      says "up" while instances are still starting: inside the tolerance hold, otherwise
+      ``ceil(ratio x reporting instances)``.
+    * Otherwise the ratio is recomputed conservatively. Ready instances without a value count as
+      using 100 % (cpu; max(100 %, target) for targets above 100) or exactly the target (other
+      metrics) when the ratio says "down", as 0 when it says "up", and are left out when the ratio
+      is exactly 1. Starting instances count as 0 (with their capacity) only when it says "up".
+      If the new ratio is inside the tolerance, or points the other way than the first one: hold.
+      Otherwise ``ceil(new ratio x instances counted)``, unless that count moves against the new
+      ratio's direction (fewer on "up", more on "down"): hold.
+    """
+    name = str(metric)
+    view = obs.metric(metric)
+    current = obs.desired
     observed = view.mean
+    if observed is None:
+        return current, f"{no_data(name, view)}; holding at {current}"
     ratio = observed / target
     side = "over" if observed > target else "under"
     head = f"{name} {fmt(metric, observed)} {side} target {fmt(metric, target, exact=True)}"
-    if metric is Metric.LATENCY_P95:
-        if abs(1.0 - ratio) <= tolerance:
+    if metric == Metric.LATENCY_P95 or view.group_level:
+        if _within(ratio, tolerance):
             return current, f"{head}: within the {tolerance:g} dead band"
-        n = math.ceil(ready * ratio)
-        return (
-            n,
-            f"{head} with {plural(ready, 'ready instance')} -> ceil({ready}*{observed:.3g}/{target:g})={n}",
-        )
-    count, total = view.reporting, view.total
+        n = math.ceil(obs.ready * ratio)
+        arithmetic = f"ceil({obs.ready}*{observed:.3g}/{target:g})={n}"
+        return n, f"{head} with {plural(obs.ready, 'ready instance')} -> {arithmetic}"
+    count = view.reporting
     across = f"across {plural(count, 'ready instance')}"
-    up_with_unready = unready > 0 and ratio > 1.0
+    if view.weighted and view.cap != count:
+        across += f" ({view.cap:g} vCPUs: sum of use over sum of capacity)"
+    up_with_unready = obs.unready > 0 and ratio > 1.0
     if not up_with_unready and view.missing == 0:
-        if abs(1.0 - ratio) <= tolerance:
+        if _within(ratio, tolerance):
             return current, f"{head} {across}: within the {tolerance:g} dead band"
         n = math.ceil(count * ratio)
         return n, f"{head} {across} -> ceil({count}*{observed:.3g}/{target:g})={n}"
-    notes = []
-    if view.missing:
-        fill = (max(100.0, target) if metric is Metric.CPU else target) if ratio < 1.0 else 0.0
-        total += fill * view.missing
+    use, cap, notes = view.use, view.cap, []
+    if view.missing and ratio != 1.0:
+        fill = (max(100.0, target) if metric == Metric.CPU else target) if ratio < 1.0 else 0.0
+        use += fill * view.missing_cap
+        cap += view.missing_cap
         count += view.missing
         notes.append(f"{view.missing} without samples counted as {fmt(metric, fill)}")
+    elif view.missing:
+        notes.append(f"{view.missing} without samples left out (the ratio is exactly 1)")
     if up_with_unready:
-        count += unready
-        notes.append(f"{unready} not ready counted as {fmt(metric, 0.0)}")
-    new_ratio = total / count / target
-    corrected = f"{head} {across}; {', '.join(notes)} -> {fmt(metric, total / count)}"
-    if abs(1.0 - new_ratio) <= tolerance:
+        cap += obs.unready_cap
+        count += obs.unready
+        notes.append(f"{obs.unready} not ready counted as {fmt(metric, 0.0)}")
+    corrected_mean = use / cap if cap > 0 else 0.0
+    new_ratio = corrected_mean / target
+    corrected = f"{head} {across}; {', '.join(notes)} -> {fmt(metric, corrected_mean)}"
+    if _within(new_ratio, tolerance):
         return current, f"{corrected}: within the dead band, holding"
     if (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
         return current, f"{corrected}: direction flips, holding"
     n = math.ceil(count * new_ratio)
     if (new_ratio < 1.0 and n > current) or (new_ratio > 1.0 and n < current):
         return current, f"{corrected} -> {n} is the wrong way, holding"
-    return n, f"{corrected} -> ceil({count}*{total / count:.3g}/{target:g})={n}"
+    return n, f"{corrected} -> ceil({count}*{corrected_mean:.3g}/{target:g})={n}"
 
 
 def stabilize(
@@ -128,14 +152,17 @@ class TargetPolicy:
         cfg = self.cfg
         current = obs.desired
         view = obs.metric(cfg.metric)
-        raw, reason = replica_recommendation(
-            view, current, obs.ready, obs.unready, cfg.metric, cfg.target, cfg.tolerance
-        )
-        figures = {"target": cfg.target, "ready": float(obs.ready), "recommendation": float(raw)}
-        if view.mean is not None:
-            figures["observed"] = view.mean
+        raw, reason = replica_recommendation(obs, cfg.metric, cfg.target, cfg.tolerance)
+        figures = Figures(str(cfg.metric), view.mean, target=cfg.target, ready=obs.ready, recommendation=raw)
         if view.mean is None:  # no data: HPA does nothing and records nothing
-            return Proposal(clamp(current, obs), reason, figures=figures), state
+            return Proposal(clamp(current, obs), reason, figures=figures, code=ReasonCode.NO_DATA), state
+        code = (
+            ReasonCode.ABOVE_TARGET
+            if raw > current
+            else ReasonCode.BELOW_TARGET
+            if raw < current
+            else ReasonCode.WITHIN_TOLERANCE
+        )
         if state.last_sample_t is None and cfg.down_stabilization_s > 0 and not state.down_recs:
             # First decision ever (a new group, or a restart without saved state): like the HPA at
             # creation, seed the window with the current count so nothing is removed for one window.
@@ -149,12 +176,13 @@ class TargetPolicy:
         elif desired != raw:
             window = cfg.down_stabilization_s if raw < current else cfg.up_stabilization_s
             reason += f"; stabilization holds at {desired} (window {window:g} s)"
+            code = ReasonCode.STABILIZED
         if desired > current:
             cap = rate_limit(current, events, obs.now, cfg.up_limit, up=True)
             if desired > cap:
                 reason += f"; rate limit {cap} (+{cfg.up_limit.instances} or {cfg.up_limit.percent:g}% per "
                 reason += f"{cfg.up_limit.period_s:g} s)"
-                desired = cap
+                desired, code = cap, ReasonCode.RATE_LIMITED
         elif desired < current:
             floor = rate_limit(current, events, obs.now, cfg.down_limit, up=False)
             if desired < floor:
@@ -162,14 +190,14 @@ class TargetPolicy:
                     f"; rate limit {floor} (-{cfg.down_limit.instances} or {cfg.down_limit.percent:g}% per "
                 )
                 reason += f"{cfg.down_limit.period_s:g} s)"
-                desired = floor
+                desired, code = floor, ReasonCode.RATE_LIMITED
         bounded = clamp(desired, obs)
         if bounded != desired:
             reason += f"; bounded to [{obs.min_count}, {obs.max_count}] -> {bounded}"
+            code = ReasonCode.LIMITED_MAX if bounded < desired else ReasonCode.LIMITED_MIN
         if bounded != current:
             blocked = in_cooldown(obs, events, bounded > current, cfg.cooldown_up_s, cfg.cooldown_down_s)
             if blocked:
                 reason += f"; {blocked}, holding"
-                bounded = clamp(current, obs)
-        figures["desired"] = float(bounded)
-        return Proposal(bounded, reason, figures=figures), state
+                bounded, code = clamp(current, obs), ReasonCode.COOLDOWN
+        return Proposal(bounded, reason, figures=figures, code=code), state

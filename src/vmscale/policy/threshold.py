@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from vmscale.config.policy import ThresholdPolicyConfig
+from vmscale.model import Figures, ReasonCode
 from vmscale.policy.base import (
     Observation,
     PolicyState,
@@ -26,6 +27,7 @@ from vmscale.policy.base import (
     count_streaks,
     fmt,
     in_cooldown,
+    no_data,
 )
 
 
@@ -47,8 +49,10 @@ class ThresholdPolicy:
         mean = view.mean
         if mean is None:
             state = replace(state, up_streak=0, down_streak=0)
-            return Proposal(hold, f"no {cfg.metric.value} samples from ready instances; streaks reset"), state
-        figures = {"observed": mean, "upper": cfg.upper, "ready": float(obs.ready)}
+            return Proposal(
+                hold, f"{no_data(cfg.metric, view)}; streaks reset", code=ReasonCode.NO_DATA
+            ), state
+        figures = Figures(str(cfg.metric), mean, upper=cfg.upper, lower=cfg.lower, ready=obs.ready)
         state = count_streaks(state, view, mean > cfg.upper, cfg.lower is not None and mean < cfg.lower)
         up, down = state.up_streak, state.down_streak
         shown = fmt(cfg.metric, mean)
@@ -59,14 +63,17 @@ class ThresholdPolicy:
                 why = blocked or f"already at max {obs.max_count}"
                 return Proposal(
                     clamp(current, obs),
-                    f"{cfg.metric.value} {shown} > {cfg.upper:g} for {up} samples but {why}",
+                    f"{cfg.metric} {shown} > {cfg.upper:g} for {up} samples but {why}",
                     figures=figures,
+                    code=ReasonCode.COOLDOWN if blocked else ReasonCode.LIMITED_MAX,
                 ), state
             reason = (
-                f"{cfg.metric.value} {shown} > {cfg.upper:g} for {up} consecutive samples "
+                f"{cfg.metric} {shown} > {cfg.upper:g} for {up} consecutive samples "
                 f"-> {current}+{cfg.step}={target}"
             )
-            return Proposal(target, reason, figures=figures), replace(state, up_streak=0)
+            return Proposal(target, reason, figures=figures, code=ReasonCode.ABOVE_UPPER), replace(
+                state, up_streak=0
+            )
         if cfg.lower is not None and down >= cfg.samples_down:
             blocked = in_cooldown(obs, events, False, cfg.cooldown_up_s, cfg.cooldown_down_s)
             target = clamp(current - cfg.step, obs)
@@ -74,19 +81,23 @@ class ThresholdPolicy:
                 why = blocked or f"already at min {obs.min_count}"
                 return Proposal(
                     hold,
-                    f"{cfg.metric.value} {shown} < {cfg.lower:g} for {down} samples but {why}",
+                    f"{cfg.metric} {shown} < {cfg.lower:g} for {down} samples but {why}",
                     figures=figures,
+                    code=ReasonCode.COOLDOWN if blocked else ReasonCode.LIMITED_MIN,
                 ), state
             reason = (
-                f"{cfg.metric.value} {shown} < {cfg.lower:g} for {down} consecutive samples "
+                f"{cfg.metric} {shown} < {cfg.lower:g} for {down} consecutive samples "
                 f"-> {current}-{cfg.step}={target}"
             )
-            return Proposal(target, reason, figures=figures), replace(state, down_streak=0)
+            return Proposal(target, reason, figures=figures, code=ReasonCode.BELOW_LOWER), replace(
+                state, down_streak=0
+            )
         if up:
-            reason = f"{cfg.metric.value} {shown} > {cfg.upper:g} for {up}/{cfg.samples_up} samples"
+            reason = f"{cfg.metric} {shown} > {cfg.upper:g} for {up}/{cfg.samples_up} samples"
         elif down:
-            reason = f"{cfg.metric.value} {shown} < {cfg.lower:g} for {down}/{cfg.samples_down} samples"
+            reason = f"{cfg.metric} {shown} < {cfg.lower:g} for {down}/{cfg.samples_down} samples"
         else:
             band = f"{cfg.lower:g}..{cfg.upper:g}" if cfg.lower is not None else f"<= {cfg.upper:g}"
-            reason = f"{cfg.metric.value} {shown} within {band}"
-        return Proposal(hold, reason, figures=figures), state
+            reason = f"{cfg.metric} {shown} within {band}"
+        code = ReasonCode.STREAK_SHORT if up or down else ReasonCode.WITHIN_BOUNDS
+        return Proposal(hold, reason, figures=figures, code=code), state

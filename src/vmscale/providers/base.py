@@ -46,9 +46,15 @@ def warm_kinds_of(kind: str) -> frozenset[WarmKind]:
     return frozenset(k for k in capabilities(kind).warm_kinds if k in ("paused", "saved"))  # type: ignore[misc]
 
 
+def instance_port(base_port: int, index: int) -> int:
+    """The one port rule: instance N listens on (a process) or is forwarded to (a user-mode VM)
+    ``base_port + N``, so names, ports and the docs always agree."""
+    return base_port + index
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceSpec:
-    """What to launch. ``port`` is the loopback port the workload will be reachable on.
+    """What to launch (its port follows from ``index``: ``instance_port``).
 
     ``epoch`` is the launching controller's term of leadership (0: no election). A provider keeps it
     with the instance (process record, domain metadata) and reports it as ``details["epoch"]``, so a
@@ -59,7 +65,6 @@ class InstanceSpec:
     index: int
     vcpus: int = 1
     memory_mb: int = 512
-    port: int = 0
     # Extra arguments for the workload (e.g. {"fib_max_n": "35"}); providers pass them through.
     workload_args: Mapping[str, str] = field(default_factory=dict)
     epoch: int = 0

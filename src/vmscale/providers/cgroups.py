@@ -88,19 +88,27 @@ class CgroupCpu:
     def create(self, group: str, name: str, vcpus: int) -> Path:
         """Make (or reuse) the instance's cgroup and set its quota to ``vcpus`` CPUs."""
         leaf = self.path_for(group, name)
-        quota_us = max(1, vcpus) * self.period_us
         if self.version == "v2":
             # A child can only use the cpu controller if every ancestor (from ours down) delegates it.
             for parent in (self.base, self.base / ROOT_DIR, self.base / ROOT_DIR / group):
                 self._mkdir(parent)
                 self._delegate_cpu(parent)
-            self._mkdir(leaf)
-            _write(leaf / "cpu.max", f"{quota_us} {self.period_us}")
-        else:
-            self._mkdir(leaf)
-            _write(leaf / "cpu.cfs_period_us", str(self.period_us))
-            _write(leaf / "cpu.cfs_quota_us", str(quota_us))
+        self._mkdir(leaf)
+        self.set_quota(leaf, vcpus)
         return leaf
+
+    def set_quota(self, cgroup: Path, vcpus: int) -> None:
+        """Give an existing cgroup a quota of ``vcpus`` CPUs; takes effect at the next period.
+
+        This is how a process instance is resized: the kernel applies a new quota to the running
+        processes at once, no restart. (v1 writes the period first: a quota is checked against it.)
+        """
+        quota_us = max(1, vcpus) * self.period_us
+        if self.version == "v2":
+            _write(cgroup / "cpu.max", f"{quota_us} {self.period_us}")
+        else:
+            _write(cgroup / "cpu.cfs_period_us", str(self.period_us))
+            _write(cgroup / "cpu.cfs_quota_us", str(quota_us))
 
     def _delegate_cpu(self, parent: Path) -> None:
         control = parent / "cgroup.subtree_control"

@@ -19,6 +19,7 @@ from vmscale.providers.base import (
     ProviderInstance,
     ProviderStatus,
     WarmKind,
+    instance_port,
     warm_kinds_of,
 )
 
@@ -56,7 +57,7 @@ class FakeProvider:
                 name=spec.name,
                 group=spec.group,
                 status=ProviderStatus.RUNNING,
-                endpoint=f"http://127.0.0.1:{spec.port or self.base_port + spec.index}",
+                endpoint=f"http://127.0.0.1:{instance_port(self.base_port, spec.index)}",
                 vcpus=spec.vcpus,
                 created_at=self.clock.now(),
                 details={"fake": "1", "epoch": str(spec.epoch)},

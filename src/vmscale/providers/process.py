@@ -1,41 +1,50 @@
-"""The ``process`` provider: each instance is a local ``vmscale backend`` on its own loopback port.
+"""The ``process`` provider: each instance is a local process on its own loopback port.
+
+It runs ``provider.process.command`` (any program; placeholders for the port, name, index, vCPUs
+and host) or, by default, vmscale's fib backend; ``process_command.py`` builds the argv and the
+environment.
 
 Why it is built this way:
 
 * **Instances outlive the controller.** Each backend starts in its own session
   (``start_new_session``), so Ctrl-C on the controller or its crash does not reach it and the
   data path keeps serving; a restarted controller finds it again from its record.
-* **Records, not memory.** ``launch`` writes ``<state_dir>/process/<name>.json`` (pid, the pid's
-  create time, port, group, vCPUs, cgroup, the launching controller's epoch) atomically before
-  returning. ``list`` is answered from
-  those records, each checked against the live process table: the create time guards against a
-  pid reused by an unrelated program, which is never adopted or signalled.
-* **An instance is a process tree** (uvicorn plus a pool of fib workers) led by the backend,
-  which is also its process-group leader; signals go to the whole group and CPU is summed over
-  the tree.
+* **Records, not memory, and never the command line.** ``launch`` writes
+  ``<state_dir>/process/<name>.json`` (pid, the pid's create time, port, group, vCPUs, cgroup, log,
+  marker, launching controller's epoch) atomically before the command starts. ``list`` is answered
+  from those records, each checked against the live process table: the create time guards against
+  a pid reused by an unrelated program, which is never adopted or signalled, and the environment
+  marker ``VMSCALE_INSTANCE=<group>/<name>`` (from ``/proc/PID/environ``) confirms it where it is
+  readable. The argv is the user's and proves nothing.
+* **An instance is a process tree** (for the fib backend: uvicorn plus a pool of workers) led by
+  the command, which is also its process-group leader; signals go to the whole group and CPU is
+  summed over the tree.
+* **A command that exits at once** is caught by ``launch`` (it watches the new process for
+  ``start_check_s``) and reported as a launch failure with its exit status and the tail of its
+  log, so the controller backs off instead of launching it again and again.
 * **CPU limit.** With a cgroup CPU controller (v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``) each
   instance gets a quota of ``vcpus`` CPUs, so its utilisation means what it means on a VM. The
-  backend forks its worker pool at start-up, so it must be inside the cgroup *before* it runs:
-  it is spawned through a two-line ``sh`` shim that waits on a pipe; the provider writes the
-  shim's pid into ``cgroup.procs`` and only then tells it to ``exec`` the backend (same pid).
-  Errors moving the process thus surface here, as Python exceptions, not in a child.
+  command may fork workers at start-up, so it must be inside the cgroup *before* it runs: every
+  instance is spawned through a one-line ``sh`` shim that waits on a pipe; the provider writes
+  the record, puts the shim's pid into ``cgroup.procs`` and only then tells it to ``exec`` the
+  command (same pid). Errors moving the process thus surface here, as Python exceptions, not in
+  a child; and a provider that dies before "go" leaves nothing running.
   Without a usable cgroup the instance is held only by its worker count (said once in the log).
+* **Resize** (``resize``, ``process_resize.py``): a new cgroup quota and a new worker count, live.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +58,7 @@ from vmscale.providers.base import (
     ProviderInstance,
     ProviderStatus,
     WarmKind,
+    instance_port,
     warm_kinds_of,
 )
 from vmscale.providers.cgroups import (
@@ -60,10 +70,20 @@ from vmscale.providers.cgroups import (
     pids_in,
     remove_cgroup,
 )
+from vmscale.providers.keyed_lock import KeyedLock
+from vmscale.providers.process_command import (
+    LAUNCH_BANNER,
+    exit_description,
+    exited_at_once,
+    instance_argv,
+    instance_env,
+    log_tail,
+    marker,
+    release_shim,
+    shim_argv,
+)
+from vmscale.providers.process_resize import check_vcpus, resize_live
 
-# Waits for "go" on stdin (sent once the provider has put this pid in the cgroup), then becomes
-# the backend. If the provider dies first, the pipe closes, ``read`` fails and nothing starts.
-_SHIM = 'read -r go && [ "$go" = go ] && exec "$@" </dev/null'
 _SHIM_RELEASE_TIMEOUT_S = 5.0
 _POLL_S = 0.05
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -93,10 +113,11 @@ class ProcessProvider:
         self.log = log or logging.getLogger("vmscale.providers.process")
         self.python = config.python or sys.executable
         self._lock = threading.Lock()
-        self._name_locks: dict[str, threading.Lock] = {}
+        self._named = KeyedLock()  # per instance name
         self._children: dict[str, subprocess.Popen[bytes]] = {}  # ours to reap
-        self._procs: dict[str, tuple[psutil.Process, int]] = {}  # name -> (leader, vcpus)
-        self._baseline: dict[str, tuple[int, float, float]] = {}  # name -> (pid, wall, cpu seconds)
+        self._returncodes: dict[str, int] = {}  # reaped, not yet reported
+        self._exits: dict[str, str] = {}  # name -> why it last ended by itself
+        self._cpu = proctree.TreeCpuSampler(self._leader_and_vcpus)
         self.cgroup: CgroupCpu | None = None
         self._cgroup_note = ""
         if config.cpu_limit != "workers":
@@ -122,20 +143,14 @@ class ProcessProvider:
             "each instance limited by its worker count only"
         )
 
-    def _name_lock(self, name: str) -> threading.Lock:
-        with self._lock:
-            return self._name_locks.setdefault(name, threading.Lock())
-
-    @contextlib.contextmanager
-    def _named(self, name: str) -> Iterator[None]:
-        with self._name_lock(name):
-            yield
-
     def _record_path(self, name: str) -> Path:
         return self.dir / f"{name}.json"
 
     def log_path(self, name: str) -> Path:
         return self.dir / f"{name}.log"
+
+    def workers_path(self, name: str) -> Path:
+        return self.dir / f"{name}.workers"
 
     def _read_record(self, name: str) -> dict[str, Any] | None:
         try:
@@ -148,9 +163,28 @@ class ProcessProvider:
         proctree.write_record(self._record_path(name), rec)
 
     def _reap(self, name: str) -> None:
+        """Collect our own child's exit status (``_note_exit`` reports it)."""
         child = self._children.get(name)
         if child is not None and child.poll() is not None:
             self._children.pop(name, None)
+            self._returncodes[name] = child.returncode
+
+    def _note_exit(self, name: str, rec: dict[str, Any]) -> None:
+        """Say why an instance that ended by itself is gone: its exit status (known when it was our
+        child) and the last lines of its log, in the log and for ``last_exit``."""
+        log = Path(rec.get("log") or self.log_path(name))
+        tail = log_tail(log)
+        message = f"instance {name} {exit_description(self._returncodes.pop(name, None))}"
+        message += f"; last lines of {log}:\n{tail}" if tail else f"; its log {log} is empty"
+        self.log.warning("%s", message)
+        self._exits[name] = message
+
+    def last_exit(self, name: str) -> str | None:
+        """Why ``name`` last ended by itself (exit status, log tail), until it is launched again.
+
+        For the controller's event when an instance vanishes (the provider contract has no place
+        for it yet)."""
+        return self._exits.get(name)
 
     def _live_record(
         self, name: str, *, keep_zombie: bool = False
@@ -168,6 +202,7 @@ class ProcessProvider:
         proc = proctree.leader_of(rec)
         if proc is not None and (proctree.alive(proc) or (keep_zombie and proc.is_running())):
             return rec, proc
+        self._note_exit(name, rec)
         self._cleanup(name, rec)
         return None
 
@@ -190,17 +225,13 @@ class ProcessProvider:
                 self.log.warning("instance %s: %s", name, exc)
         with contextlib.suppress(FileNotFoundError):
             self._record_path(name).unlink()
-        with self._lock:
-            self._procs.pop(name, None)
-            self._baseline.pop(name, None)
+        self.workers_path(name).unlink(missing_ok=True)
+        self._cpu.forget(name)
+        self._returncodes.pop(name, None)
 
     def _instance(self, rec: dict[str, Any], status: ProviderStatus) -> ProviderInstance:
-        details = {
-            "pid": str(rec["pid"]),
-            "port": str(rec["port"]),
-            "log": str(rec.get("log", "")),
-            "epoch": str(rec.get("epoch", 0)),
-        }
+        details = {"pid": str(rec["pid"]), "port": str(rec["port"]), "log": str(rec.get("log", ""))}
+        details["epoch"] = str(rec.get("epoch", 0))  # the launching controller's term (fence.py)
         if rec.get("cgroup"):
             details["cgroup"] = str(rec["cgroup"])
         return ProviderInstance(
@@ -215,7 +246,7 @@ class ProcessProvider:
 
     # ------------------------------------------------------------------ launch
     def launch(self, spec: InstanceSpec) -> ProviderInstance:
-        """Spawn the backend (or return the live one already recorded under this name)."""
+        """Start the command (or return the live instance already recorded under this name)."""
         if not _SAFE_NAME.match(spec.name):
             raise PermanentProviderError(
                 f"cannot launch {spec.name!r}: instance names must be letters, digits, '-', '_' or '.' "
@@ -226,7 +257,7 @@ class ProcessProvider:
             live = self._live_record(spec.name)
             if live is not None:
                 return self._instance(live[0], proctree.status_of(live[1]))
-            port = spec.port or self.config.base_port + spec.index
+            port = instance_port(self.config.base_port, spec.index)
             self._check_port(spec.name, port)
             cgroup = self._make_cgroup(spec)
             try:
@@ -238,31 +269,10 @@ class ProcessProvider:
                 raise
 
     def _check_port(self, name: str, port: int) -> None:
-        for other in self.dir.glob("*.json"):
-            rec = self._read_record(other.stem)
-            if other.stem == name or rec is None or int(rec["port"]) != port:
-                continue
-            if proctree.leader_of(rec) is not None:
-                raise PermanentProviderError(
-                    f"cannot launch {name}: port {port} is already used by instance {other.stem} "
-                    f"(pid {rec['pid']}); give each instance its own port",
-                    instance=name,
-                )
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((self.config.host, port))
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
-                    raise PermanentProviderError(
-                        f"cannot launch {name}: cannot bind {self.config.host}:{port}: {exc.strerror}",
-                        instance=name,
-                    ) from exc
-                raise PermanentProviderError(
-                    f"cannot launch {name}: port {port} on {self.config.host} is already in use by another "
-                    f"program{proctree.port_holder(port)}; stop it or change provider.process.base_port",
-                    instance=name,
-                ) from exc
+        others = ((p.stem, self._read_record(p.stem)) for p in self.dir.glob("*.json") if p.stem != name)
+        problem = proctree.port_problem(self.config.host, port, ((n, r) for n, r in others if r))
+        if problem:
+            raise PermanentProviderError(f"cannot launch {name}: {problem}", instance=name)
 
     def _make_cgroup(self, spec: InstanceSpec) -> Path | None:
         if self.cgroup is None:
@@ -282,38 +292,33 @@ class ProcessProvider:
         self.cgroup, self._cgroup_note = None, str(exc)
         return None
 
-    def _command(self, spec: InstanceSpec, port: int) -> list[str]:
-        # workload_args may override the defaults: "fib_max_n", and "workers" (one per vCPU unless
-        # told otherwise, e.g. to show that the cgroup quota, not the worker count, is the limit).
-        fib_max_n = spec.workload_args.get("fib_max_n", str(self.fib_max_n))
-        workers = spec.workload_args.get("workers", str(spec.vcpus))
-        return [
-            self.python, "-m", "vmscale", "backend", "--host", self.config.host, "--port", str(port),
-            "--name", spec.name, "--workers", str(workers), "--fib-max-n", str(fib_max_n),
-        ]  # fmt: skip
-
     def _spawn(self, spec: InstanceSpec, port: int, cgroup: Path | None) -> ProviderInstance:
-        command = self._command(spec, port)
-        argv = ["/bin/sh", "-c", _SHIM, "vmscale-cgroup-shim", *command] if cgroup else command
+        command = instance_argv(
+            self.config,
+            spec,
+            port,
+            python=self.python,
+            fib_max_n=self.fib_max_n,
+            workers_file=self.workers_path(spec.name),
+        )
         log_path = self.log_path(spec.name)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:
             with open(log_path, "ab") as log_file:
-                log_file.write(f"--- vmscale: launching {spec.name} at {time.ctime()}\n".encode())
+                log_file.write(f"{LAUNCH_BANNER} {spec.name} at {time.ctime()}: {command}\n".encode())
                 log_file.flush()
                 child = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.PIPE if cgroup else subprocess.DEVNULL,
+                    shim_argv(command),
+                    stdin=subprocess.PIPE,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                     close_fds=True,
-                    env=env,
+                    env=instance_env(self.config, spec, port),
+                    cwd=self.config.cwd or None,
                 )
         except OSError as exc:
             raise PermanentProviderError(
-                f"cannot launch {spec.name}: cannot start {command[0]!r}: {exc.strerror or exc}",
-                instance=spec.name,
+                f"cannot launch {spec.name}: cannot start its shim: {exc.strerror or exc}", instance=spec.name
             ) from exc
         try:
             create_time = psutil.Process(child.pid).create_time()
@@ -326,20 +331,23 @@ class ProcessProvider:
             "name": spec.name, "group": spec.group, "pid": child.pid, "create_time": create_time,
             "port": port, "host": self.config.host, "vcpus": spec.vcpus,
             "cgroup": str(cgroup) if cgroup else "", "log": str(log_path), "command": command,
-            "epoch": spec.epoch,
+            "marker": marker(spec.group, spec.name), "epoch": spec.epoch,
         }  # fmt: skip
         self._write_record(spec.name, rec)
         self._children[spec.name] = child
+        self._exits.pop(spec.name, None)
         if cgroup is not None:
-            self._release_shim(spec.name, child, cgroup, rec)
+            self._move_to_cgroup(spec.name, child, cgroup, rec)
+        release_shim(spec.name, child, rec)
+        self._watch_start(spec.name, child, rec, port)
         self.log.info("launched %s: pid %d on port %d (log %s)", spec.name, child.pid, port, log_path)
         return self._instance(rec, ProviderStatus.RUNNING)
 
-    def _release_shim(
+    def _move_to_cgroup(
         self, name: str, child: subprocess.Popen[bytes], cgroup: Path, rec: dict[str, Any]
     ) -> None:
-        """Move the waiting shim into the cgroup, then let it exec the backend."""
-        assert self.cgroup is not None and child.stdin is not None
+        """Put the waiting shim in the instance's cgroup (its command inherits it)."""
+        assert self.cgroup is not None
         try:
             self.cgroup.add_pid(cgroup, child.pid)
         except CgroupError as exc:
@@ -353,13 +361,20 @@ class ProcessProvider:
                 remove_cgroup(cgroup, timeout_s=1.0)
             rec["cgroup"] = ""
             self._write_record(name, rec)
-        try:
-            child.stdin.write(b"go\n")
-            child.stdin.close()
-        except OSError as exc:
-            raise TemporaryProviderError(
-                f"{name} exited before it started; see {rec['log']}", instance=name
-            ) from exc
+
+    def _watch_start(self, name: str, child: subprocess.Popen[bytes], rec: dict[str, Any], port: int) -> None:
+        """Wait up to ``start_check_s`` for the command to exit at once (a typo in an argument, a
+        missing module, a port it cannot bind): that is a launch failure, reported with its exit
+        status and the last lines of its log. It ends early once the port accepts connections."""
+        if not exited_at_once(child, self.config.host, port, self.config.start_check_s):
+            return
+        self._children.pop(name, None)
+        self._cleanup(name, rec)
+        tail = log_tail(Path(rec["log"]))
+        shown = f"; last lines of {rec['log']}:\n{tail}" if tail else f"; its log {rec['log']} is empty"
+        raise TemporaryProviderError(
+            f"{name} {exit_description(child.returncode)} right after it started{shown}", instance=name
+        )
 
     # ------------------------------------------------------------- terminate
     def terminate(self, name: str, *, graceful_timeout_s: float = 10.0) -> None:
@@ -410,7 +425,7 @@ class ProcessProvider:
             rec = self._read_record(path.stem)
             if rec is None or rec.get("group") != group:
                 continue
-            lock = self._name_lock(path.stem)
+            lock = self._named(path.stem)
             if lock.acquire(blocking=False):
                 try:
                     live = self._live_record(path.stem, keep_zombie=True)
@@ -426,39 +441,39 @@ class ProcessProvider:
 
     def sample(self, names: Sequence[str]) -> dict[str, float]:
         """CPU of each instance's whole process tree, in percent of its vCPUs, since the last call."""
-        out: dict[str, float] = {}
-        for name in names:
-            entry = self._cached_process(name)
-            if entry is None:
-                continue
-            proc, vcpus = entry
-            cpu = proctree.tree_cpu_seconds(proc)
-            now = time.monotonic()
-            with self._lock:
-                previous = self._baseline.get(name)
-                self._baseline[name] = (proc.pid, now, cpu)
-            if previous is None or previous[0] != proc.pid or now <= previous[1]:
-                continue
-            percent = (cpu - previous[2]) / (now - previous[1]) / max(1, vcpus) * 100.0
-            out[name] = min(100.0, max(0.0, percent))
-        return out
+        return self._cpu.sample(names)
 
-    def _cached_process(self, name: str) -> tuple[psutil.Process, int] | None:
-        with self._lock:
-            entry = self._procs.get(name)
-        if entry is not None and proctree.alive(entry[0]):  # is_running() also checks the create time
-            return entry
+    def _leader_and_vcpus(self, name: str) -> tuple[psutil.Process, int] | None:
         rec = self._read_record(name)
         proc = proctree.leader_of(rec) if rec is not None else None
         if rec is None or proc is None or not proctree.alive(proc):
-            with self._lock:
-                self._procs.pop(name, None)
-                self._baseline.pop(name, None)
             return None
-        entry = (proc, int(rec.get("vcpus", 1)))
-        with self._lock:
-            self._procs[name] = entry
-        return entry
+        return proc, int(rec.get("vcpus", 1))
+
+    # --------------------------------------------------------- resize (Resizer role)
+    can_shrink = True  # a smaller quota and fewer workers take effect at once
+
+    def resize(self, name: str, vcpus: int) -> None:
+        """Give a running instance ``vcpus`` CPUs: its cgroup quota and its fib worker count, live."""
+        check_vcpus(name, vcpus)
+        with self._named(name):
+            live = self._live_record(name)
+            if live is None:
+                raise InstanceNotFoundError(f"no running instance named {name}", instance=name)
+            rec, leader = live
+            before = rec.get("vcpus", 1)
+            resize_live(
+                name,
+                rec,
+                leader.pid,
+                vcpus,
+                cgroup=self.cgroup,
+                workers_file=self.workers_path(name),
+                log=self.log,
+            )
+            self._write_record(name, rec)
+            self._cpu.forget(name)  # re-read with the new vCPUs: a percentage of the new size
+        self.log.info("resized %s: %s -> %d vCPUs", name, before, vcpus)
 
     # --------------------------------------------------------- warm pool
     def _signal_instance(self, name: str, sig: int) -> None:
@@ -466,30 +481,15 @@ class ProcessProvider:
             live = self._live_record(name)
             if live is None:
                 raise InstanceNotFoundError(f"no running instance named {name}", instance=name)
-            proctree.signal_group(live[1].pid, sig)
-            # Signals are delivered asynchronously: wait (bounded) until the leader shows the
-            # new state, so a ``list`` right after ``pause`` already reports PAUSED.
-            want_paused = sig == signal.SIGSTOP
-            deadline = time.monotonic() + _SIGNAL_SETTLE_S
-            while (proctree.status_of(live[1]) == ProviderStatus.PAUSED) != want_paused:
-                if time.monotonic() >= deadline:
-                    self.log.warning(
-                        "%s: still not %s after %.0f s",
-                        name,
-                        "paused" if want_paused else "resumed",
-                        _SIGNAL_SETTLE_S,
-                    )
-                    break
-                time.sleep(0.01)
+            if not proctree.signal_and_settle(live[1], sig, _SIGNAL_SETTLE_S):
+                state = "paused" if sig == signal.SIGSTOP else "resumed"
+                self.log.warning("%s: still not %s after %.0f s", name, state, _SIGNAL_SETTLE_S)
 
     def pause(self, name: str, kind: WarmKind = "paused") -> None:
         """SIGSTOP the whole tree: it keeps its memory and port but uses no CPU."""
         if kind != "paused":
-            raise PermanentProviderError(
-                f"cannot park {name} as {kind!r}: processes can only be paused (SIGSTOP); "
-                "'saved' needs the libvirt provider",
-                instance=name,
-            )
+            why = f"cannot park {name} as {kind!r}: processes can only be paused (SIGSTOP)"
+            raise PermanentProviderError(f"{why}; 'saved' needs the libvirt provider", instance=name)
         self._signal_instance(name, signal.SIGSTOP)
 
     def resume(self, name: str) -> None:

@@ -51,6 +51,7 @@ def _key_figures(s: Mapping[str, Any]) -> str:
         ("Overload → decision", _s(r.get("overload_to_decision"))),
         ("Decision → ready", _s(r.get("decision_to_ready"))),
         ("Overload → first answer from the new instance", _s(r.get("overload_to_first_answer"))),
+        ("Backlog drained (after the first answer from the new instance)", _drain(s.get("backlog"))),
         ("Scale-in", _t(s.get("scale_in"), "instance")),
         ("Peak instance count", _e(s.get("peak_instances"))),
         ("Instance-seconds used", _e(s.get("instance_seconds"))),
@@ -65,15 +66,30 @@ def _key_figures(s: Mapping[str, Any]) -> str:
     return f"<table>{body}</table>"
 
 
+def _drain(backlog: Mapping[str, Any] | None) -> str:
+    if not backlog:
+        return '<span class="muted">n/a</span>'
+    if backlog.get("still_draining"):
+        return "still draining when the high load ended"
+    return f"{backlog['drain_s']:.1f} s (at {backlog['drained_rel_s']:.1f} s)"
+
+
 def _latency_table(s: Mapping[str, Any]) -> str:
     heads = {
         "before": "before the scale-up (overloaded)",
         "during": "while the new instance started",
         "after": "after it answered (to the end of high load)",
+        "after_drain": "once the backlog was drained (to the end of high load)",
     }
     rows = []
     for key, label in heads.items():
-        w = s["latency"][key]
+        w = s["latency"].get(key) or {
+            "from_rel_s": None,
+            "count": 0,
+            "p50_s": None,
+            "p95_s": None,
+            "p99_s": None,
+        }
         span = f"{w['from_rel_s']:.1f}–{w['to_rel_s']:.1f} s" if w["from_rel_s"] is not None else "—"
         cells = "".join(f'<td class="num">{_s(w[p], "ms")}</td>' for p in ("p50_s", "p95_s", "p99_s"))
         rows.append(f"<tr><th>{label}</th><td>{span}</td><td class=num>{w['count']}</td>{cells}</tr>")

@@ -20,7 +20,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from vmscale.report.summary import events_of, is_error, split_client_log
+from vmscale.event_kinds import TickSummary, read_logged
+from vmscale.report.summary import is_error, split_client_log
 
 PHASE_COLOURS = {"low": "#e8f4e8", "high": "#fde2e1", "idle": "#eaeaf2", "step": "#fff3d6"}
 MOMENT_STYLE = {
@@ -118,12 +119,10 @@ def plot_cpu(
 ) -> None:
     """CPU utilisation of each instance (percent of its own vCPUs), from the tick events."""
     series: dict[str, list[tuple[float, float]]] = {}
-    for e in events_of(events, "tick"):
-        insts = e["data"].get("instances") or {}
-        for name, info in insts.items():
-            cpu = info.get("cpu") if isinstance(info, dict) else None
-            if isinstance(cpu, int | float):
-                series.setdefault(name, []).append((float(e["t"]) - start, float(cpu)))
+    for e in read_logged(events, TickSummary):
+        for name, brief in e.kind.instances.items():
+            if isinstance(brief.cpu, int | float):
+                series.setdefault(name, []).append((e.t - start, float(brief.cpu)))
     fig, ax = plt.subplots(figsize=(11, 4.5))
     _decorate(ax, _phase_spans(markers, start, end), summary, labels=True)
     cmap = plt.get_cmap("tab10")
@@ -145,10 +144,10 @@ def plot_instances(
     markers: Sequence[dict[str, Any]],
 ) -> None:
     """Desired, live and ready instance counts over time, with every applied decision marked."""
-    ticks = events_of(events, "tick")
+    ticks = read_logged(events, TickSummary)
     fig, ax = plt.subplots(figsize=(11, 4.5))
     _decorate(ax, _phase_spans(markers, start, end), summary, labels=True)
-    xs = [float(e["t"]) - start for e in ticks]
+    xs = [e.t - start for e in ticks]
     peak = 1
     # The three lines often coincide; width, transparency and dashes keep each one visible.
     styles: list[tuple[str, str, dict[str, Any]]] = [
@@ -157,7 +156,7 @@ def plot_instances(
         ("ready", "ready (in rotation)", {"color": "#2ca02c", "linewidth": 1.8, "linestyle": "--"}),
     ]
     for key, label, style in styles:
-        ys = [e["data"].get(key) for e in ticks]
+        ys = [getattr(e.kind, key) for e in ticks]
         pts = [(x, float(y)) for x, y in zip(xs, ys, strict=True) if isinstance(y, int | float)]
         if pts:
             px, py = zip(*pts, strict=True)

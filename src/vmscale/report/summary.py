@@ -20,34 +20,28 @@ Every moment is ``{"t": epoch_s, "t_rel_s": seconds since the run started, ...}`
 Latency windows (successful requests only, by send time):
 ``before`` = from the overload start (or the run start) to the scale-up decision — the
 overloaded latency the scale-up is meant to fix; ``during`` = decision to the new
-instance's first answer; ``after`` = from then to the end of the high phase.
+instance's first answer; ``after`` = from then to the end of the high phase;
+``after_drain`` = from the moment the backlog was worked off (``backlog``, see
+``report.backlog``) to the end of the high phase; ``high`` = the whole high phase.
+
+``what_happened`` is written by ``report.story`` from these figures.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from vmscale.event_kinds import DecisionApplied, InstanceTransition, Logged, TickSummary, read_logged
+from vmscale.percentile import percentile
+from vmscale.report.backlog import Drain, drain_view, find_drain, service_time
+from vmscale.report.story import narrative
+
+T = TypeVar("T")
 
 SUMMARY_VERSION = 1
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0..100) by linear interpolation between closest ranks.
-
-    Same definition as numpy's default, so figures can be checked by hand:
-    rank = q/100 * (n - 1), interpolated between the two neighbouring values.
-    """
-    n = len(sorted_values)
-    if n == 0:
-        return None
-    rank = q / 100.0 * (n - 1)
-    lo = math.floor(rank)
-    hi = min(lo + 1, n - 1)
-    frac = rank - lo
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
 
 
 def latency_stats(latencies: Iterable[float]) -> dict[str, Any]:
@@ -81,17 +75,6 @@ def split_client_log(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, 
     markers.sort(key=lambda m: float(m["t"]))
     requests.sort(key=lambda r: float(r["t_send"]))
     return markers, requests
-
-
-def events_of(events: Iterable[dict[str, Any]], type_: str) -> list[dict[str, Any]]:
-    """Events of one type with a numeric time and a dict payload, sorted by time."""
-    out = [
-        e
-        for e in events
-        if e.get("type") == type_ and _num(e.get("t")) is not None and isinstance(e.get("data"), dict)
-    ]
-    out.sort(key=lambda e: float(e["t"]))
-    return out
 
 
 def _times(events: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> list[float]:
@@ -139,43 +122,38 @@ def _moment(t: float | None, start: float, **extra: Any) -> dict[str, Any] | Non
     return {"t": round(t, 6), "t_rel_s": round(t - start, 3), **extra}
 
 
-def _first(items: Iterable[dict[str, Any]], pred: Any) -> dict[str, Any] | None:
+def _first(items: Iterable[T], pred: Callable[[T], bool]) -> T | None:
     return next((i for i in items if pred(i)), None)
 
 
-def _decision_view(e: dict[str, Any], start: float) -> dict[str, Any]:
-    d = e["data"]
+def _decision_view(e: Logged[DecisionApplied], start: float) -> dict[str, Any]:
+    d = e.kind
     return {
-        "t": round(float(e["t"]), 6),
-        "t_rel_s": round(float(e["t"]) - start, 3),
-        "direction": d.get("direction"),
-        "from": d.get("current"),
-        "to": d.get("desired"),
-        "policy": d.get("policy"),
-        "reason": d.get("reason"),
-        "actor": d.get("actor"),
-        "applied": bool(d.get("applied")),
-        "action": d.get("action"),  # manual actions: "paused", "resumed", ...
+        "t": round(e.t, 6),
+        "t_rel_s": round(e.t - start, 3),
+        "direction": d.direction,
+        "from": d.previous,
+        "to": d.desired,
+        "policy": d.policy,
+        "reason": d.reason,
+        "actor": d.actor,
+        "applied": True,
+        "action": d.action if d.action != "scale" else None,  # manual actions: "paused", "resumed"
     }
 
 
 _AUTOMATIC_ACTORS = {None, "autoscaler", "policy", "controller"}
 
 
-def _worth_listing(e: dict[str, Any]) -> bool:
+def _worth_listing(e: Logged[DecisionApplied]) -> bool:
     """Scale decisions, and anything a person did (pause, resume, manual count), not idle holds."""
-    d = e["data"]
-    return (
-        d.get("direction") in ("up", "down")
-        or bool(d.get("action"))
-        or d.get("actor") not in _AUTOMATIC_ACTORS
-    )
+    d = e.kind
+    return d.direction in ("up", "down") or d.action != "scale" or (d.actor or None) not in _AUTOMATIC_ACTORS
 
 
-def instance_seconds(ticks: Sequence[dict[str, Any]]) -> float | None:
+def instance_seconds(events: Sequence[dict[str, Any]]) -> float | None:
     """Integral of the live instance count over time (a step function held between ticks)."""
-    points = [(float(e["t"]), _num(e["data"].get("actual"))) for e in ticks]
-    points = [(t, a) for t, a in points if a is not None]
+    points = [(e.t, e.kind.actual) for e in read_logged(events, TickSummary)]
     if len(points) < 2:
         return None if not points else 0.0
     total = 0.0
@@ -193,9 +171,9 @@ def build_summary(
     if start is None or end is None:
         return _empty_summary()
     markers, requests = split_client_log(client_records)
-    decisions = events_of(autoscaler_events, "decision")
-    transitions = events_of(autoscaler_events, "instance")
-    ticks = events_of(autoscaler_events, "tick")
+    decisions = read_logged(autoscaler_events, DecisionApplied)
+    transitions = read_logged(autoscaler_events, InstanceTransition)
+    ticks = read_logged(autoscaler_events, TickSummary)
 
     high = _first(markers, lambda m: m.get("phase") == "high")
     if high is None:  # no markers written: fall back on the requests' own phase labels
@@ -212,19 +190,10 @@ def build_summary(
             t_high_end = max(highs) if highs else end
 
     after_t = t_high if t_high is not None else start
-    up = _first(
-        decisions,
-        lambda e: (
-            e["data"].get("direction") == "up" and e["data"].get("applied") and float(e["t"]) >= after_t
-        ),
-    )
-    t_up = float(up["t"]) if up else None
-    ready = (
-        _first(transitions, lambda e: e["data"].get("to") == "ready" and float(e["t"]) >= float(up["t"]))
-        if up
-        else None
-    )
-    new_name = ready["data"].get("name") if ready else None
+    up = _first(decisions, lambda e: e.kind.direction == "up" and e.t >= after_t)
+    t_up = up.t if up else None
+    ready = _first(transitions, lambda e: e.kind.dst == "ready" and e.t >= up.t) if up else None
+    new_name = ready.kind.name if ready else None
     first_answer = (
         _first(
             requests,
@@ -236,35 +205,31 @@ def build_summary(
     t_answer = answer_time(first_answer) if first_answer else None
 
     scale_in_after = t_up if t_up is not None else start
-    drain = _first(
-        transitions, lambda e: e["data"].get("to") == "draining" and float(e["t"]) >= scale_in_after
-    )
-    down = _first(
-        decisions,
-        lambda e: (
-            e["data"].get("direction") == "down"
-            and e["data"].get("applied")
-            and float(e["t"]) >= scale_in_after
-        ),
-    )
+    drain = _first(transitions, lambda e: e.kind.dst == "draining" and e.t >= scale_in_after)
+    down = _first(decisions, lambda e: e.kind.direction == "down" and e.t >= scale_in_after)
     scale_in: dict[str, Any] | None = None
-    if drain and (not down or float(drain["t"]) <= float(down["t"])):
-        scale_in = _moment(float(drain["t"]), start, how="draining", instance=drain["data"].get("name"))
+    if drain and (not down or drain.t <= down.t):
+        scale_in = _moment(drain.t, start, how="draining", instance=drain.kind.name)
     elif down:
         # The decision came first; name the instance it drained when the log shows one.
-        then = _first(transitions, lambda e: e["data"].get("to") == "draining" and e["t"] >= down["t"])
+        then = _first(transitions, lambda e: e.kind.dst == "draining" and e.t >= down.t)
         scale_in = _moment(
-            float(down["t"]),
+            down.t,
             start,
             how="decision",
-            instance=then["data"].get("name") if then else None,
-            **{"from": down["data"].get("current"), "to": down["data"].get("desired")},
+            instance=then.kind.name if then else None,
+            **{"from": down.kind.previous, "to": down.kind.desired},
         )
 
     ok = [r for r in requests if not is_error(r) and _num(r.get("latency_s")) is not None]
+    backlog = _backlog(requests, ok, t_answer, end)
     windows = _latency_windows(ok, start, t_high, t_up, t_answer, t_high_end)
+    drained = backlog.drained_at if backlog else None
+    in_high = drained is not None and t_high_end is not None and drained < t_high_end
+    windows["after_drain"] = _window(ok, start, drained if in_high else None, t_high_end)
+    windows["high"] = _window(ok, start, t_high, t_high_end)
     errors = [r for r in requests if is_error(r)]
-    actuals = [a for a in (_num(e["data"].get("actual")) for e in ticks) if a is not None]
+    actuals = [e.kind.actual for e in ticks]
 
     summary: dict[str, Any] = {
         "version": SUMMARY_VERSION,
@@ -276,18 +241,19 @@ def build_summary(
         "scale_up": _moment(
             t_up,
             start,
-            **{"from": up["data"].get("current"), "to": up["data"].get("desired")},
-            policy=up["data"].get("policy"),
-            reason=up["data"].get("reason"),
+            **{"from": up.kind.previous, "to": up.kind.desired},
+            policy=up.kind.policy,
+            reason=up.kind.reason,
         )
         if up
         else None,
-        "new_instance_ready": _moment(float(ready["t"]), start, instance=new_name) if ready else None,
+        "new_instance_ready": _moment(ready.t, start, instance=new_name) if ready else None,
         "first_answer_from_new": _moment(t_answer, start, instance=new_name) if first_answer else None,
         "scale_in": scale_in,
-        "reaction_s": _reactions(t_high, t_up, float(ready["t"]) if ready else None, t_answer),
+        "reaction_s": _reactions(t_high, t_up, ready.t if ready else None, t_answer),
+        "backlog": drain_view(backlog, start, t_high_end),
         "peak_instances": int(max(actuals)) if actuals else None,
-        "instance_seconds": instance_seconds(ticks),
+        "instance_seconds": instance_seconds(autoscaler_events),
         "latency": windows,
         "requests": {
             "total": len(requests),
@@ -304,6 +270,25 @@ def build_summary(
     return summary
 
 
+def _backlog(
+    requests: Sequence[dict[str, Any]], ok: Sequence[dict[str, Any]], t_answer: float | None, end: float
+) -> Drain | None:
+    """When the backlog was worked off after the new instance's first answer (see report.backlog)."""
+    if t_answer is None:
+        return None
+    high = [float(r["latency_s"]) for r in ok if r.get("phase") == "high"]
+    service_s = service_time(high, [float(r["latency_s"]) for r in ok])
+    return None if service_s is None else find_drain(requests, t_answer, end, service_s)
+
+
+def _window(ok: Sequence[dict[str, Any]], start: float, lo: float | None, hi: float | None) -> dict[str, Any]:
+    """Latency of the successful requests sent in ``[lo, hi)``."""
+    if lo is None or hi is None:
+        return {"from_rel_s": None, "to_rel_s": None, **latency_stats([])}
+    lat = [float(r["latency_s"]) for r in ok if lo <= float(r["t_send"]) < hi]
+    return {"from_rel_s": round(lo - start, 3), "to_rel_s": round(hi - start, 3), **latency_stats(lat)}
+
+
 def _latency_windows(
     ok: Sequence[dict[str, Any]],
     start: float,
@@ -312,16 +297,10 @@ def _latency_windows(
     t_answer: float | None,
     t_high_end: float | None,
 ) -> dict[str, Any]:
-    def window(lo: float | None, hi: float | None) -> dict[str, Any]:
-        if lo is None or hi is None:
-            return {"from_rel_s": None, "to_rel_s": None, **latency_stats([])}
-        lat = [float(r["latency_s"]) for r in ok if lo <= float(r["t_send"]) < hi]
-        return {"from_rel_s": round(lo - start, 3), "to_rel_s": round(hi - start, 3), **latency_stats(lat)}
-
     return {
-        "before": window(t_high if t_high is not None else start, t_up),
-        "during": window(t_up, t_answer),
-        "after": window(t_answer, t_high_end),
+        "before": _window(ok, start, t_high if t_high is not None else start, t_up),
+        "during": _window(ok, start, t_up, t_answer),
+        "after": _window(ok, start, t_answer, t_high_end),
     }
 
 
@@ -339,64 +318,6 @@ def _reactions(
     }
 
 
-def _ms(x: float | None) -> str:
-    return "n/a" if x is None else f"{x * 1000:.0f} ms"
-
-
-def narrative(s: dict[str, Any]) -> str:
-    """A few plain sentences saying what the logs show, including what did not happen."""
-    parts: list[str] = []
-    over = s.get("overload_start")
-    up = s.get("scale_up")
-    ready = s.get("new_instance_ready")
-    answer = s.get("first_answer_from_new")
-    if over:
-        parts.append(f"The load rose to its high phase {over['t_rel_s']:.1f} s into the run.")
-    else:
-        parts.append("The client log has no high-load phase.")
-    if up:
-        parts.append(
-            f"The autoscaler decided to scale up from {up['from']} to {up['to']} at {up['t_rel_s']:.1f} s"
-            f" ({up['policy']}: {up['reason']})."
-        )
-        if ready:
-            parts.append(f"{ready['instance']} was ready at {ready['t_rel_s']:.1f} s.")
-        else:
-            parts.append("No new instance became ready after that decision.")
-        if answer:
-            parts.append(f"The client got its first answer from it at {answer['t_rel_s']:.1f} s.")
-        elif ready:
-            parts.append("The client never got an answer from the new instance.")
-        lat = s["latency"]
-        b, a = lat["before"]["p95_s"], lat["after"]["p95_s"]
-        if b is not None and a is not None:
-            trend = "fell" if a < b else "did not fall"
-            parts.append(
-                f"The p95 response time {trend} from {_ms(b)} before the scale-up to {_ms(a)} after."
-            )
-    else:
-        parts.append("No scale-up happened.")
-    s_in = s.get("scale_in")
-    if s_in:
-        if s_in.get("how") == "decision":
-            what = f"the autoscaler decided to scale in from {s_in.get('from')} to {s_in.get('to')}"
-            if s_in.get("instance"):
-                what += f" (draining {s_in['instance']})"
-        else:
-            what = f"{s_in.get('instance')} started draining"
-        parts.append(f"Once the load fell, {what} at {s_in['t_rel_s']:.1f} s.")
-    else:
-        parts.append("No scale-in happened.")
-    errs = s.get("errors", {})
-    total = s.get("requests", {}).get("total", 0)
-    if errs.get("count"):
-        kinds = ", ".join(f"{k} × {v}" for k, v in errs["by_kind"].items())
-        parts.append(f"{errs['count']} of {total} requests failed ({kinds}).")
-    else:
-        parts.append(f"All {total} requests succeeded.")
-    return " ".join(parts)
-
-
 def _empty_summary() -> dict[str, Any]:
     empty = {"from_rel_s": None, "to_rel_s": None, **latency_stats([])}
     return {
@@ -411,9 +332,10 @@ def _empty_summary() -> dict[str, Any]:
         "first_answer_from_new": None,
         "scale_in": None,
         "reaction_s": _reactions(None, None, None, None),
+        "backlog": None,
         "peak_instances": None,
         "instance_seconds": None,
-        "latency": {"before": dict(empty), "during": dict(empty), "after": dict(empty)},
+        "latency": {k: dict(empty) for k in ("before", "during", "after", "after_drain", "high")},
         "requests": {"total": 0, "ok": 0, "by_server": {}},
         "errors": {"count": 0, "by_kind": {}},
         "decisions": [],

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from vmscale.model import InstanceSnapshot, InstanceState, Metric, Sample, Snapshot
+from vmscale.model import InstanceSnapshot, InstanceState, Metric, MetricName, Sample, Snapshot
 from vmscale.policy import MetricView, Observation, PolicySet
 from vmscale.simulate.trace import Trace
 
@@ -113,7 +113,7 @@ def simulate(
             snap = _snapshot(now, desired, lo, hi, ready, len(booting), util, demand, params, lat, inflight)
             decision, state = policy_set.decide(snap, state)
         else:
-            views = {
+            views: dict[MetricName, MetricView] = {
                 cpu_m: MetricView(100.0 * util * ready, ready, 0, now if ready else None),
                 rps_m: MetricView(
                     demand * params.capacity_rps if ready else 0.0, ready, 0, now if ready else None

@@ -4,9 +4,8 @@ A ``Record`` is one line of the JSONL request log (shared wire format)::
 
     {"t_send", "latency_s", "status", "error", "endpoint", "server", "n", "phase"}
 
-Latency percentiles use linear interpolation between closest ranks (numpy's default, Excel's
-PERCENTILE.INC): for sorted x[0..k-1], pXX = x[i] + (x[i+1] - x[i]) * frac where
-i + frac = (k - 1) * XX / 100. Only successful requests (2xx) count towards latency; everything
+Latency percentiles are ``vmscale.percentile`` (linear interpolation between closest ranks,
+numpy's default). Only successful requests (2xx) count towards latency; everything
 else (HTTP errors, timeouts, connection failures, requests dropped by the outstanding cap) counts
 as an error.
 """
@@ -14,12 +13,13 @@ as an error.
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from vmscale.percentile import percentile
 
 DROPPED = "dropped"
 
@@ -41,17 +41,6 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The q-th percentile (0..100) of ``values`` by linear interpolation; None when empty."""
-    if not values:
-        return None
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 @dataclass

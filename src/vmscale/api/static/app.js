@@ -6,12 +6,10 @@
 const WINDOW_S = 900;          // how much history the charts keep (seconds)
 const MAX_POINTS = 5000;       // hard cap on tick records kept in the page
 const MAX_DECISIONS = 200;
-const PER_INSTANCE_LINES = 8;  // above this many instances the CPU chart shows mean and range only
-const COLORS = ["#5aa9ff", "#f2b84b", "#b392f0", "#f0883e", "#4cc38a", "#ff7eb6", "#7ee0e0", "#c7d36f"];
 
 const S = {
   token: null, group: null, instances: new Map(), ticks: [], decisions: [], endpoints: [],
-  dirty: true, chartsReady: false, refreshTimer: null, renders: 0, lastSeq: 0,
+  dirty: true, refreshTimer: null, renders: 0, lastSeq: 0, resets: 0,
 };
 window.vmscaleDashboard = S;  // for the browser tests and for curious people with devtools
 
@@ -70,21 +68,21 @@ async function loadAll() {
 }
 
 // ---------- SSE ----------
+// EventSource reconnects by itself and sends Last-Event-ID: the server replays what the page
+// missed, so a dropped connection costs no refetch. When the server cannot (the gap is older than
+// its buffer, or the controller restarted) it sends "reset", and only then is the state reloaded.
 function connect() {
   const url = "/v1/events" + (S.token ? `?token=${encodeURIComponent(S.token)}` : "");
   const es = new EventSource(url);
-  let hadError = false;
-  es.onopen = () => {
-    document.body.dataset.stream = "live"; $("stream-text").textContent = "live";
-    if (hadError) { hadError = false; loadAll().catch(() => {}); }  // resync after a gap
-  };
-  es.onerror = () => {
-    hadError = true; document.body.dataset.stream = "error"; $("stream-text").textContent = "reconnecting";
-  };
+  es.onopen = () => { document.body.dataset.stream = "live"; $("stream-text").textContent = "live"; };
+  es.onerror = () => { document.body.dataset.stream = "error"; $("stream-text").textContent = "reconnecting"; };
   const on = (type, fn) => es.addEventListener(type, (m) => {
     let ev; try { ev = JSON.parse(m.data); } catch { return; }
+    // A replay never repeats an event, but a reload (loadAll) may already hold it: skip what is known.
+    if (type !== "endpoints" && type !== "reset" && ev.seq && ev.seq <= S.lastSeq) return;
     S.lastSeq = Math.max(S.lastSeq, ev.seq || 0); fn(ev); markDirty();
   });
+  on("reset", (ev) => { S.lastSeq = ev.seq || 0; S.resets += 1; loadAll().catch(() => {}); });
   on("endpoints", (ev) => { S.endpoints = ev.data.endpoints || []; });
   on("instance", (ev) => {
     const d = ev.data, cur = S.instances.get(d.name);
@@ -189,77 +187,15 @@ function renderDecisions() {
   $("decisions").innerHTML = items || `<li class="empty">no decisions yet</li>`;
 }
 
-// Faint vertical lines at scale events, on every chart, so cause and effect line up.
-function scaleShapes(cutoff) {
-  return S.decisions.filter((d) => (d.direction === "up" || d.direction === "down") && d.t >= cutoff).slice(-40)
-    .map((d) => ({type: "line", xref: "x", yref: "paper", x0: new Date(d.t * 1000), x1: new Date(d.t * 1000), y0: 0, y1: 1,
-      line: {color: d.direction === "up" ? "rgba(76,195,138,0.45)" : "rgba(90,169,255,0.45)", width: 1, dash: "dot"}}));
-}
-
-const AXIS = {gridcolor: "#222b38", zerolinecolor: "#2a3443", linecolor: "#2a3443", tickfont: {size: 11}};
-function layout(extra) {
-  return {
-    paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: {color: "#aab4c3", size: 12},
-    margin: {l: 58, r: 14, t: 6, b: 26}, hovermode: "x unified", showlegend: true,
-    legend: {orientation: "h", x: 0, y: 1.12, font: {size: 11}, bgcolor: "rgba(0,0,0,0)", traceorder: "normal"},
-    xaxis: {...AXIS, type: "date", tickformat: "%H:%M:%S", hoverformat: "%H:%M:%S"}, ...extra,
-  };
-}
-const CONFIG = {displayModeBar: false, responsive: true};
-
+// The charts (charts.js, uPlot) read this one object; its fields are refreshed before each draw.
+const chartState = {ticks: [], scaleEvents: [], desired: 0, byName};
 function renderCharts() {
-  if (!window.Plotly) return;
+  if (!window.vmscaleCharts) return;
   const cutoff = nowS() - WINDOW_S;
-  const ticks = S.ticks.filter((r) => r.t >= cutoff);
-  const x = ticks.map((r) => new Date(r.t * 1000));
-  const shapes = scaleShapes(cutoff);
-  const step = (name, key, color, extra) => ({x, y: ticks.map((r) => num(r[key])), name, type: "scatter",
-    mode: "lines", line: {shape: "hv", color, width: 2, ...(extra || {})}});
-  const scale = S.decisions.filter((d) => (d.direction === "up" || d.direction === "down") && d.t >= cutoff);
-  const marks = (dir, symbol, color) => {
-    const ds = scale.filter((d) => d.direction === dir);
-    return {x: ds.map((d) => new Date(d.t * 1000)), y: ds.map((d) => d.desired), name: dir === "up" ? "scale up" : "scale in",
-      type: "scatter", mode: "markers", marker: {symbol, size: 11, color, line: {color: "#0d1117", width: 1}},
-      text: ds.map((d) => `${d.policy}: ${d.reason}`), hovertemplate: "%{text}<extra></extra>"};
-  };
-  const maxY = Math.max(2, ...ticks.map((r) => Math.max(r.desired || 0, r.actual || 0)), S.group ? S.group.desired : 0);
-  Plotly.react("chart-count", [
-    {...step("ready", "ready", "#4cc38a"), fill: "tozeroy", fillcolor: "rgba(76,195,138,0.12)"},
-    step("actual", "actual", "#5aa9ff"),
-    step("desired", "desired", "#f2b84b", {dash: "dash"}),
-    marks("up", "triangle-up", "#4cc38a"), marks("down", "triangle-down", "#5aa9ff"),
-  ], layout({shapes, yaxis: {...AXIS, rangemode: "tozero", range: [0, maxY > 12 ? maxY * 1.08 : maxY + 0.6], dtick: maxY > 12 ? null : 1}}), CONFIG);
-
-  // CPU: mean of ready instances, the min–max band, and per-instance lines while they stay readable.
-  const mean = [], lo = [], hi = [];
-  const names = new Set();
-  for (const r of ticks) {
-    const v = Object.entries(r.instances || {}).filter(([, i]) => i.state === "ready" && num(i.cpu) != null);
-    v.forEach(([n]) => names.add(n));
-    const c = v.map(([, i]) => i.cpu);
-    mean.push(c.length ? c.reduce((a, b) => a + b, 0) / c.length : null);
-    lo.push(c.length ? Math.min(...c) : null); hi.push(c.length ? Math.max(...c) : null);
-  }
-  const cpuTraces = [
-    {x, y: hi, name: "max", type: "scatter", mode: "lines", line: {width: 0}, hoverinfo: "skip", showlegend: false},
-    {x, y: lo, name: "range", type: "scatter", mode: "lines", line: {width: 0}, fill: "tonexty",
-      fillcolor: "rgba(90,169,255,0.13)", hoverinfo: "skip"},
-  ];
-  if (names.size <= PER_INSTANCE_LINES) {
-    [...names].sort((a, b) => byName({name: a}, {name: b})).forEach((n, k) => cpuTraces.push({
-      x, y: ticks.map((r) => { const i = (r.instances || {})[n]; return i && i.state === "ready" ? num(i.cpu) : null; }),
-      name: n, type: "scatter", mode: "lines", line: {width: 1.4, color: COLORS[k % COLORS.length]}, opacity: 0.85}));
-  }
-  cpuTraces.push({x, y: mean, name: "mean", type: "scatter", mode: "lines", line: {width: 2.6, color: "#e6edf3"}});
-  Plotly.react("chart-cpu", cpuTraces, layout({shapes, yaxis: {...AXIS, range: [0, 105], ticksuffix: "%"}}), CONFIG);
-
-  const lat = ticks.map((r) => { const v = num(r.latency_p95_s); return v == null ? null : v * 1000; });
-  const any = lat.some((v) => v != null);
-  Plotly.react("chart-latency", [{x, y: lat, name: "p95", type: "scatter", mode: "lines",
-    line: {color: "#f0883e", width: 2}, connectgaps: false}],
-    layout({shapes, showlegend: false, yaxis: {...AXIS, rangemode: "tozero", ticksuffix: " ms", showticklabels: any},
-      annotations: any ? [] : [{text: "no latency reported yet", showarrow: false, xref: "paper", yref: "paper",
-        x: 0.5, y: 0.5, font: {color: "#6e7a8c", size: 13}}]}), CONFIG);
+  chartState.ticks = S.ticks.filter((r) => r.t >= cutoff);
+  chartState.scaleEvents = S.decisions.filter((d) => (d.direction === "up" || d.direction === "down") && d.t >= cutoff).slice(-40);
+  chartState.desired = S.group ? S.group.desired : 0;
+  window.vmscaleCharts.render(chartState);
 }
 
 let lastChartDraw = 0;

@@ -23,16 +23,16 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import libvirt
 
 from vmscale.errors import (
+    HostUnreachableError,
     InstanceNotFoundError,
     PermanentProviderError,
     ProviderError,
-    ProviderUnavailableError,
     TemporaryProviderError,
 )
 
@@ -83,6 +83,28 @@ def translate(exc: libvirt.libvirtError, what: str, instance: str | None = None)
     if code in _PERMANENT:
         return PermanentProviderError(message, instance=instance)
     return TemporaryProviderError(message, instance=instance)
+
+
+class BoundedCalls(Protocol):
+    """What the libvirt provider needs of a connection: ``LibvirtConnection``, or a host's
+    ``vmscale.hosts.connection.HostConnection`` (the same calls plus reachability and back-off)."""
+
+    @property
+    def uri(self) -> str: ...
+
+    @property
+    def timeout_s(self) -> float: ...
+
+    def call(
+        self,
+        what: str,
+        fn: Callable[[libvirt.virConnect], T],
+        *,
+        instance: str | None = None,
+        timeout_s: float | None = None,
+    ) -> T: ...
+
+    def close(self) -> None: ...
 
 
 class LibvirtConnection:
@@ -145,7 +167,7 @@ class LibvirtConnection:
         threading.Thread(target=work, name=f"libvirt:{what}", daemon=True).start()
         if not done.wait(limit):
             self._drop()
-            raise TemporaryProviderError(
+            raise HostUnreachableError(
                 f"libvirt: {what} did not answer within {limit:.0f} s ({self.uri}); is libvirtd stuck?",
                 instance=instance,
             )
@@ -153,17 +175,36 @@ class LibvirtConnection:
         if error is None:
             return box["value"]
         if isinstance(error, libvirt.libvirtError):
+            # A dead transport is the host not answering; other errors of these codes (a file that
+            # cannot be opened is also a "system error") are about the call, not the host.
+            lost = error.get_error_code() in _CONNECTION_LOST and not self._alive()
             if error.get_error_code() in _CONNECTION_LOST:
                 self._drop()
             if error.get_error_code() == libvirt.VIR_ERR_NO_CONNECT or "Failed to connect" in str(error):
-                raise ProviderUnavailableError(
+                raise HostUnreachableError(
                     f"libvirt: cannot connect to {self.uri}: {error.get_error_message()}. Is libvirtd "
                     "running? Start it with `systemctl start libvirtd` (with systemd) or "
                     "`virtlogd -d && libvirtd -d` (without)",
                     instance=instance,
                 ) from error
+            if lost:
+                raise HostUnreachableError(
+                    f"libvirt: lost the connection to {self.uri} during {what}: {error.get_error_message()}",
+                    instance=instance,
+                ) from error
             raise translate(error, what, instance) from error
         raise error
+
+    def _alive(self) -> bool:
+        """Whether the open connection still stands (a local check: no round trip to the daemon)."""
+        with self._lock:
+            conn = self._conn
+        if conn is None:
+            return False
+        try:
+            return bool(conn.isAlive())
+        except libvirt.libvirtError:
+            return False
 
     def close(self) -> None:
         with self._lock:

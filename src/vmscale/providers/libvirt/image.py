@@ -15,6 +15,7 @@ host's configured Debian mirror.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -22,9 +23,10 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import vmscale.workload
 from vmscale.errors import PermanentProviderError
@@ -34,7 +36,7 @@ BUILDER_VERSION = "1"
 DEFAULT_IMAGE_DIR = Path("/var/lib/vmscale/image")
 DEFAULT_SUITE = "bookworm"
 PACKAGES: tuple[str, ...] = ("python3-fastapi", "python3-uvicorn", "busybox-static")
-WORKLOAD_FILES: tuple[str, ...] = ("__init__.py", "fib.py", "backend.py")
+WORKLOAD_FILES: tuple[str, ...] = ("__init__.py", "fib.py", "pool.py", "identity.py", "backend.py")
 TRIM_DIRS: tuple[str, ...] = (
     "usr/share/doc",
     "usr/share/man",
@@ -48,6 +50,7 @@ KEEP_OLDER = 2  # previous image generations kept for VMs still using them
 STEPS: tuple[str, ...] = ("debootstrap", "backend", "initrd", "filesystem", "qcow2", "manifest")
 
 Progress = Callable[[str, str], None]  # (step, detail)
+M = TypeVar("M")
 
 
 class ImageBuildError(PermanentProviderError):
@@ -120,7 +123,7 @@ def find_kernel(boot: Path = Path("/boot")) -> tuple[Path, str]:
     return kernel, kernel.name.removeprefix("vmlinuz-")
 
 
-def _sha256(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -143,19 +146,19 @@ def compute_inputs(suite: str, mirror: str, kernel: Path, kernel_version: str) -
         "suite": suite,
         "mirror": mirror,
         "packages": ",".join(PACKAGES),
-        "kernel": _sha256(kernel.read_bytes())[:16],
+        "kernel": sha256_hex(kernel.read_bytes())[:16],
         "modules": mod_hash.hexdigest()[:16],
-        "guest_scripts": _sha256(guest_text.encode())[:16],
-        "workload": _sha256(b"".join(k.encode() + v for k, v in sorted(work.items())))[:16],
+        "guest_scripts": sha256_hex(guest_text.encode())[:16],
+        "workload": sha256_hex(b"".join(k.encode() + v for k, v in sorted(work.items())))[:16],
     }
 
 
-def _hash(inputs: dict[str, str], keys: tuple[str, ...] | None = None) -> str:
+def inputs_hash(inputs: dict[str, str], keys: tuple[str, ...] | None = None) -> str:
     chosen = {k: v for k, v in inputs.items() if keys is None or k in keys}
-    return _sha256(json.dumps(chosen, sort_keys=True).encode())[:16]
+    return sha256_hex(json.dumps(chosen, sort_keys=True).encode())[:16]
 
 
-def _run(step: str, argv: list[str], timeout_s: float) -> None:
+def run_step(step: str, argv: list[str], timeout_s: float) -> None:
     try:
         subprocess.run(argv, check=True, capture_output=True, text=True, timeout=timeout_s)
     except FileNotFoundError as exc:
@@ -169,12 +172,14 @@ def _run(step: str, argv: list[str], timeout_s: float) -> None:
         ) from exc
 
 
-def _debootstrap(dest: Path, suite: str, mirror: str, debs: Path) -> None:
+def _debootstrap(
+    dest: Path, suite: str, mirror: str, debs: Path, packages: tuple[str, ...] = PACKAGES
+) -> None:
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     debs.mkdir(parents=True, exist_ok=True)
-    argv = ["debootstrap", "--variant=minbase", f"--cache-dir={debs}", f"--include={','.join(PACKAGES)}"]
-    _run("debootstrap", [*argv, suite, str(tmp), mirror], timeout_s=1200)
+    argv = ["debootstrap", "--variant=minbase", f"--cache-dir={debs}", f"--include={','.join(packages)}"]
+    run_step("debootstrap", [*argv, suite, str(tmp), mirror], timeout_s=1200)
     for rel in TRIM_DIRS:
         shutil.rmtree(tmp / rel, ignore_errors=True)
         (tmp / rel).mkdir(parents=True, exist_ok=True)
@@ -192,18 +197,68 @@ def _install_backend(root: Path) -> None:
         (pkg / name).write_bytes(data)
     guest.install_root_files(root)
     # Byte-compile with the guest's own python so the first import in the VM is not a compile.
-    _run("backend", ["chroot", str(root), "python3", "-m", "compileall", "-q", "/opt/vmscale"], 300)
+    run_step("backend", ["chroot", str(root), "python3", "-m", "compileall", "-q", "/opt/vmscale"], 300)
 
 
 def _make_filesystem(root: Path, raw: Path) -> None:
     used = sum(f.stat().st_size for f in root.rglob("*") if f.is_file() and not f.is_symlink())
     size_mb = max(1024, int(used / 2**20 * 1.5) + 512)
     raw.unlink(missing_ok=True)
-    _run(
+    run_step(
         "filesystem",
         ["mkfs.ext4", "-q", "-F", "-L", "vmscale-root", "-d", str(root), str(raw), f"{size_mb}M"],
         600,
     )
+
+
+@contextlib.contextmanager
+def build_lock(out: Path) -> Iterator[None]:
+    """One build per output folder at a time: a second caller waits, then finds the result."""
+    out.mkdir(parents=True, exist_ok=True)
+    out.chmod(0o755)
+    with (out / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def unchanged(load: Callable[[Path], M], out: Path, digest: str, force: bool) -> M | None:
+    """The manifest already in ``out`` when it was built from the same inputs (and not forced)."""
+    if force:
+        return None
+    try:
+        existing = load(out)
+    except PermanentProviderError:
+        return None
+    return existing if getattr(existing, "hash", None) == digest else None
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise ImageBuildError(f"building {what} needs root (debootstrap, chroot): run it with sudo")
+
+
+def cached_rootfs(
+    out: Path,
+    inputs: dict[str, str],
+    suite: str,
+    mirror: str,
+    packages: tuple[str, ...],
+    *,
+    force: bool,
+    report: Progress,
+) -> tuple[Path, bool]:
+    """The debootstrapped tree for these suite, mirror and packages: made once, then reused (the
+    slow step; everything after it is seconds). Returns it and whether it was reused."""
+    cache = out / ".cache"
+    rootfs = cache / f"rootfs-{inputs_hash(inputs, ('builder', 'suite', 'mirror', 'packages'))}"
+    reused = rootfs.is_dir() and not force
+    if reused:
+        report("debootstrap", f"reusing {rootfs.name}")
+    else:
+        shutil.rmtree(rootfs, ignore_errors=True)
+        report("debootstrap", f"{suite} from {mirror} (+{', '.join(packages)})")
+        _debootstrap(rootfs, suite, mirror, cache / "debs", packages)
+    return rootfs, reused
 
 
 def build_image(
@@ -219,37 +274,21 @@ def build_image(
     mirror = mirror or default_mirror()
     kernel, kernel_version = find_kernel()
     inputs = compute_inputs(suite, mirror, kernel, kernel_version)
-    digest = _hash(inputs)
-    out.mkdir(parents=True, exist_ok=True)
-    out.chmod(0o755)
-    with (out / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not force:
-            try:
-                existing = load_manifest(out)
-                if existing.hash == digest:
-                    report("manifest", f"unchanged inputs (hash {digest}): reusing {out}")
-                    return existing, False
-            except PermanentProviderError:
-                pass
-        if os.geteuid() != 0:
-            raise ImageBuildError("building the image needs root (debootstrap, chroot): run it with sudo")
+    digest = inputs_hash(inputs)
+    with build_lock(out):
+        existing = unchanged(load_manifest, out, digest, force)
+        if existing is not None:
+            report("manifest", f"unchanged inputs (hash {digest}): reusing {out}")
+            return existing, False
+        require_root("the image")
         t0 = time.monotonic()
-        cache = out / ".cache"
-        rootfs = cache / f"rootfs-{_hash(inputs, ('builder', 'suite', 'mirror', 'packages'))}"
-        reused = rootfs.is_dir() and not force
-        if reused:
-            report("debootstrap", f"reusing {rootfs.name}")
-        else:
-            shutil.rmtree(rootfs, ignore_errors=True)
-            report("debootstrap", f"{suite} from {mirror} (+{', '.join(PACKAGES)})")
-            _debootstrap(rootfs, suite, mirror, cache / "debs")
+        rootfs, reused = cached_rootfs(out, inputs, suite, mirror, PACKAGES, force=force, report=report)
         work = out / ".build"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
         root = work / "root"
         report("backend", "copying the root and installing vmscale.workload + boot scripts")
-        _run("backend", ["cp", "-a", "--reflink=auto", str(rootfs), str(root)], 300)
+        run_step("backend", ["cp", "-a", "--reflink=auto", str(rootfs), str(root)], 300)
         _install_backend(root)
         report("initrd", f"busybox + {len(guest.INITRD_MODULES)} virtio modules of {kernel_version}")
         guest.write_initrd(work / "initrd.img", root / "bin/busybox", Path("/lib/modules") / kernel_version)
@@ -257,7 +296,7 @@ def build_image(
         report("filesystem", "mkfs.ext4 -d")
         _make_filesystem(root, work / "root.raw")
         report("qcow2", "qemu-img convert")
-        _run(
+        run_step(
             "qcow2",
             ["qemu-img", "convert", "-O", "qcow2", str(work / "root.raw"), str(work / "base.qcow2")],
             600,

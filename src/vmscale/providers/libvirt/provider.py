@@ -8,6 +8,9 @@ folder is not reachable by the ``libvirt-qemu`` user, e.g. under a 0700 home or 
     console/NAME.log      serial console; kept after terminate so a failed boot can be read
                           (the previous one is rotated to NAME.log.1 at the next launch)
 
+On a host reached over a URI (``[cluster]`` hosts) the same files live on that host, in a libvirt
+storage pool: ``remote.HostProvider`` overrides the few methods marked "per host" below.
+
 Idempotence: the domain name is the instance name. ``launch`` looks it up first and finishes what
 it finds (defined but not started, saved, paused); the overlay is created under a temporary name
 and renamed, so a crash never leaves a half-written overlay that looks complete.
@@ -16,12 +19,9 @@ and renamed, so a crash never leaves a half-written overlay that looks complete.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import stat
 import subprocess
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,56 +36,30 @@ from vmscale.providers.base import (
     ProviderInstance,
     ProviderStatus,
     WarmKind,
+    instance_port,
     warm_kinds_of,
 )
+from vmscale.providers.cpu import CpuReading, CpuTracker
+from vmscale.providers.keyed_lock import KeyedLock
 from vmscale.providers.libvirt import xml
 from vmscale.providers.libvirt.accel import AccelChoice, choose_accel
-from vmscale.providers.libvirt.connection import LibvirtConnection
+from vmscale.providers.libvirt.addresses import StaticAddressing, mac_for
+from vmscale.providers.libvirt.clone import CloneLauncher
+from vmscale.providers.libvirt.connection import BoundedCalls, LibvirtConnection
+from vmscale.providers.libvirt.domains import (
+    UNDEFINE_FLAGS,
+    bring_up,
+    domain_status,
+    leased_address,
+    prepare_files_dir,
+)
 from vmscale.providers.libvirt.host import HostLoad, headroom_problem
 from vmscale.providers.libvirt.image import DEFAULT_IMAGE_DIR, load_manifest
+from vmscale.providers.libvirt.resize import set_vcpus
 from vmscale.providers.libvirt.seed import make_seed_iso
-from vmscale.providers.libvirt.stats import CpuReading, CpuTracker, fetch_cpu
+from vmscale.providers.libvirt.stats import fetch_cpu
 
 log = logging.getLogger(__name__)
-
-_STATE = {
-    libvirt.VIR_DOMAIN_NOSTATE: ProviderStatus.STARTING,
-    libvirt.VIR_DOMAIN_RUNNING: ProviderStatus.RUNNING,
-    libvirt.VIR_DOMAIN_BLOCKED: ProviderStatus.RUNNING,
-    libvirt.VIR_DOMAIN_PAUSED: ProviderStatus.PAUSED,
-    libvirt.VIR_DOMAIN_SHUTDOWN: ProviderStatus.STOPPED,
-    libvirt.VIR_DOMAIN_SHUTOFF: ProviderStatus.STOPPED,
-    libvirt.VIR_DOMAIN_CRASHED: ProviderStatus.STOPPED,
-    libvirt.VIR_DOMAIN_PMSUSPENDED: ProviderStatus.PAUSED,
-}
-# vmscale never makes NVRAM or TPM state; managed-save images and snapshot metadata it may.
-_UNDEFINE = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-
-
-def _reachable_by_others(path: Path) -> bool:
-    """True when every ancestor of ``path`` lets 'other' users traverse it (QEMU runs as libvirt-qemu)."""
-    return all(not (p.exists() and not p.stat().st_mode & stat.S_IXOTH) for p in [path, *path.parents])
-
-
-def _status(dom: libvirt.virDomain) -> ProviderStatus:
-    state, _reason = dom.state()
-    status = _STATE.get(state, ProviderStatus.STOPPED)
-    if status is ProviderStatus.STOPPED and dom.hasManagedSaveImage():
-        return ProviderStatus.SAVED
-    return status
-
-
-def _leased_address(dom: libvirt.virDomain) -> str:
-    """The guest's IPv4 address from the libvirt network's DHCP leases ('' when not known yet)."""
-    try:
-        ifaces = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0)
-    except libvirt.libvirtError:
-        return ""
-    for iface in (ifaces or {}).values():
-        for addr in iface.get("addrs") or []:
-            if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
-                return str(addr["addr"])
-    return ""
 
 
 class LibvirtProvider:
@@ -100,32 +74,24 @@ class LibvirtProvider:
         state_dir: Path,
         *,
         clock: Clock | None = None,
-        connection: LibvirtConnection | None = None,
+        connection: BoundedCalls | None = None,
         accel: AccelChoice | None = None,
+        max_vcpus: int | None = None,
     ) -> None:
         self.config = config
+        self.max_vcpus = max_vcpus  # template.max_vcpus: room every domain gets to grow live
         self.clock = clock or SystemClock()
-        self.conn = connection or LibvirtConnection(config.uri, config.call_timeout_s)
+        self.conn: BoundedCalls = connection or LibvirtConnection(config.uri, config.call_timeout_s)
         self.accel = accel or choose_accel(config.accel)
         self.image_dir = Path(config.image_dir) if config.image_dir else DEFAULT_IMAGE_DIR
-        base = Path(state_dir).resolve() / "libvirt"
-        if config.instance_dir:
-            base = Path(config.instance_dir)
-        elif not _reachable_by_others(base.parent):
-            digest = hashlib.sha256(str(base).encode()).hexdigest()[:10]
-            fallback = Path("/var/lib/vmscale/instances") / digest
-            log.info("%s is not reachable by the QEMU user; instance files go to %s", base, fallback)
-            base = fallback
-        self.files_dir = base
-        for sub in ("overlays", "seeds", "console"):
-            (base / sub).mkdir(parents=True, exist_ok=True)
-            (base / sub).chmod(0o755)
-        base.chmod(0o755)
+        pool = config.addresses
+        self.addressing = StaticAddressing.parse(pool.pool, pool.network, pool.gateway) if pool.pool else None
+        self.files_dir = prepare_files_dir(state_dir, config.instance_dir)
         self._tracker = CpuTracker()
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._lock = KeyedLock()  # per instance name
+        self._clones = CloneLauncher(self) if config.launch == "clone" else None
 
-    # ---------------------------------------------------------------- paths and helpers
+    # ---------------------------------------------------------------- paths and helpers (per host)
     def overlay_path(self, name: str) -> Path:
         return self.files_dir / "overlays" / f"{name}.qcow2"
 
@@ -135,15 +101,15 @@ class LibvirtProvider:
     def console_log(self, name: str) -> Path:
         return self.files_dir / "console" / f"{name}.log"
 
-    def _lock(self, name: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(name, threading.Lock())
-
     def _port(self, spec: InstanceSpec) -> int:
-        return spec.port or self.config.base_port + spec.index
+        return instance_port(self.config.base_port, spec.index)
 
-    def _endpoint(self, port: int) -> str:
-        return f"http://127.0.0.1:{port}" if self.config.network == "user" else ""
+    def _endpoint(self, meta: xml.InstanceMeta) -> str:
+        if self.config.network == "user":
+            return f"http://127.0.0.1:{meta.port}"
+        if meta.address:  # vmscale assigned it: known without asking, the same on every host
+            return f"http://{meta.address}:{self.config.guest_port}"
+        return ""
 
     def _lookup(self, name: str) -> libvirt.virDomain | None:
         def find(conn: libvirt.virConnect) -> libvirt.virDomain | None:
@@ -156,7 +122,15 @@ class LibvirtProvider:
 
         return self.conn.call("lookup", find, instance=name)
 
-    def _instance(
+    def has_domain(self, name: str) -> bool:
+        """Whether a domain of this name is defined here (bounded, like every call)."""
+        return self._lookup(name) is not None
+
+    def forget_samples(self, name: str) -> None:
+        """Drop the CPU baseline of an instance that left (migrated away): its next host starts one."""
+        self._tracker.forget(name)
+
+    def instance_of(
         self, meta: xml.InstanceMeta, status: ProviderStatus, vcpus: int, **extra: str
     ) -> ProviderInstance:
         details = {
@@ -165,9 +139,10 @@ class LibvirtProvider:
             "port": str(meta.port),
             "accel": self.accel.accel,
             "epoch": str(meta.epoch),
+            **({"address": meta.address} if meta.address else {}),
             **extra,
         }
-        endpoint = self._endpoint(meta.port) or extra.get("endpoint", "")
+        endpoint = self._endpoint(meta) or extra.get("endpoint", "")
         return ProviderInstance(
             name=meta.name,
             group=meta.group,
@@ -179,28 +154,45 @@ class LibvirtProvider:
         )
 
     # ---------------------------------------------------------------- launch
-    def _check_headroom(self, spec: InstanceSpec) -> None:
-        def running_vcpus(conn: libvirt.virConnect) -> int:
-            doms = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
-            return sum(int(d.info()[3]) for d in doms)
+    def _host_load(self) -> HostLoad:
+        """This machine's memory and CPUs (per host: a remote host reports its own through libvirt)."""
 
-        load = HostLoad(
+        def running_vcpus(conn: libvirt.virConnect) -> int:
+            total = 0
+            for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                try:
+                    total += int(dom.info()[3])
+                except libvirt.libvirtError as exc:
+                    # Gone between listing and reading (anyone's domain on a shared libvirtd): not
+                    # running, so not counted; it must not fail this launch.
+                    if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                        raise
+            return total
+
+        return HostLoad(
             available_memory_mb=psutil.virtual_memory().available / 2**20,
             host_cpus=os.cpu_count() or 1,
             running_vcpus=self.conn.call("count vCPUs", running_vcpus),
         )
+
+    def _headroom_limits(self) -> tuple[int, float]:
+        """(min_free_memory_mb, max_vcpu_overcommit) that launches on this host keep to."""
+        return self.config.min_free_memory_mb, self.config.max_vcpu_overcommit
+
+    def _check_headroom(self, spec: InstanceSpec) -> None:
+        min_free, overcommit = self._headroom_limits()
         problem = headroom_problem(
-            load,
+            self._host_load(),
             memory_mb=spec.memory_mb,
             vcpus=spec.vcpus,
-            min_free_memory_mb=self.config.min_free_memory_mb,
-            max_vcpu_overcommit=self.config.max_vcpu_overcommit,
+            min_free_memory_mb=min_free,
+            max_vcpu_overcommit=overcommit,
         )
         if problem:
             raise TemporaryProviderError(f"not starting {spec.name}: {problem}", instance=spec.name)
 
-    def _make_overlay(self, name: str, backing: Path) -> None:
-        overlay = self.overlay_path(name)
+    def make_overlay(self, name: str, backing: Path, *, overlay: Path | None = None) -> None:
+        overlay = overlay or self.overlay_path(name)
         if overlay.exists():
             return  # made by an earlier, interrupted launch: finish with it
         tmp = overlay.with_suffix(".partial")
@@ -220,12 +212,23 @@ class LibvirtProvider:
             ) from exc
         tmp.replace(overlay)
 
-    def _domain_spec(self, spec: InstanceSpec, port: int) -> xml.DomainSpec:
-        meta = xml.InstanceMeta(spec.group, spec.name, spec.index, port, self.clock.now(), spec.epoch)
+    def _meta(self, spec: InstanceSpec, port: int) -> xml.InstanceMeta:
+        address = ""
+        if self.addressing is not None and self.config.network != "user":
+            address = str(self.addressing.address(spec.index))
+        return xml.InstanceMeta(
+            spec.group, spec.name, spec.index, port, self.clock.now(), address=address, epoch=spec.epoch
+        )
+
+    def domain_spec(self, spec: InstanceSpec, port: int) -> xml.DomainSpec:
+        meta = self._meta(spec, port)
+        addressed = self.addressing is not None and bool(meta.address)
+        room = max(spec.vcpus, self.max_vcpus or 0)
         common = {
             "meta": meta,
             "domain_type": self.accel.domain_type,
             "vcpus": spec.vcpus,
+            "max_vcpus": room,
             "memory_mb": spec.memory_mb,
             "disk_path": str(self.overlay_path(spec.name)),
             "console_log": str(self.console_log(spec.name)),
@@ -234,6 +237,9 @@ class LibvirtProvider:
             "guest_port": self.config.guest_port,
             "network_name": self.config.network_name,
             "bridge": self.config.bridge,
+            "mac": mac_for(meta.address) if addressed else "",
+            "address": self.addressing.cidr(spec.index) if self.addressing is not None and addressed else "",
+            "gateway": self.addressing.gateway if self.addressing is not None else "",
         }
         if self.config.boot == "disk":
             return xml.DomainSpec(boot="disk", seed_iso=str(self.seed_path(spec.name)), **common)  # type: ignore[arg-type]
@@ -242,46 +248,48 @@ class LibvirtProvider:
             boot="kernel",
             kernel=str(manifest.path(self.image_dir, "kernel")),
             initrd=str(manifest.path(self.image_dir, "initrd")),
-            kernel_args=dict(spec.workload_args),
+            # A domain that can grow runs its fib pool on the online CPUs ("auto"), not a fixed count.
+            kernel_args={**({"workers": "auto"} if room > spec.vcpus else {}), **spec.workload_args},
             **common,  # type: ignore[arg-type]
         )
 
-    def _backing(self) -> Path:
+    def backing_image(self) -> Path:
         if self.config.boot == "disk":
             if not self.config.cloud_image or not Path(self.config.cloud_image).is_file():
                 raise PermanentProviderError(
                     f"boot = disk needs provider.libvirt.cloud_image (got {self.config.cloud_image!r})"
                 )
-            return Path(self.config.cloud_image)
+            # Resolved: an overlay must name the file itself, never a symlink that a rebuild of the
+            # image later points elsewhere (the overlay would then read another image's blocks).
+            return Path(self.config.cloud_image).resolve()
         return load_manifest(self.image_dir).path(self.image_dir, "disk")
 
     def launch(self, spec: InstanceSpec) -> ProviderInstance:
         port = self._port(spec)
         with self._lock(spec.name):
             dom = self._lookup(spec.name)
-            if dom is not None and self.config.boot == "kernel" and not self.overlay_path(spec.name).exists():
+            if dom is not None and self.config.boot == "kernel" and not self._overlay_exists(spec.name):
                 # Its disk is gone (deleted by hand?): the domain cannot boot; remake it from scratch
                 # (only if it is ours: _adopt refuses foreign domains before anything is touched).
                 self._adopt_check(dom, spec)
-                self._remove_domain(spec.name, graceful_timeout_s=0)
+                self.remove_domain(spec.name, graceful_timeout_s=0)
                 dom = None
             if dom is not None:
-                return self._adopt(dom, spec)
+                adopted = self._adopt(dom, spec)
+                if self._clones is not None:
+                    self._clones.adopt(spec, port)  # a clone restored but never named: name it now
+                return adopted
             self._check_headroom(spec)
-            backing = self._backing()
-            self._make_overlay(spec.name, backing)
-            if self.config.boot == "disk" and not self.seed_path(spec.name).exists():
-                user_data = (
-                    Path(self.config.user_data).read_text() if self.config.user_data else "#cloud-config\n"
-                )
-                make_seed_iso(
-                    self.seed_path(spec.name), user_data=user_data, instance_id=spec.name, hostname=spec.name
-                )
-            log_path = self.console_log(spec.name)
-            if log_path.exists():
-                log_path.replace(log_path.with_suffix(".log.1"))
+            if self._clones is not None:
+                return self._clones.launch(spec, port)
+            backing = self.backing_image()
+            self.make_overlay(spec.name, backing)
+            if self.config.boot == "disk":
+                self._ensure_seed(spec.name)
+            self._rotate_console(spec.name)
             try:
-                domain_xml = xml.build_domain_xml(self._domain_spec(spec, port))
+                domain_spec = self.domain_spec(spec, port)
+                domain_xml = xml.build_domain_xml(domain_spec)
             except ValueError as exc:
                 raise PermanentProviderError(
                     f"bad instance spec for {spec.name}: {exc}", instance=spec.name
@@ -293,9 +301,23 @@ class LibvirtProvider:
                 return str(new.UUIDString())
 
             uuid = self.conn.call("define+start", define_and_start, instance=spec.name)
-            meta = xml.InstanceMeta(spec.group, spec.name, spec.index, port, self.clock.now(), spec.epoch)
             log.info("launched %s (%s, port %d)", spec.name, self.accel.accel, port)
-            return self._instance(meta, ProviderStatus.RUNNING, spec.vcpus, uuid=uuid)
+            return self.instance_of(domain_spec.meta, ProviderStatus.RUNNING, spec.vcpus, uuid=uuid)
+
+    def _overlay_exists(self, name: str) -> bool:  # per host
+        return self.overlay_path(name).exists()
+
+    def _ensure_seed(self, name: str) -> None:  # per host
+        """The cloud-init seed ISO of ``name`` (boot = "disk"), made if it is not there yet."""
+        if self.seed_path(name).exists():
+            return
+        user_data = Path(self.config.user_data).read_text() if self.config.user_data else "#cloud-config\n"
+        make_seed_iso(self.seed_path(name), user_data=user_data, instance_id=name, hostname=name)
+
+    def _rotate_console(self, name: str) -> None:  # per host
+        log_path = self.console_log(name)
+        if log_path.exists():
+            log_path.replace(log_path.with_suffix(".log.1"))
 
     def _adopt_check(self, dom: libvirt.virDomain, spec: InstanceSpec) -> xml.InstanceMeta:
         """The domain's vmscale metadata; PermanentProviderError when it is not this group's."""
@@ -312,28 +334,19 @@ class LibvirtProvider:
     def _adopt(self, dom: libvirt.virDomain, spec: InstanceSpec) -> ProviderInstance:
         """Finish a domain an earlier launch left behind (defined, saved, paused or stopped)."""
         found = self._adopt_check(dom, spec)
-
-        def finish(conn: libvirt.virConnect) -> tuple[ProviderStatus, int, str]:
-            status = _status(dom)
-            if status is ProviderStatus.PAUSED:
-                dom.resume()
-            elif status in (ProviderStatus.STOPPED, ProviderStatus.SAVED, ProviderStatus.STARTING):
-                dom.create()
-            return ProviderStatus.RUNNING, int(dom.info()[3]), str(dom.UUIDString())
-
         status, vcpus, uuid = self.conn.call(
-            "adopt", finish, instance=spec.name, timeout_s=self._slow_timeout
+            "adopt", lambda c: bring_up(dom), instance=spec.name, timeout_s=self.slow_timeout_s
         )
         log.info("adopted existing domain %s", spec.name)
-        return self._instance(found, status, vcpus, uuid=uuid)
+        return self.instance_of(found, status, vcpus, uuid=uuid)
 
     @property
-    def _slow_timeout(self) -> float:
+    def slow_timeout_s(self) -> float:
         """Start from a managed save restores memory from disk: give it longer than a plain call."""
         return max(self.config.call_timeout_s, 120.0)
 
     # ---------------------------------------------------------------- terminate
-    def _remove_domain(self, name: str, *, graceful_timeout_s: float) -> None:
+    def remove_domain(self, name: str, *, graceful_timeout_s: float) -> None:
         dom = self._lookup(name)
         if dom is None:
             return
@@ -356,7 +369,7 @@ class LibvirtProvider:
             try:
                 if dom.isActive():
                     dom.destroy()
-                dom.undefineFlags(_UNDEFINE)
+                dom.undefineFlags(UNDEFINE_FLAGS)
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                     raise
@@ -366,15 +379,32 @@ class LibvirtProvider:
     def terminate(self, name: str, *, graceful_timeout_s: float = 10.0) -> None:
         with self._lock(name):
             with contextlib.suppress(InstanceNotFoundError):
-                self._remove_domain(name, graceful_timeout_s=graceful_timeout_s)
+                self.remove_domain(name, graceful_timeout_s=graceful_timeout_s)
             self._tracker.forget(name)
-            for path in (
-                self.overlay_path(name),
-                self.overlay_path(name).with_suffix(".partial"),
-                self.seed_path(name),
-            ):
-                path.unlink(missing_ok=True)
+            self._remove_files(name)
             log.info("terminated %s", name)
+        if self._clones is not None:
+            self._clones.collect()  # a golden of an old image may have lost its last clone
+
+    # ---------------------------------------------------------------- snapshot clones
+    def prepare(self, spec: InstanceSpec) -> None:
+        """Make the group's golden snapshot now (with ``launch = "clone"``), so the first scale-up
+        restores a clone instead of waiting for the golden's boot. No-op when booting."""
+        if self._clones is not None:
+            self._clones.golden(spec)
+
+    def drop_goldens(self, group: str) -> None:
+        """Remove the group's golden snapshots (when the group is removed: ``vmscale down``)."""
+        CloneLauncher(self).drop(group)
+
+    def _remove_files(self, name: str) -> None:  # per host
+        for path in (
+            self.overlay_path(name),
+            self.overlay_path(name).with_suffix(".partial"),
+            self.seed_path(name),
+            self.files_dir / "restore" / f"{name}.fifo",  # a clone's, if its restore was cut short
+        ):
+            path.unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- observe
     def list(self, group: str) -> list[ProviderInstance]:
@@ -387,11 +417,15 @@ class LibvirtProvider:
                     )
                     if meta is None or meta.group != group:
                         continue
-                    status = _status(dom)
+                    status = domain_status(dom)
                     vcpus = int(dom.info()[3])
                     address = ""
-                    if self.config.network != "user" and status is ProviderStatus.RUNNING:
-                        address = _leased_address(dom)
+                    if (
+                        self.config.network != "user"
+                        and status is ProviderStatus.RUNNING
+                        and not meta.address
+                    ):
+                        address = leased_address(dom)
                     found.append((meta, status, vcpus, str(dom.UUIDString()), address))
                 except libvirt.libvirtError as exc:
                     # not ours (no metadata) or vanished between listing and reading: skip
@@ -405,7 +439,9 @@ class LibvirtProvider:
         rows = self.conn.call("list", collect)
         port = self.config.guest_port
         return [
-            self._instance(m, s, v, uuid=u, **({"endpoint": f"http://{a}:{port}", "address": a} if a else {}))
+            self.instance_of(
+                m, s, v, uuid=u, **({"endpoint": f"http://{a}:{port}", "address": a} if a else {})
+            )
             for m, s, v, u, a in sorted(rows, key=lambda r: r[0].index)
         ]
 
@@ -418,10 +454,29 @@ class LibvirtProvider:
         out: dict[str, float] = {}
         for name, (cpu_ns, vcpus) in readings.items():
             if name in wanted:
-                pct = self._tracker.update(name, CpuReading(cpu_ns, now, vcpus))
+                pct = self._tracker.update(name, CpuReading(cpu_ns / 1e9, now, vcpus))
                 if pct is not None:
                     out[name] = pct
         return out
+
+    # ---------------------------------------------------------------- resize (Resizer role)
+    @property
+    def can_shrink(self) -> bool:
+        """Whether ``resize`` may remove vCPUs live (see ``resize.py`` for why not by default)."""
+        return self.config.vcpu_unplug
+
+    def resize(self, name: str, vcpus: int) -> None:
+        """Hot-add or hot-remove vCPUs of a running instance (see ``resize.py``)."""
+        dom = self._lookup(name)
+        if dom is None:
+            raise InstanceNotFoundError(f"no domain {name} to resize", instance=name)
+        with self._lock(name):
+            before = int(self.conn.call("read vCPUs", lambda c: dom.info()[3], instance=name))
+            after = set_vcpus(
+                self.conn, dom, name, vcpus, timeout_s=self.slow_timeout_s, allow_unplug=self.can_shrink
+            )
+        self._tracker.forget(name)  # CPU percent is of the vCPUs it has: start a new baseline
+        log.info("resized %s: %d -> %d vCPUs", name, before, after)
 
     # ---------------------------------------------------------------- warm pool
     def pause(self, name: str, kind: WarmKind = "paused") -> None:
@@ -430,7 +485,7 @@ class LibvirtProvider:
             raise InstanceNotFoundError(f"no domain {name} to pause", instance=name)
         if kind == "saved":
             self.conn.call(
-                "managed save", lambda c: dom.managedSave(0), instance=name, timeout_s=self._slow_timeout
+                "managed save", lambda c: dom.managedSave(0), instance=name, timeout_s=self.slow_timeout_s
             )
         else:
             self.conn.call("suspend", lambda c: dom.suspend(), instance=name)
@@ -440,15 +495,7 @@ class LibvirtProvider:
         dom = self._lookup(name)
         if dom is None:
             raise InstanceNotFoundError(f"no domain {name} to resume", instance=name)
-
-        def wake(conn: libvirt.virConnect) -> None:
-            status = _status(dom)
-            if status is ProviderStatus.PAUSED:
-                dom.resume()
-            elif status in (ProviderStatus.SAVED, ProviderStatus.STOPPED):
-                dom.create()
-
-        self.conn.call("resume", wake, instance=name, timeout_s=self._slow_timeout)
+        self.conn.call("resume", lambda c: bring_up(dom), instance=name, timeout_s=self.slow_timeout_s)
 
     def close(self) -> None:
         self.conn.close()

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from vmscale.config.cloudinit import user_data_problem
 from vmscale.errors import PermanentProviderError, TemporaryProviderError
 
 
@@ -31,10 +32,9 @@ def make_seed_iso(
     timeout_s: float = 30.0,
 ) -> Path:
     """Write a ``cidata`` ISO 9660 image (Joliet + Rock Ridge) at ``dest`` with xorriso."""
-    if not user_data.startswith(("#cloud-config", "#!", "Content-Type", "#include")):
-        raise PermanentProviderError(
-            "cloud-init user-data must start with '#cloud-config', '#!' (a script) or be MIME multipart"
-        )
+    problem = user_data_problem(user_data)
+    if problem:
+        raise PermanentProviderError(f"cannot make the seed ISO for {instance_id}: {problem}")
     xorriso = shutil.which("xorriso")
     if xorriso is None:
         raise PermanentProviderError(

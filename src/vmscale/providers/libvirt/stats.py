@@ -1,9 +1,5 @@
-"""CPU utilisation of domains from libvirt's cumulative ``cpu.time``.
-
-``CpuTracker`` is pure: it turns successive (cpu_time_ns, wall_s, vcpus) readings into a percentage
-of the domain's own vCPUs, ``100 * Δcpu_time / (Δwall * vcpus)``, clamped to 0..100. The first
-reading of a domain is only a baseline. A cpu_time that goes *down* means the domain restarted (a
-new QEMU process): the reading becomes the new baseline instead of a negative number.
+"""Domains' cumulative ``cpu.time`` from libvirt (``vmscale.providers.cpu`` turns it into a
+utilisation, the same way for every provider).
 
 Which libvirt call: measured here (``benchmarks/bench_libvirt_metrics.py``, libvirt 9.0, TCG
 guests), ``getAllDomainStats(CPU_TOTAL|VCPU, NOWAIT)`` costs ~2.3-2.6 ms *per domain* on
@@ -15,43 +11,9 @@ on the in-process test driver). So ``fetch_cpu`` uses GetInfo; the bulk call is 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import libvirt
-
-
-@dataclass(frozen=True, slots=True)
-class CpuReading:
-    cpu_time_ns: int
-    wall_s: float
-    vcpus: int
-
-
-class CpuTracker:
-    """Per-domain baselines; safe to call from several threads."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, CpuReading] = {}
-        self._lock = threading.Lock()
-
-    def update(self, name: str, reading: CpuReading) -> float | None:
-        with self._lock:
-            prev = self._last.get(name)
-            self._last[name] = reading
-        if prev is None or reading.cpu_time_ns < prev.cpu_time_ns:
-            return None
-        wall = reading.wall_s - prev.wall_s
-        if wall <= 0 or reading.vcpus <= 0:
-            return None
-        pct = 100.0 * (reading.cpu_time_ns - prev.cpu_time_ns) / 1e9 / (wall * reading.vcpus)
-        return max(0.0, min(100.0, pct))
-
-    def forget(self, name: str) -> None:
-        with self._lock:
-            self._last.pop(name, None)
-
 
 STATS = libvirt.VIR_DOMAIN_STATS_CPU_TOTAL | libvirt.VIR_DOMAIN_STATS_VCPU
 FLAGS = libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE | libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT

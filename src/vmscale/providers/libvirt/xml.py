@@ -5,14 +5,39 @@ Pure functions over a frozen ``DomainSpec`` so the XML can be unit-tested (and v
 
 Choices worth knowing:
 
-* Machine ``pc`` (i440fx) with explicit PCI slots for every device vmscale adds: with user-mode
-  networking the NIC comes through ``<qemu:commandline>`` (libvirt 9.0 rejects the passt backend and
-  its own ``type='user'`` interface cannot forward a port), and a NIC added that way is invisible to
-  libvirt's address allocator, so it sits in a fixed slot (0x09) that nothing else uses.
+* Machine ``pc`` (i440fx) with explicit PCI slots for every device vmscale adds.
+* ``network = "user"``: the NIC comes through ``<qemu:commandline>`` (``-netdev user,hostfwd=...``),
+  because libvirt's own declaration does not work on this libvirt. Measured on Debian 12's libvirt
+  9.0.0-4+deb12u2 with the ``passt`` package installed (``benchmarks/probe_user_nic.py``,
+  BENCHMARKS.md "User-mode NIC"): ``<interface type='user'>`` with ``<backend type='passt'/>`` is
+  refused at define ("Invalid value for attribute 'type' in element 'backend': 'passt'" — Debian
+  builds bookworm's libvirt with passt support disabled, see its changelog, 9.0.0-2); without
+  the backend (QEMU's SLIRP) ``<portForward>`` is accepted but silently not applied (no hostfwd, the
+  port never answers). The passthrough forwards, survives ``virsh save``/``restore`` and
+  ``managedsave`` (the warm pool's paths; it answers again within a second), and costs two things:
+  the domain is tainted "custom-argv", and libvirt does not list the NIC (``domiflist`` is empty;
+  ``domifaddr`` shows no address either way, as libvirt learns user-mode addresses only from a
+  guest agent). A NIC added that way is also invisible to libvirt's address allocator, so it sits
+  in a fixed slot (0x09) that nothing else uses. With a libvirt that has passt (upstream >= 9.0
+  builds with it, e.g. Debian 13's), the declaration is ``<interface type='user'><backend
+  type='passt'/><portForward proto='tcp' address='127.0.0.1'><range start='HOST' to='GUEST'/>
+  </portForward></interface>``; switch to it after re-running the probe there. Live migration was not
+  measured (one libvirtd here); a loopback forward is bound by the destination's QEMU, so it can
+  only work towards another host, where the endpoint's address changes with it.
+* ``network = "network"``/``"bridge"``: declared the libvirt way (``<interface type='network'|'bridge'>``).
 * No balloon, no USB, no graphics: fewer devices to emulate means a faster TCG boot.
+* Room to grow: with ``max_vcpus`` above ``vcpus`` the domain is defined as
+  ``<vcpu current='vcpus'>max_vcpus</vcpu>``, so vCPUs can be hot-added up to the maximum
+  (``resize.py``) without a restart. Such a domain, or one of several vCPUs, also gets a CPU weight
+  per vCPU (``<cputune><shares>``): libvirt gives every domain's cgroup the same weight (1024)
+  whatever its vCPUs, so on a busy host a bigger VM would get no more CPU time than a small one.
 * ``<metadata>`` in vmscale's own namespace names the group, instance, index, port and the epoch of
   the controller that launched it, so ``list`` finds vmscale's domains from libvirt alone after a
   restart, and a controller that lost leadership sees a newer leader's domains as such.
+* On a bridged network with vmscale-assigned addresses (``provider.libvirt.addresses``, see
+  ``addresses.py``) the NIC gets a MAC made from the address and the guest sets the address itself
+  (kernel command line ``vmscale.net=static vmscale.ip=...``). The address is also in the metadata, so
+  it travels with the domain when it is live-migrated to another host: the endpoint stays the same.
 """
 
 from __future__ import annotations
@@ -26,6 +51,7 @@ from typing import Literal
 VMSCALE_NS = "https://vmscale.dev/xmlns/instance/1"
 VMSCALE_PREFIX = "vmscale"
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+SHARES_PER_VCPU = 1024  # libvirt's (and cgroup v1's) default weight of one domain
 NIC_PCI_SLOT = 0x09
 DISK_PCI_SLOT = 0x04
 RNG_PCI_SLOT = 0x05
@@ -46,6 +72,7 @@ class InstanceMeta:
     index: int
     port: int
     created_at: float = 0.0
+    address: str = ""  # the guest's IPv4 address when vmscale assigned it (bridged networks)
     epoch: int = 0  # the launching controller's term of leadership (0: none recorded)
 
 
@@ -67,15 +94,32 @@ class DomainSpec:
     guest_port: int = 8000
     network_name: str = "default"
     bridge: str = "br0"
+    mac: str = ""  # NIC MAC for network/bridge ('' = libvirt picks one)
+    address: str = ""  # "A.B.C.D/LEN" the guest configures itself ('' = DHCP)
+    gateway: str = ""
+    max_vcpus: int = 0  # vCPUs the domain may grow to live (0 or vcpus: no room to grow)
 
 
-def kernel_cmdline(name: str, vcpus: int, guest_port: int, extra: Mapping[str, str], dhcp: bool) -> str:
+def kernel_cmdline(
+    name: str,
+    vcpus: int,
+    guest_port: int,
+    extra: Mapping[str, str],
+    dhcp: bool,
+    *,
+    address: str = "",
+    gateway: str = "",
+) -> str:
     """The guest kernel command line: lean boot flags plus ``vmscale.KEY=VALUE`` options for the init.
 
     Keys and values are checked so nothing can inject another kernel parameter.
     """
     opts: dict[str, str] = {"name": name, "workers": str(vcpus), "port": str(guest_port)}
-    opts["net"] = "dhcp" if dhcp else "user"
+    opts["net"] = "static" if address else "dhcp" if dhcp else "user"
+    if address:
+        opts["ip"] = address
+        if gateway:
+            opts["gw"] = gateway
     for key, value in extra.items():
         opts[key] = str(value)
     for key, value in opts.items():
@@ -106,27 +150,39 @@ def build_domain_xml(spec: DomainSpec) -> str:
     root = ET.Element("domain", {"type": spec.domain_type})
     _sub(root, "name", spec.meta.name)
     meta = _sub(root, "metadata")
-    ET.SubElement(
-        meta,
-        f"{{{VMSCALE_NS}}}instance",
-        {
-            "group": spec.meta.group,
-            "name": spec.meta.name,
-            "index": str(spec.meta.index),
-            "port": str(spec.meta.port),
-            "created": f"{spec.meta.created_at:.3f}",
-            "epoch": str(spec.meta.epoch),
-        },
-    )
+    attrs = {
+        "group": spec.meta.group,
+        "name": spec.meta.name,
+        "index": str(spec.meta.index),
+        "port": str(spec.meta.port),
+        "created": f"{spec.meta.created_at:.3f}",
+        "epoch": str(spec.meta.epoch),
+    }
+    if spec.meta.address:
+        attrs["address"] = spec.meta.address
+    ET.SubElement(meta, f"{{{VMSCALE_NS}}}instance", attrs)
     _sub(root, "memory", str(spec.memory_mb), unit="MiB")
-    _sub(root, "vcpu", str(spec.vcpus), placement="static")
+    if spec.max_vcpus and spec.max_vcpus < spec.vcpus:
+        raise ValueError(f"max_vcpus ({spec.max_vcpus}) must be at least vcpus ({spec.vcpus})")
+    if spec.max_vcpus > spec.vcpus:
+        _sub(root, "vcpu", str(spec.max_vcpus), placement="static", current=str(spec.vcpus))
+    else:
+        _sub(root, "vcpu", str(spec.vcpus), placement="static")
+    if spec.max_vcpus > spec.vcpus or spec.vcpus > 1:
+        _sub(_sub(root, "cputune"), "shares", str(SHARES_PER_VCPU * spec.vcpus))
     os_el = _sub(root, "os")
     _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
     if spec.boot == "kernel":
         _sub(os_el, "kernel", spec.kernel)
         _sub(os_el, "initrd", spec.initrd)
         args = kernel_cmdline(
-            spec.meta.name, spec.vcpus, spec.guest_port, spec.kernel_args, dhcp=spec.network != "user"
+            spec.meta.name,
+            spec.vcpus,
+            spec.guest_port,
+            spec.kernel_args,
+            dhcp=spec.network != "user",
+            address=spec.address if spec.network != "user" else "",
+            gateway=spec.gateway,
         )
         _sub(os_el, "cmdline", args)
     else:
@@ -156,11 +212,15 @@ def build_domain_xml(spec: DomainSpec) -> str:
     _sub(dev, "controller", type="usb", model="none")
     if spec.network == "network":
         nic = _sub(dev, "interface", type="network")
+        if spec.mac:
+            _sub(nic, "mac", address=spec.mac)
         _sub(nic, "source", network=spec.network_name)
         _sub(nic, "model", type="virtio")
         _pci(nic, NIC_PCI_SLOT)
     elif spec.network == "bridge":
         nic = _sub(dev, "interface", type="bridge")
+        if spec.mac:
+            _sub(nic, "mac", address=spec.mac)
         _sub(nic, "source", bridge=spec.bridge)
         _sub(nic, "model", type="virtio")
         _pci(nic, NIC_PCI_SLOT)
@@ -208,6 +268,7 @@ def parse_metadata(element_xml: str) -> InstanceMeta | None:
             index=int(el.attrib["index"]),
             port=int(el.attrib["port"]),
             created_at=float(el.attrib.get("created", "0")),
+            address=el.attrib.get("address", ""),
             epoch=int(el.attrib.get("epoch", "0")),
         )
     except (KeyError, ValueError):
