@@ -13,7 +13,8 @@ from dataclasses import replace
 from typing import Any
 
 from vmscale.clock import Clock, FakeClock
-from vmscale.control import GroupStatus, HostInfo, InstanceInfo
+from vmscale.control import ControllerEntry, GroupStatus, HostInfo, InstanceInfo, Leadership
+from vmscale.errors import NotLeaderError
 from vmscale.event_kinds import (
     NO_STATE,
     DecisionApplied,
@@ -55,6 +56,9 @@ class FakeControlPlane:
         self._lock = threading.RLock()
         self.writes: list[tuple[str, Any, str]] = []  # (what, value, actor): what the API asked for
         self._hosts: dict[str, HostInfo] = {}  # none: a group without [[cluster.hosts]]
+        # Who leads: this fake by default; ``stand_by(leader_address)`` makes it a standby that
+        # refuses writes, the way a real standby does (``vmscale.leadership``).
+        self.who = Leadership(scope=name, id="fake-a", role="leader", leader_id="fake-a", epoch=1)
 
     # --- ControlPlane -------------------------------------------------------------------
     def group(self) -> GroupStatus:
@@ -77,6 +81,7 @@ class FakeControlPlane:
                 policies=["cpu-target"],
                 states=states,
                 last_decision=self._decisions[-1] if self._decisions else None,
+                leadership=self.who.brief(),
             )
 
     def instances(self) -> list[InstanceInfo]:
@@ -89,7 +94,41 @@ class FakeControlPlane:
                 {"name": i.name, "url": i.endpoint} for i in self._instances.values() if i.state == "ready"
             ]
 
+    def leadership(self, *, full: bool = False) -> Leadership:
+        if not full:
+            return self.who
+        leader = self.who.leader_id
+        ids = sorted({self.who.id, leader} - {""}, key=lambda i: i != leader)
+        entries = tuple(
+            ControllerEntry(
+                i, self.who.leader_address if i == leader else "", "leader" if i == leader else "standby",
+                i == leader, 0.5, i == self.who.id,
+            )
+            for i in ids
+        )  # fmt: skip
+        return replace(self.who, controllers=entries)
+
+    def stand_by(self, leader_address: str = "http://127.0.0.1:8901") -> None:
+        self.who = Leadership(
+            scope=self.name,
+            id="fake-b",
+            role="standby",
+            leader_id="fake-a",
+            leader_address=leader_address,
+            epoch=1,
+        )
+
+    def _refuse_unless_leading(self) -> None:
+        if self.who.role != "leader":
+            raise NotLeaderError(
+                f"controller {self.who.id} is a standby; the leader is {self.who.leader_id} at "
+                f"{self.who.leader_address}",
+                leader_id=self.who.leader_id,
+                leader_address=self.who.leader_address,
+            )
+
     def set_desired(self, count: int, actor: str) -> GroupStatus:
+        self._refuse_unless_leading()
         if not self.min <= count <= self.max:
             raise ValueError(f"desired {count} is outside [min, max] = [{self.min}, {self.max}]")
         with self._lock:
@@ -101,6 +140,7 @@ class FakeControlPlane:
         return self.group()
 
     def set_paused(self, paused: bool, actor: str) -> GroupStatus:
+        self._refuse_unless_leading()
         with self._lock:
             self.paused = paused
             self.writes.append(("paused", paused, actor))

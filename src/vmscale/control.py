@@ -1,8 +1,13 @@
 """What the control API and the CLI may ask of a running controller (and nothing more).
 
 The API layer depends on this Protocol, not on the controller module, so it can be tested
-against a fake and the controller can change behind it. One ``ControlPlane`` per group;
-``ControlGroups`` is every group of one ``vmscale up`` with the event bus they share.
+against a fake and the controller can change behind it.
+
+``GroupControl`` is one group's status and controls, as a leading controller (``Controller``) or a
+standby reading the store (``vmscale.standby``) answers them; ``ControlPlane`` adds who leads, which
+only the process that runs the election knows (``vmscale.leadership``). One ``ControlPlane`` per
+group; ``ControlGroups`` is every group of one ``vmscale up`` with the event bus they share (and
+one election: every group's plane says the same about who leads).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class GroupStatus:
     states: dict[str, int]
     last_decision: dict[str, Any] | None = None
     warm: int = 0
+    # Who answers and who leads (``Leadership.brief``); None where there is no election (fakes).
+    leadership: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +84,43 @@ class HostInfo:
         return asdict(self)
 
 
-class ControlPlane(Protocol):
+@dataclass(frozen=True, slots=True)
+class ControllerEntry:
+    """One `vmscale up` process of the scope, from the registry every controller writes to."""
+
+    id: str  # HOST/PID/START
+    address: str  # its control API URL ("" if it serves none)
+    role: str  # "leader" or "standby", as it last reported itself
+    leads: bool  # it holds the scope's unexpired lease (the store's view)
+    last_seen_s: float  # since its last heartbeat
+    this: bool  # the controller that answered
+
+
+@dataclass(frozen=True, slots=True)
+class Leadership:
+    """Who leads the scope, as the answering controller knows it."""
+
+    scope: str
+    id: str  # the answering controller
+    role: str  # its own role: "leader" or "standby"
+    leader_id: str = ""  # "" when nobody leads right now
+    leader_address: str = ""
+    epoch: int | None = None  # the leader's term
+    lease_age_s: float | None = None  # since the lease was last renewed
+    first_tick_at: float | None = None  # leading: when this term's first tick passed (epoch s)
+    controllers: tuple[ControllerEntry, ...] = ()  # filled by ``ControlPlane.leadership(full=True)``
+
+    def brief(self) -> dict[str, Any]:
+        """Everything but the registry: what ``GroupStatus.leadership`` carries."""
+        out = asdict(self)
+        del out["controllers"]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class GroupControl(Protocol):
     events: EventBus
 
     def group(self) -> GroupStatus: ...
@@ -89,11 +132,13 @@ class ControlPlane(Protocol):
         ...
 
     def set_desired(self, count: int, actor: str) -> GroupStatus:
-        """Manual override. Raises ValueError (message for the user) outside [min, max]."""
+        """Manual override. Raises ValueError (message for the user) outside [min, max], and
+        ``NotLeaderError`` (naming the leader) on a standby: writes belong to the leader."""
         ...
 
     def set_paused(self, paused: bool, actor: str) -> GroupStatus:
-        """Pause or resume automatic decisions (health replacement goes on)."""
+        """Pause or resume automatic decisions (health replacement goes on); ``NotLeaderError`` on a
+        standby."""
         ...
 
     def history(self, since: float | None = None) -> list[dict[str, Any]]:
@@ -111,6 +156,12 @@ class ControlPlane(Protocol):
     def host_action(self, name: str, action: str, actor: str) -> HostInfo:
         """``cordon``, ``uncordon`` or ``drain`` a host. LookupError for an unknown host, ValueError
         (a message for the user) when the provider has no hosts."""
+        ...
+
+
+class ControlPlane(GroupControl, Protocol):
+    def leadership(self, *, full: bool = False) -> Leadership:
+        """Who leads; with ``full``, every controller of the scope as well (one store read)."""
         ...
 
 
@@ -157,3 +208,7 @@ class ControlGroups:
 
     def __iter__(self) -> Iterator[ControlPlane]:
         return iter(list(self._planes.values()))
+
+    def leadership(self, *, full: bool = False) -> Leadership:
+        """Who leads: one election covers every group of the process, so any group's plane knows."""
+        return next(iter(self._planes.values())).leadership(full=full)

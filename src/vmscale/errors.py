@@ -16,6 +16,8 @@ only needs to know whether to retry.
     │   └── InstanceNotFoundError    the instance does not exist (terminate treats this as success)
     ├── LoadBalancerError            the balancer refused or is unreachable (temporary by nature)
     ├── StoreError                   the state database cannot be read or written
+    ├── NotLeaderError               this controller does not lead its scope (any more): it must not act,
+    │                                and a write asked of it belongs to the leader it names
     └── AuthError                    a control-API caller lacks a valid token or scope
 """
 
@@ -79,6 +81,17 @@ class LoadBalancerError(VmscaleError):
 
 class StoreError(VmscaleError):
     pass
+
+
+class NotLeaderError(VmscaleError):
+    """This controller is (now) a standby: it must not act. Raised by the leadership checks in front of
+    every world-changing call, and by a standby asked to write. ``leader_id``/``leader_address`` name
+    who leads, as far as this controller knows ("" when nobody does right now)."""
+
+    def __init__(self, message: str, *, leader_id: str = "", leader_address: str = "") -> None:
+        self.leader_id = leader_id
+        self.leader_address = leader_address
+        super().__init__(message)
 
 
 class AuthError(VmscaleError):

@@ -1,8 +1,12 @@
-"""One group of a running ``vmscale up``: its provider, balancer, integrations, controller and loop.
+"""One group of a running ``vmscale up``: its provider, balancer, integrations, terms and loop.
 
 ``Service`` (``vmscale.service``) owns what the groups share — the store, the event bus and its
 logs, the metric families, the control API — and one ``GroupRuntime`` per group. A group's pieces
 are built from its ``GroupSettings`` alone, so two groups never see each other's settings.
+
+Leadership is the process's (one elector for every group, ``vmscale.leadership``); each group runs
+its own ``Terms`` on its loop thread: while the process leads, a fresh ``Controller`` fenced by the
+lease reconciles the group; while it stands by, the group's API answers from the store.
 
 Independence at run time: each group reconciles on a thread of its own, and an exception in one
 group's tick is reported as that group's ``error`` event and never reaches another group's loop.
@@ -14,24 +18,32 @@ that silently runs fewer groups than its file names is worse than one that refus
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from pathlib import Path
 
 from vmscale.config.hosts import ClusterConfig
 from vmscale.config.schema import GroupSettings, VmscaleConfig
 from vmscale.controller import Controller
-from vmscale.errors import ProviderError, ProviderUnavailableError, StartupError
+from vmscale.controller.fence import LeaseFence
+from vmscale.errors import NotLeaderError, ProviderError, ProviderUnavailableError, StartupError, StoreError
+from vmscale.event_kinds import ErrorReported
 from vmscale.events import EventBus
 from vmscale.health import build_health_checker
 from vmscale.integrations import Integrations
 from vmscale.lb.base import LoadBalancer
 from vmscale.lb.none import NullBalancer
+from vmscale.leader import Elector
+from vmscale.leadership import ControlRouter, LeaderView, Terms
 from vmscale.metrics import ControllerMetrics, MetricFamilies
+from vmscale.policy import build_policy_set
 from vmscale.preflight import check_free, missing_library
 from vmscale.providers.base import Provider
-from vmscale.store import Store
+from vmscale.standby import StoreControl
+from vmscale.store import Lease, Store
 
 LOOP_JOIN_TIMEOUT_S = 30.0
+log = logging.getLogger("vmscale.service")
 
 
 def state_dir_of(cfg: VmscaleConfig) -> Path:
@@ -96,6 +108,8 @@ class GroupRuntime:
         store: Store,
         events: EventBus,
         families: MetricFamilies,
+        elector: Elector,
+        view: LeaderView,
         cluster: ClusterConfig | None = None,
         where: str = "",
     ) -> None:
@@ -104,22 +118,32 @@ class GroupRuntime:
         self.where = where
         self.provider = provider
         self.lb = lb
-        publish = events.for_group(self.name).publish
+        self._store = store
+        self._events = events
+        self._cluster = cluster
+        self._elector = elector
+        self.metrics = ControllerMetrics(self.name, families)
+        self._publish = events.for_group(self.name).publish
         # Webhooks, the original client and file_sd hear this group's decisions and rotation
         # changes on the bus; hooks and external metrics are called by the controller itself.
-        self.integrations = Integrations(settings, publish=publish)
+        self.integrations = Integrations(settings, publish=self._publish)
         events.add_listener(self.integrations.on_event)
-        self.controller = Controller(
-            settings,
-            provider,
-            store,
-            lb=lb,
-            events=events,
-            health=build_health_checker(settings.health),
-            metrics=ControllerMetrics(self.name, families),
-            integrations=self.integrations,
-            cluster=cluster,
+        policies = build_policy_set(
+            settings.policies, min_count=settings.group.min, max_count=settings.group.max
         )
+        standby = StoreControl(
+            settings,
+            store,
+            events,
+            provider=provider.kind,
+            lb=lb.kind,
+            frontend_url=lb.frontend_url(),
+            policies=policies.names,
+        )
+        # What the API serves: the leading term's controller, or the store's view on a standby.
+        self.controller = ControlRouter(standby, view, elector.step_down)
+        self.terms = Terms(elector, self._take_over, self.controller, view, self._report, lb.close)
+        self.led = False  # this group's balancer was started (or adopted) by a term of this process
         self._thread: threading.Thread | None = None
 
     def preflight(self) -> None:
@@ -139,32 +163,84 @@ class GroupRuntime:
     def _named(self, message: str) -> str:
         return f"group {self.name}: {message}" if self.where else message
 
+    def _report(self, message: str) -> None:
+        self._publish(ErrorReported("leadership", self._named(message)))
+
+    def _take_over(self, lease: Lease) -> Controller:
+        """Begin a term: the balancer (adopted when it runs), a fresh controller fenced by ``lease``,
+        and restart recovery from the store and the provider, as after a crash."""
+        self.led = True
+        self.lb.start()
+        view = self._store.fenced(lease)
+        elector = self._elector
+        ctl = Controller(
+            self.settings,
+            self.provider,
+            view,
+            lb=self.lb,
+            events=self._events,
+            health=build_health_checker(self.settings.health),
+            metrics=self.metrics,
+            integrations=self.integrations,
+            cluster=self._cluster,
+            fence=LeaseFence(lambda: elector.is_leader, view.check_fence, lease.epoch),
+        )
+        try:
+            ctl.recover()
+        except BaseException:
+            ctl.abandon()
+            raise
+        return ctl
+
     def start(self, undo: contextlib.ExitStack) -> None:
-        """Start the balancer and recover the group, registering on ``undo`` how to take each back."""
+        """While this process leads: start the balancer and recover the group (the first term),
+        registering on ``undo`` how to take each back. A standby starts neither."""
+        if not self._elector.is_leader:
+            return
         if not self.lb.alive():  # adopted balancers are not ours to stop on failure
             undo.callback(self.lb.stop)  # registered first: a half-started HAProxy is stopped too
-        self.lb.start()
-        self.controller.recover()
-        undo.callback(self.controller.shutdown, terminate=False)  # saves state, closes probes
+        self.terms.begin()
+        undo.callback(self.end_term, terminate=False)  # saves state, closes probes
 
     def run(self, stop: threading.Event) -> None:
-        """Reconcile on a thread of this group's own until ``stop`` is set."""
-        self._thread = threading.Thread(
-            target=self.controller.run, args=(stop,), name=f"vmscale-loop-{self.name}"
-        )
+        """Lead whenever elected, on a thread of this group's own, until ``stop`` is set."""
+        self._thread = threading.Thread(target=self.terms.run, args=(stop,), name=f"vmscale-loop-{self.name}")
         self._thread.start()
 
+    def interrupt(self) -> None:
+        self.terms.interrupt()
+
     def join(self) -> None:
+        self.terms.interrupt()
         if self._thread is not None:
             self._thread.join(timeout=LOOP_JOIN_TIMEOUT_S)
 
+    def end_term(self, *, terminate: bool) -> bool:
+        """After ``join``: stop the term this process leads, if any, and with ``terminate`` remove the
+        group's instances; True if it removed them."""
+        ctl = self.terms.controller
+        if ctl is None:
+            return False  # a standby: nothing of the group is this controller's to touch
+        try:
+            ctl.shutdown(terminate=terminate)
+        except NotLeaderError as exc:  # FencedError included
+            log.warning("leadership was lost during shutdown (%s): the instances are the new leader's", exc)
+            ctl.abandon()
+            return False
+        except StoreError as exc:  # nothing can be recorded: leave everything for the next start
+            log.warning("the store failed during shutdown (%s): what was not removed yet keeps running", exc)
+            ctl.abandon()
+            return False
+        return terminate
+
     def stop(self, *, terminate: bool) -> None:
-        """After ``join``: stop acting; with ``terminate`` remove the group's instances and balancer."""
-        self.controller.shutdown(terminate=terminate)
-        self.integrations.close(group_removed=terminate)
-        if terminate:
+        """After ``join``: stop acting; with ``terminate`` (which the service asks only of a leader
+        no other live controller could replace) remove the group's instances and balancer."""
+        removed = self.end_term(terminate=terminate)
+        self.integrations.close(group_removed=removed)
+        if removed:
             self.lb.stop()
-        else:
+        elif self.led:
             self.lb.close()  # kept instances keep their balancer; only vmscale's receiver stops
 
     def close(self) -> None:

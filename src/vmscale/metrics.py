@@ -199,5 +199,17 @@ class ControllerMetrics:
         with contextlib.suppress(KeyError):  # KeyError: it never reported CPU
             self.instance_cpu.remove(self.group, name)
 
+    def forget_group_state(self) -> None:
+        """This controller stopped leading: its gauges of the group's state would go stale, so they
+        leave /metrics (the leader's are the live ones); counters and histograms stay."""
+        for gauge in (
+            self.instances,
+            self.desired,
+            self.actual,
+            self.instance_cpu,
+            *self.policy_values.values(),
+        ):
+            gauge.clear()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

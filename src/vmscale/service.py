@@ -15,6 +15,13 @@ then starts the pieces one by one, registering how to undo each *before* startin
 fails — in any group — what this start-up started is stopped in reverse order and the error is
 raised. Nothing it adopted is touched: instances and an HAProxy left running by an earlier
 ``vmscale up`` keep serving.
+
+Every service takes part in its scope's leader election (``vmscale.leadership``; one elector for
+all its groups): the first election runs in ``start``, so a leader has recovered its groups before
+its API answers, and a standby serves the store's view at once. Only the leader touches the
+balancers and the providers. ``stop`` removes the instances only when asked, while leading, and
+when no other controller of the scope is alive to take over; otherwise it hands over (releases the
+lease) and leaves everything running.
 """
 
 from __future__ import annotations
@@ -28,22 +35,37 @@ from pathlib import Path
 
 from vmscale.api.app import ServerHandle, create_app, serve_in_thread
 from vmscale.api.auth import TokenStore, check_bind_allowed, split_bind
+from vmscale.clock import SystemClock
 from vmscale.config.schema import VmscaleConfig
 from vmscale.control import ControlGroups
-from vmscale.controller import Controller
-from vmscale.errors import AuthError, StartupError
+from vmscale.errors import AuthError, StartupError, StoreError
 from vmscale.events import DECISIONS_LOG, EventBus, JsonlWriter
 from vmscale.group_runtime import GroupRuntime, build_lb, build_provider, group_dir, state_dir_of
 from vmscale.integrations import Integrations
 from vmscale.lb.base import LoadBalancer
+from vmscale.leader import ElectionLoop, Elector, Role, controller_id, holder_gone, scope_of, timing_of
+from vmscale.leader.metrics import LeadershipCollector
+from vmscale.leadership import ControlRouter, LeaderView
 from vmscale.metrics import MetricFamilies
 from vmscale.preflight import reserve
 from vmscale.providers.base import Provider
-from vmscale.store import open_state_store
+from vmscale.sdnotify import notify
+from vmscale.store import Lease, open_state_store
 
 __all__ = ["Service", "build_lb", "build_provider", "decisions_log_for", "group_dir", "state_dir_of"]
 
 log = logging.getLogger("vmscale.service")
+
+
+def advertised_url(bind: str, port: int, advertise: str = "") -> str:
+    """The API URL other controllers and the CLI use: ``api.advertise``, else ``bind``'s, with this
+    machine's name for a wildcard bind (nobody can connect to 0.0.0.0 from elsewhere)."""
+    if advertise:
+        return advertise.rstrip("/")
+    host, _ = split_bind(bind)
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def decisions_log_for(log_path: Path) -> Path:
@@ -104,6 +126,21 @@ class Service:
             self.events.add_listener(self.writer)
             self.events.add_listener(self.decisions_writer)
             self.metrics = MetricFamilies()
+            # The elector's own connection: a renewal never queues behind the controllers' writes.
+            self.lease_store = open_state_store(cfg.state, self.state_dir)
+            undo.callback(self.lease_store.close)
+            leases = self.lease_store.leases(scope_of(cfg))
+            self.elector = Elector(
+                leases,
+                controller_id(),
+                clock=SystemClock(),
+                timing=timing_of(cfg.state.lease),
+                holder_gone=holder_gone,
+                on_change=self._role_changed,
+            )
+            self.election = ElectionLoop(self.elector)
+            self.metrics.registry.register(LeadershipCollector(self.elector, leases.scope))
+            view = LeaderView(self.elector, leases)
             for i, gs in enumerate(settings):
                 name = gs.group.name
                 prov = (
@@ -118,6 +155,8 @@ class Service:
                     store=self.store,
                     events=self.events,
                     families=self.metrics,
+                    elector=self.elector,
+                    view=view,
                     cluster=cfg.cluster,
                     where=f"groups[{i}]." if cfg.uses_groups else "",
                 )
@@ -129,6 +168,45 @@ class Service:
         self.api: ServerHandle | None = None
         self._stop = threading.Event()
         self._released = False
+        self._started = False
+
+    # ------------------------------------------------------------------ leadership
+
+    def _role_changed(self, old: Role, new: Role, lease: Lease | None, why: str) -> None:
+        for runtime in self.groups:
+            runtime.terms.on_change(old, new, lease, why)
+        if self._started and new is not Role.STOPPED:  # systemd's `status` shows it
+            notify(f"STATUS={self.status_line()}")
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS= and the log: this controller's role and its API."""
+        who = self.controller.leadership()
+        if who.role == "leader":
+            role = f"leading at epoch {who.epoch}"
+        elif who.leader_id:
+            role = f"standby (leader {who.leader_id} at {who.leader_address or '?'})"
+        else:
+            role = "standby (nobody leads yet)"
+        names = [r.name for r in self.groups]
+        groups = f"group {names[0]}" if len(names) == 1 else f"groups {', '.join(names)}"
+        return f"{groups}: {role}; control API on {self.elector.address or 'none'}"
+
+    def _alone(self) -> bool:
+        """No other controller of the scope is alive: none heard from within one lease duration,
+        except those of this host whose process is gone (a crashed controller never says goodbye)."""
+        me, lease_s = self.elector.holder, self.cfg.state.lease.duration_s
+        try:
+            others = [
+                c.id
+                for c in self.elector.leases.controllers()
+                if c.id != me and c.last_seen_age_s < lease_s and not holder_gone(c.id)
+            ]
+        except StoreError as exc:
+            log.warning("cannot tell whether another controller runs (%s): keeping the instances", exc)
+            return False
+        if others:
+            log.info("handing over to %s: the instances keep running", ", ".join(others))
+        return not others
 
     # ------------------------------------------------------------------ the groups
 
@@ -140,8 +218,9 @@ class Service:
         raise KeyError(f"no group {name!r} (groups: {', '.join(r.name for r in self.groups)})")
 
     @property
-    def controller(self) -> Controller:
-        """The first group's controller: the one group's, for callers that run one."""
+    def controller(self) -> ControlRouter:
+        """The first group's control plane (its leading controller, or the store's view on a
+        standby): the one group's, for callers that run one."""
         return self.groups[0].controller
 
     @property
@@ -181,10 +260,19 @@ class Service:
 
     def start(self) -> None:
         """Start every group. On any failure, stop what this call started (in reverse order), release
-        the providers, store and logs, and re-raise: nothing is left running."""
+        the providers, store and logs, and re-raise: nothing is left running.
+
+        The first election runs here: a leader starts the balancers and recovers every group before
+        its API answers; a standby starts neither and serves the store's view."""
         with contextlib.ExitStack() as undo:
             undo.callback(self._release)
             sock = self._preflight(undo)
+            if sock is not None:
+                self.elector.address = advertised_url(
+                    self.cfg.api.bind, sock.getsockname()[1], self.cfg.api.advertise
+                )
+            self.elector.step()
+            undo.callback(self.election.stop, release=True)  # hands the lease over if start-up fails
             for runtime in self.groups:
                 runtime.start(undo)
             if sock is not None:
@@ -193,10 +281,13 @@ class Service:
                 host, port = split_bind(self.cfg.api.bind)
                 self.api = serve_in_thread(app, host, port, sock=sock)
                 undo.callback(self.api.stop)
+            self.election.start()
             undo.callback(self._join_loops)
             for runtime in self.groups:
                 runtime.run(self._stop)
             undo.pop_all()
+        self._started = True
+        log.info("%s", self.status_line())
 
     def _join_loops(self) -> None:
         self._stop.set()
@@ -209,16 +300,23 @@ class Service:
 
     def request_stop(self) -> None:
         self._stop.set()
+        for runtime in self.groups:
+            runtime.interrupt()
 
     def stop(self, *, terminate: bool = True) -> None:
-        """Stop every group; with ``terminate`` remove their instances and balancers as well."""
+        """Stop every group. With ``terminate``, a leader that no other live controller of its scope
+        could replace removes the instances and balancers (``vmscale up`` alone, as before
+        elections); otherwise everything keeps running and the lease is released for the next
+        leader at once."""
         if self._released:
             return  # a failed start() already stopped and released everything
         self._join_loops()
+        terminate = terminate and self.elector.is_leader and self._alone()
         # Every step runs even when an earlier one fails (one group's provider refusing to
         # terminate must not leave the next group running); the first failure is raised after.
         with contextlib.ExitStack() as stops:
             stops.callback(self._release)
+            stops.callback(self.election.stop, release=True)
             if self.api is not None:
                 stops.callback(self.api.stop)
             for runtime in reversed(self.groups):  # run last-in first-out: the first group first
@@ -234,3 +332,4 @@ class Service:
         self.writer.close()
         self.decisions_writer.close()
         self.store.close()
+        self.lease_store.close()

@@ -6,6 +6,7 @@ provider it is checking) and to the guests only through their 127.0.0.1 port for
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import shutil
@@ -149,6 +150,21 @@ def qemu_process(name: str) -> psutil.Process | None:
         ):
             return p
     return None
+
+
+def qemu_count(names: set[str]) -> dict[str, int]:
+    """QEMU processes per domain name (more than one would be a duplicate VM)."""
+    counts: dict[str, int] = collections.Counter()
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        for name in names:
+            if (
+                cmd
+                and "qemu-system" in os.path.basename(cmd[0])
+                and any(a == f"guest={name}" or a.startswith(f"guest={name},") for a in cmd)
+            ):
+                counts[name] += 1
+    return dict(counts)
 
 
 def overlays(state_dir: Path) -> set[str]:

@@ -256,3 +256,24 @@ def test_dashboard_with_tokens_reads_and_steers() -> None:
                 browser.close()
     finally:
         handle.stop()
+
+
+def test_a_standbys_dashboard_names_the_leader_and_its_buttons_are_refused() -> None:
+    from tests.fakes_control import WRITE_TOKEN, make_api
+
+    app, control = make_api()
+    control.stand_by("http://ctl-a.example:8900")
+    handle = serve_in_thread(app, "127.0.0.1", 0)
+    try:
+        with dashboard_page(f"http://127.0.0.1:{handle.port}", token=WRITE_TOKEN) as (page, problems):
+            wait_for_instances(page, min_ready=1, names=("web-1",))
+            meta = page.locator("#leader-meta").inner_text()
+            assert "standby" in meta and "http://ctl-a.example:8900" in meta, meta
+            page.click("#btn-up")
+            page.wait_for_function(
+                "document.getElementById('control-msg').textContent.includes('http://ctl-a.example:8900')"
+            )
+            assert control.writes == []
+            assert all("status of 409" in p for p in problems), problems  # the refused POST, nothing else
+    finally:
+        handle.stop()

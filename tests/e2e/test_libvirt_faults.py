@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from tests.e2e.conftest import REPO, free_port
@@ -36,6 +35,7 @@ from tests.e2e.libvirt_support import (
     metric_total,
     overlays,
     percentiles,
+    qemu_count,
     qemu_process,
     to_toml,
 )
@@ -102,21 +102,6 @@ def rig_factory(
         keep_logs(libvirt_state_dir, libvirt_group)
         destroy_group(libvirt_group, libvirt_state_dir)
         assert domains(libvirt_group) == set(), "domains left behind"
-
-
-def qemu_count(names: set[str]) -> dict[str, int]:
-    """QEMU processes per domain name (more than one would be a duplicate VM)."""
-    counts: dict[str, int] = collections.Counter()
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = p.info["cmdline"] or []
-        for name in names:
-            if (
-                cmd
-                and "qemu-system" in os.path.basename(cmd[0])
-                and any(a == f"guest={name}" or a.startswith(f"guest={name},") for a in cmd)
-            ):
-                counts[name] += 1
-    return dict(counts)
 
 
 @pytest.mark.timeout(120 * TRIALS + 300)

@@ -122,6 +122,24 @@ def backend_processes(group: str) -> list[psutil.Process]:
     return found
 
 
+def running_backends(group: str) -> dict[str, list[int]]:
+    """Running backends of ``group`` by instance name: each one's main process (its pool workers
+    share its command line), zombies left out. A list per name, so that a duplicate shows."""
+    found: dict[str, list[int]] = {}
+    for proc in backend_processes(group):
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            parent = proc.parent()
+            if parent is not None and "backend" in (parent.cmdline() or []):
+                continue  # a pool worker of a backend
+            cmd = proc.cmdline()
+        except psutil.Error:
+            continue
+        found.setdefault(cmd[cmd.index("--name") + 1], []).append(proc.pid)
+    return found
+
+
 def kill_backends(group: str) -> None:
     """Last-resort cleanup, so a failing test never leaves orphans on the shared machine."""
     procs = backend_processes(group)

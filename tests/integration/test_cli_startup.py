@@ -20,6 +20,7 @@ import pytest
 from tests.integration.haproxy_support import free_port
 from tests.integration.live_support import unique_group
 from vmscale.config import parse_config
+from vmscale.controller import Controller
 from vmscale.errors import StartupError
 from vmscale.lb.haproxy import HaproxyLoadBalancer
 from vmscale.service import Service
@@ -104,7 +105,7 @@ def test_a_taken_api_port_exits_2_naming_the_holder_and_leaves_no_haproxy(short_
     assert not (short_dir / "state" / "haproxy" / "haproxy.pid").exists()
 
 
-def test_a_failure_after_haproxy_started_stops_it(short_dir: Path) -> None:
+def test_a_failure_after_haproxy_started_stops_it(short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The transaction with a real HAProxy: it runs, then recovery fails, and it is gone again."""
     state = short_dir / "state"
     data = {
@@ -122,11 +123,11 @@ def test_a_failure_after_haproxy_started_stops_it(short_dir: Path) -> None:
     assert isinstance(lb, HaproxyLoadBalancer)
     seen: list[int | None] = []
 
-    def recover() -> None:
+    def recover(_: Controller) -> None:
         seen.append(lb.pid())
         raise StartupError("simulated failure after the balancer started")
 
-    svc.controller.recover = recover  # type: ignore[method-assign]
+    monkeypatch.setattr(Controller, "recover", recover)  # the leader's recovery, at start-up
     try:
         with pytest.raises(StartupError):
             svc.start()

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
+from tests.integration.live_support import running_backends
 from tests.support.controller_proc import ControllerProcess
 
 TRIALS = int(os.environ.get("VMSCALE_FI_TRIALS", "100"))
@@ -100,28 +100,12 @@ dir = "{self.state}"
 
     def backends(self) -> dict[str, list[int]]:
         """Running backend processes of this group, by instance name (a list: duplicates show)."""
-        found: dict[str, list[int]] = {}
-        for p in psutil.process_iter(["pid", "cmdline", "status"]):
-            cmd = p.info["cmdline"] or []
-            if "backend" in cmd and "--name" in cmd and p.info["status"] != psutil.STATUS_ZOMBIE:
-                name = cmd[cmd.index("--name") + 1]
-                if name.startswith(GROUP + "-") and _is_leader(p):
-                    found.setdefault(name, []).append(p.info["pid"])
-        return found
+        return running_backends(GROUP)
 
     def db_instances(self) -> dict[str, str]:
         with sqlite3.connect(self.state / "state.db", timeout=5) as db:
             rows = db.execute("SELECT name, state FROM instances WHERE grp=? AND state != 'gone'", (GROUP,))
             return dict(rows.fetchall())
-
-
-def _is_leader(p: psutil.Process) -> bool:
-    """The backend's main process (its pool workers are its children and share its command line)."""
-    try:
-        parent = p.parent()
-        return parent is None or "backend" not in (parent.cmdline() or [])
-    except psutil.Error:
-        return False
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -158,6 +159,17 @@ def test_launch_serves_lists_and_relaunch_is_idempotent(inst: Instances) -> None
     again = inst.provider.launch(spec)
     assert again.details["pid"] == first.details["pid"]
     assert len(inst.provider.list(inst.group)) == 1
+
+
+def test_the_launching_controllers_epoch_is_recorded_and_listed(inst: Instances) -> None:
+    """A controller that lost leadership must see a newer leader's instances as such (issue 16)."""
+    spec = replace(inst.spec(), epoch=5)
+    made = inst.provider.launch(spec)
+    record = json.loads((inst.state_dir / "process" / f"{spec.name}.json").read_text())
+    assert record["epoch"] == 5 and made.details["epoch"] == "5"
+    restarted = ProcessProvider(ProcessProviderConfig(), inst.state_dir)
+    assert [i.details["epoch"] for i in restarted.list(inst.group)] == ["5"]
+    assert inst.provider.launch(replace(spec, epoch=6)).details["epoch"] == "5", "adopted, not relaunched"
 
 
 def test_instance_survives_the_provider_and_is_found_by_a_new_one(inst: Instances) -> None:

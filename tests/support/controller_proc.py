@@ -2,10 +2,16 @@
 
 The fault-injection suites (processes, libvirt guests, two controllers sharing a store) all drive the
 controller this way, from outside, the way an operator's kill -9 or a crashed host would.
+
+``hostname`` runs the process in a UTS namespace of its own with that host name (``unshare --uts``,
+root only): two controllers on this machine then look like two machines to each other, so a standby
+cannot see that the leader's process died and must wait for its lease to expire, as across hosts.
+``env`` adds environment variables (e.g. ``VMSCALE_API__BIND`` to give each its own API port).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -28,13 +34,18 @@ class ControllerProcess:
         *,
         cwd: Path | None = None,
         prefix: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        hostname: str = "",
     ) -> None:
-        """``prefix`` runs the controller inside something, e.g. ``ip netns exec NS``."""
+        """``prefix`` runs the controller inside something, e.g. ``ip netns exec NS``; ``hostname``
+        gives it a host name of its own (a UTS namespace)."""
         self.config = config
         self.api = api
         self.log_path = log_path
         self.cwd = cwd
         self.prefix = list(prefix)
+        self.env = env or {}
+        self.hostname = hostname
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -43,12 +54,12 @@ class ControllerProcess:
 
     def start(self, *extra: str) -> float:
         """Start `vmscale up -c CONFIG`; returns the monotonic start time."""
+        argv = [sys.executable, "-m", "vmscale", "up", "-c", str(self.config), *extra]
+        if self.hostname:  # unshare execs sh, which execs vmscale: the pid we hold is vmscale's
+            argv = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', self.hostname, *argv]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [*self.prefix, sys.executable, "-m", "vmscale", "up", "-c", str(self.config), *extra],
-                stdout=log,
-                stderr=log,
-                cwd=self.cwd,
+                [*self.prefix, *argv], stdout=log, stderr=log, cwd=self.cwd, env={**os.environ, **self.env}
             )
         return time.monotonic()
 
@@ -93,3 +104,20 @@ class ControllerProcess:
 
     def group(self) -> dict[str, Any]:
         return dict(self.get("/v1/group"))
+
+    def settled(self, desired: int) -> bool:
+        """Its group at ``desired`` as it reports it: that many ready, and nothing in any other state."""
+        g = self.group()
+        return bool(g["desired"] == g["ready"] == g["actual"] == desired and set(g["states"]) <= {"ready"})
+
+    def leadership(self) -> dict[str, Any]:
+        """Who leads, as this controller says (``GroupStatus.leadership``)."""
+        return dict(self.group()["leadership"])
+
+    def acting(self) -> dict[str, Any] | None:
+        """Its leadership once it leads and its first tick as leader has passed, else None."""
+        try:
+            who = self.leadership()
+        except (httpx.HTTPError, ValueError):
+            return None
+        return who if who["role"] == "leader" and who["first_tick_at"] is not None else None

@@ -16,11 +16,14 @@ from typing import Any, TypeVar
 from vmscale.clock import FakeClock
 from vmscale.config import parse_config
 from vmscale.controller import Controller, InlineExecutor
+from vmscale.controller.fence import Fence
 from vmscale.controller.fleet import Instance
 from vmscale.controller.operations import OpCall
+from vmscale.events import EventBus
 from vmscale.health import FakeHealthChecker
 from vmscale.lb.base import LoadBalancer
 from vmscale.providers.fake import FakeProvider
+from vmscale.store import Store
 from vmscale.store.sqlite import SqliteStore
 
 T = TypeVar("T")
@@ -80,19 +83,24 @@ class Rig:
         self.executor = HoldingExecutor()
         self.lb = lb
         self.integrations = integrations
+        self.events = EventBus(clock=self.clock.now)  # one bus for every controller the rig makes
         self.ctl = self.new_controller()
 
-    def new_controller(self) -> Controller:
+    def new_controller(self, *, store: Store | None = None, fence: Fence | None = None) -> Controller:
+        """A controller over the rig's parts; a leader's writes through ``store`` (a fenced view),
+        checked against ``fence``."""
         return Controller(
             self.cfg,
             self.provider,
-            self.store,
+            store or self.store,
             lb=self.lb,
             integrations=self.integrations,
             health=self.health,
             clock=self.clock,
             executor=self.executor,
             cluster=self.cfg.cluster,
+            events=self.events,
+            fence=fence,
         )
 
     def tick(self, n: int = 1) -> None:

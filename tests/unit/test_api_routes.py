@@ -203,3 +203,45 @@ class TestWithoutTokens:
         client = TestClient(app, client=("192.0.2.7", 50000))  # an address in scope only: no traffic
         resp = client.get("/v1/group")
         assert resp.status_code == 403 and "loopback" in resp.json()["detail"]
+
+
+def test_controllers_lists_every_controller_and_who_leads(api) -> None:
+    client, control = api
+    control.stand_by("http://127.0.0.1:8901")
+    body = client.get("/v1/controllers").json()
+    assert (body["role"], body["leader_id"], body["leader_address"]) == (
+        "standby",
+        "fake-a",
+        "http://127.0.0.1:8901",
+    )
+    assert [(c["id"], c["leads"], c["this"]) for c in body["controllers"]] == [
+        ("fake-a", True, False),
+        ("fake-b", False, True),
+    ]
+    assert client.get("/v1/group").json()["leadership"]["role"] == "standby"
+
+
+@pytest.mark.parametrize("path", ["/v1/group/desired", "/v1/group/pause", "/v1/group/resume"])
+def test_a_standby_refuses_writes_with_409_naming_the_leader(api, path: str) -> None:
+    client, control = api
+    control.stand_by("http://127.0.0.1:8901")
+    resp = client.post(path, json={"desired": 2} if path.endswith("desired") else None)
+    assert resp.status_code == 409
+    body = resp.json()
+    assert body["leader"] == {"id": "fake-a", "address": "http://127.0.0.1:8901"}
+    assert "standby" in body["detail"] and "http://127.0.0.1:8901" in body["detail"]
+    assert control.writes == []
+
+
+def test_a_store_that_cannot_be_read_is_a_503_to_retry(api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmscale.errors import StoreError
+
+    client, control = api
+
+    def unreadable() -> None:
+        raise StoreError("postgresql://vmscale@db1/vmscale: connection refused")
+
+    monkeypatch.setattr(control, "group", unreadable)
+    resp = client.get("/v1/group")
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "2"
+    assert "state store is unavailable" in resp.json()["detail"]

@@ -250,3 +250,13 @@ def test_the_lease_the_elector_holds_is_the_stores() -> None:
 def test_impossible_timing_is_refused(lease_s: float, renew_s: float, retry_s: float) -> None:
     with pytest.raises(ValueError, match="retry_s < renew_deadline_s < lease_s"):
         Timing(lease_s, renew_s, retry_s)
+
+
+def test_a_new_leader_forgets_registry_entries_of_controllers_known_dead() -> None:
+    """A crashed controller never says goodbye; left in the registry it would look alive to a
+    leader deciding at stop whether someone can take over."""
+    rig = Rig(gone={"crashed"})
+    rig.leases.heartbeat("crashed", "crashed:8900", "leader")
+    rig.leases.heartbeat("B", "b:8900", "standby")
+    rig.play("A")
+    assert [c.id for c in rig.leases.controllers()] == ["A", "B"]

@@ -210,3 +210,11 @@ def test_max_vcpus_below_vcpus_is_refused() -> None:
 def test_cpu_weight_follows_the_vcpus(vcpus: int, max_vcpus: int, shares: str | None) -> None:
     root = ET.fromstring(build_domain_xml(replace(SPEC, vcpus=vcpus, max_vcpus=max_vcpus)))
     assert root.findtext("cputune/shares") == shares
+
+
+def test_the_launching_controllers_epoch_is_kept_in_the_metadata() -> None:
+    """A controller that lost leadership must see a newer leader's domains as such (issue 16)."""
+    spec = replace(SPEC, meta=replace(META, epoch=7))
+    assert parse_metadata(build_domain_xml(spec)) == replace(META, epoch=7)
+    older = build_domain_xml(SPEC).replace(' epoch="0"', "")  # written before epochs existed
+    assert 'epoch="' not in older and parse_metadata(older) == replace(META, epoch=0)

@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.wait import wait_until
 from vmscale.config import parse_config
+from vmscale.controller import Controller
 from vmscale.errors import ProviderUnavailableError, StartupError, TemporaryProviderError
 from vmscale.lb.fake import FakeLoadBalancer
 from vmscale.providers.base import ProviderInstance
@@ -122,7 +123,9 @@ def test_one_log_and_one_registry_for_every_group(tmp_path: Path) -> None:
     )
 
 
-def test_a_group_that_cannot_start_stops_the_start_up_and_everything_started(tmp_path: Path) -> None:
+def test_a_group_that_cannot_start_stops_the_start_up_and_everything_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lbs = {"good": FakeLoadBalancer(), "bad": FakeLoadBalancer()}
     bad = FakeProvider()
     bad.fail_next["list"] = ProviderUnavailableError("libvirtd is not answering at qemu:///system")
@@ -136,10 +139,14 @@ def test_a_group_that_cannot_start_stops_the_start_up_and_everything_started(tmp
     lbs = {"good": FakeLoadBalancer(), "bad": FakeLoadBalancer()}
     svc = Service(two_groups(tmp_path), providers={"good": FakeProvider(), "bad": FakeProvider()}, lbs=lbs)
 
-    def recover() -> None:
-        raise RuntimeError("recovery of bad failed")
+    real_recover = Controller.recover
 
-    svc.group("bad").controller.recover = recover  # type: ignore[method-assign]
+    def recover(self: Controller) -> None:
+        if self.cfg.group.name == "bad":
+            raise RuntimeError("recovery of bad failed")
+        real_recover(self)
+
+    monkeypatch.setattr(Controller, "recover", recover)
     with pytest.raises(RuntimeError, match="recovery of bad failed"):
         svc.start()
     assert lbs["good"].calls == [("start",), ("stop",)], "the good group's balancer was stopped again"

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from vmscale.cli import app as cli_app
 from vmscale.config import parse_config
+from vmscale.controller import Controller
 from vmscale.errors import StartupError
 from vmscale.lb.fake import FakeLoadBalancer
 from vmscale.providers.fake import FakeProvider
@@ -47,16 +48,18 @@ class Boom(RuntimeError):
     pass
 
 
-def test_a_failure_after_the_balancer_started_stops_it_and_releases_everything(tmp_path: Path) -> None:
+def test_a_failure_after_the_balancer_started_stops_it_and_releases_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = listening_socket().getsockname()[1]  # only to learn a free port: closed at once
     cfg = config(tmp_path, api={"bind": f"127.0.0.1:{port}"})
     lb = FakeLoadBalancer()
     svc = Service(cfg, provider=FakeProvider(), lb=lb)
 
-    def recover() -> None:
+    def recover(_: Controller) -> None:
         raise Boom("recovery failed")
 
-    svc.controller.recover = recover  # type: ignore[method-assign]
+    monkeypatch.setattr(Controller, "recover", recover)  # the leader's recovery, at start-up
     with pytest.raises(Boom):
         svc.start()
     assert lb.calls == [("start",), ("stop",)]
@@ -67,10 +70,10 @@ def test_a_failure_after_the_balancer_started_stops_it_and_releases_everything(t
     assert lb.calls == [("start",), ("stop",)]
 
 
-def test_an_adopted_balancer_is_left_serving(tmp_path: Path) -> None:
+def test_an_adopted_balancer_is_left_serving(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lb = FakeLoadBalancer(running=True)  # left running by an earlier `vmscale up`
     svc = Service(config(tmp_path, api={"bind": "127.0.0.1:0"}), provider=FakeProvider(), lb=lb)
-    svc.controller.recover = lambda: (_ for _ in ()).throw(Boom())  # type: ignore[method-assign]
+    monkeypatch.setattr(Controller, "recover", lambda _: (_ for _ in ()).throw(Boom()))
     with pytest.raises(Boom):
         svc.start()
     assert lb.running and ("stop",) not in lb.calls

@@ -29,6 +29,7 @@ from vmscale.api.limits import LimitsMiddleware, RateLimiter
 from vmscale.api.sse import EventHub
 from vmscale.config.schema import ApiConfig
 from vmscale.control import ControlGroups, ControlPlane
+from vmscale.errors import NotLeaderError, StoreError
 from vmscale.metrics import ControllerMetrics, MetricFamilies
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,17 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> SafeJSONResponse:
         return _error(exc.status_code, exc.detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(NotLeaderError)
+    async def not_leader(_: Request, exc: NotLeaderError) -> SafeJSONResponse:
+        """A write reached a standby: 409, naming the leader so that a client can go there."""
+        leader = {"id": exc.leader_id, "address": exc.leader_address} if exc.leader_id else None
+        return SafeJSONResponse({"error": "conflict", "detail": str(exc), "leader": leader}, status_code=409)
+
+    @app.exception_handler(StoreError)
+    async def store_down(_: Request, exc: StoreError) -> SafeJSONResponse:
+        """A standby reads the store: while it cannot, say so (503, retry) instead of a bare 500."""
+        return _error(503, f"the state store is unavailable: {exc}", {"Retry-After": "2"})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> SafeJSONResponse:

@@ -8,7 +8,8 @@ Every group's routes exist twice, from one set of handlers (``group_routes``): u
 ``/v1/groups/{name}/...`` for any group, and at the one-group paths of before (``/v1/group``,
 ``/v1/instances``, ``/v1/group/desired``...), which take ``?group=`` and may leave it out when the
 controller runs one group. ``GET /v1/groups`` lists every group; ``GET /v1/events`` without a group
-streams them all.
+streams them all. A write that reaches a standby is a 409 too, whose body names the leader
+(``app.py`` handles ``NotLeaderError``); ``GET /v1/controllers`` lists every controller.
 """
 
 # No ``from __future__ import annotations`` here: the group routes are defined inside a function,
@@ -43,6 +44,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_STANDBY: dict[int | str, dict[str, Any]] = {
+    409: {
+        "description": "outside the group's [min, max], or this controller is a standby "
+        "(the body's `leader` names the leader's id and address)"
+    }
+}
+
+
 class DesiredBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     desired: int = Field(
@@ -61,6 +70,11 @@ def healthz() -> dict[str, str]:
 @router.get("/v1/groups", summary="every group's desired/actual counts, bounds, policies, last decision")
 def get_groups(groups: Groups, _: Reader) -> list[dict[str, Any]]:
     return [control.group().to_dict() for control in groups]
+
+
+@router.get("/v1/controllers", summary="every controller of the scope, and which one leads")
+def get_controllers(groups: Groups, _: Reader) -> dict[str, Any]:
+    return groups.leadership(full=True).to_dict()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +139,7 @@ def group_routes(paths: GroupPaths) -> APIRouter:
     @routes.post(
         paths.desired,
         summary="manual override of the desired count",
-        responses={409: {"description": "outside the group's [min, max]"}},
+        responses=_STANDBY,
     )
     def set_desired(body: DesiredBody, control: Control, who: Writer) -> dict[str, Any]:
         try:
@@ -133,11 +147,15 @@ def group_routes(paths: GroupPaths) -> APIRouter:
         except ValueError as exc:
             raise HTTPException(409, str(exc)) from None
 
-    @routes.post(paths.pause, summary="stop automatic scaling decisions (health replacement goes on)")
+    @routes.post(
+        paths.pause,
+        summary="stop automatic scaling decisions (health replacement goes on)",
+        responses=_STANDBY,
+    )
     def pause(control: Control, who: Writer) -> dict[str, Any]:
         return control.set_paused(True, actor=who.actor).to_dict()
 
-    @routes.post(paths.resume, summary="resume automatic scaling decisions")
+    @routes.post(paths.resume, summary="resume automatic scaling decisions", responses=_STANDBY)
     def resume(control: Control, who: Writer) -> dict[str, Any]:
         return control.set_paused(False, actor=who.actor).to_dict()
 

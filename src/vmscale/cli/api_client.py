@@ -22,12 +22,14 @@ SSE_READ_TIMEOUT_S = 35.0  # the server sends a keep-alive comment every ~10 s
 
 
 class ApiError(Exception):
-    """A refusal from the API, or no API at all; carries the exit code to end with."""
+    """A refusal from the API, or no API at all; carries the exit code to end with, and, when a
+    standby refused a write, the leader's address (``leader``) to send it to instead."""
 
-    def __init__(self, message: str, exit_code: int, status: int | None = None) -> None:
+    def __init__(self, message: str, exit_code: int, status: int | None = None, *, leader: str = "") -> None:
         super().__init__(message)
         self.exit_code = exit_code
         self.status = status  # the HTTP status of a refusal (None: no answer at all)
+        self.leader = leader
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -103,6 +105,11 @@ class ApiClient:
         hint = ""
         if resp.status_code in (401, 403):
             hint = " (set VMSCALE_TOKEN or --token-file to a token with the right scope)"
+        leader = body.get("leader") if isinstance(body, dict) else None
+        if isinstance(body, dict) and "leader" in body:  # a standby's refusal: nothing the user typed
+            address = str(leader.get("address") or "") if isinstance(leader, dict) else ""
+            refused = f"the control API refused (HTTP {resp.status_code}): {what}"
+            return ApiError(refused, 1, resp.status_code, leader=address)
         code = 2 if resp.status_code in USER_INPUT_STATUSES else 1
         return ApiError(
             f"the control API refused (HTTP {resp.status_code}): {what}{hint}", code, resp.status_code

@@ -33,6 +33,7 @@ _SCRIPT = {
     "metrics": "bench_libvirt_metrics.py",
     "prometheus": "bench_prometheus_query.py",
     "host-failure": "bench_host_failure.py",
+    "takeover": "leader killed -> the standby's first tick as leader, default and test lease settings",
 }
 
 
@@ -71,6 +72,7 @@ def bench(
     * **host-failure**: a host's libvirtd killed: to its guest replaced and serving (root)
     * **capacity**: a provider call to added capacity serving, per path (TCG)
     * **decision**: the controller's scale-up decision to added capacity serving, per path
+    * **takeover**: two controllers; the leader killed, until the standby has ticked as leader
 
     Examples:
 

@@ -8,6 +8,8 @@ rejected what the user typed (HTTP 400/404/409/422), 1 for any other refusal.
 ``--group NAME`` (``$VMSCALE_GROUP``) picks one group of a controller that runs several
 (``vmscale.cli.targets``); `status`, `instances` and `logs` without it show every group. The token comes from
 ``VMSCALE_TOKEN`` or ``--token-file``, never from the command line (where `ps` would show it).
+A write sent to a standby controller is refused with the leader's address; the write commands
+send it there once.
 """
 
 from __future__ import annotations
@@ -52,7 +54,24 @@ def _client(api: str, token_file: Path | None, timeout: float) -> ApiClient:
 
 
 def _call(api: str, token_file: Path | None, timeout: float, method: str, path: str, **kw: Any) -> Any:
-    return _calls(api, token_file, timeout, lambda client: client.request(method, path, **kw))
+    """One request; a write refused by a standby is sent once to the leader it names."""
+
+    def work(client: ApiClient) -> Any:
+        try:
+            return client.request(method, path, **kw)
+        except ApiError as exc:
+            if method == "GET" or not exc.leader or exc.leader.rstrip("/") == client.base_url:
+                raise
+            typer.echo(
+                f"{client.base_url} is a standby; sending this to the leader at {exc.leader}", err=True
+            )
+            leader = _client(exc.leader, token_file, timeout)
+            try:
+                return leader.request(method, path, **kw)  # once: a second refusal is reported as it is
+            finally:
+                leader.close()
+
+    return _calls(api, token_file, timeout, work)
 
 
 def _calls(api: str, token_file: Path | None, timeout: float, work: Any) -> Any:
@@ -64,6 +83,39 @@ def _calls(api: str, token_file: Path | None, timeout: float, work: Any) -> Any:
         fail(str(exc), exc.exit_code)
     finally:
         client.close()
+
+
+def _controllers(api: str, token_file: Path | None, timeout: float) -> dict[str, Any] | None:
+    """``GET /v1/controllers``, or None from a controller without elections (HTTP 404)."""
+    client = _client(api, token_file, timeout)
+    try:
+        body = client.request("GET", "/v1/controllers")
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        fail(str(exc), exc.exit_code)
+    finally:
+        client.close()
+    return body if isinstance(body, dict) else None
+
+
+def _controllers_table(who: dict[str, Any]) -> Table:
+    table = Table(title=f"controllers of scope {who.get('scope')}", title_justify="left")
+    for col in ("id", "role", "address", "last seen", ""):
+        table.add_column(col)
+    for c in who.get("controllers") or []:
+        mark = "leads" if c.get("leads") else ""
+        if c.get("this"):
+            mark = f"{mark}, answered" if mark else "answered"
+        seen = c.get("last_seen_s")
+        table.add_row(
+            str(c.get("id")),
+            str(c.get("role")),
+            str(c.get("address") or "–"),
+            f"{fmt.duration(seen)} ago" if isinstance(seen, int | float) else "–",
+            mark,
+        )
+    return table
 
 
 def status(
@@ -78,6 +130,8 @@ def status(
 
     With one group (or `--group NAME`) the group in detail, and its JSON object with `--json`;
     with several, a table of every group, and `{"groups": [...]}` with `--json`.
+    Every controller of the scope is listed too, with the one that leads (any controller
+    answers: a standby reads the store).
 
     **Examples**
 
@@ -96,14 +150,22 @@ def status(
     else:
         found = _calls(api, token_file, timeout, every_group)
         if len(found) != 1:
+            who = _controllers(api, token_file, timeout)
             if as_json:
-                typer.echo(json.dumps({"groups": found}, indent=2))
+                typer.echo(
+                    json.dumps(
+                        {"groups": found, **((who and {"controllers": who["controllers"]}) or {})}, indent=2
+                    )
+                )
             else:
                 Console().print(groups_table(found))
+                if who and who.get("controllers"):
+                    Console().print(_controllers_table(who))
             return
         g = found[0]
+    who = _controllers(api, token_file, timeout)
     if as_json:
-        typer.echo(json.dumps(g, indent=2))
+        typer.echo(json.dumps({**g, "controllers": who["controllers"]} if who else g, indent=2))
         return
     table = Table(title=f"group {g.get('name')}", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -123,9 +185,23 @@ def status(
         ("policies", ", ".join(g.get("policies") or []) or "–"),
         ("states", states),
         ("last decision", (f"{fmt.clock(last.get('t'))} " + fmt.decision_line(last)) if last else "–"),
+        *_leadership_rows(g.get("leadership")),
     ]:
         table.add_row(key, str(value))
     Console().print(table)
+    if who and who.get("controllers"):
+        Console().print(_controllers_table(who))
+
+
+def _leadership_rows(lead: Any) -> list[tuple[str, Any]]:
+    if not isinstance(lead, dict):
+        return []
+    leader = lead.get("leader_id") or "nobody right now"
+    if lead.get("leader_address"):
+        leader += f" at {lead['leader_address']}"
+    if lead.get("epoch") is not None:
+        leader += f" (epoch {lead['epoch']})"
+    return [("this controller", f"{lead.get('id')}: {lead.get('role')}"), ("leader", leader)]
 
 
 def _every_instance(client: ApiClient) -> tuple[list[dict[str, Any]], bool]:
@@ -217,6 +293,8 @@ def scale(
     """Set the desired instance count by hand (recorded with who asked).
 
     The policies may change it again at their next decision; `vmscale pause` first to hold it.
+    Sent to a standby controller, it is refused with the leader's address and sent there once
+    (a note on stderr says so).
 
     **Examples**
 
@@ -247,7 +325,8 @@ def pause(
 ) -> None:
     """Pause automatic scaling decisions.
 
-    Health checks and the replacement of failed instances go on.
+    Health checks and the replacement of failed instances go on. Sent to a standby controller,
+    it is refused with the leader's address and sent there once (a note on stderr says so).
 
     **Examples**
 
@@ -270,6 +349,9 @@ def resume(
     output: OutputOpt = None,
 ) -> None:
     """Resume automatic scaling decisions after `vmscale pause`.
+
+    Sent to a standby controller, it is refused with the leader's address and sent there once
+    (a note on stderr says so).
 
     **Examples**
 

@@ -40,7 +40,11 @@ def _fail(message: str, code: int) -> NoReturn:
 def up(
     config: Annotated[Path, typer.Option("--config", "-c", help="the config file (TOML)")],
     keep_instances: Annotated[
-        bool, typer.Option(help="on stop, leave instances running (they keep serving)")
+        bool,
+        typer.Option(
+            help="on stop, leave instances running (they keep serving); a controller that another "
+            "live controller of its scope can replace always leaves them, and hands over"
+        ),
     ] = False,
     log_format: Annotated[
         str, typer.Option(help="text or json (one object per line, tracebacks included, for log shippers)")
@@ -53,6 +57,12 @@ def up(
     all of them, then reconciles each group every `group.interval_s`, each on its own loop (a
     group whose provider fails never holds up another). On stop it terminates what it launched,
     unless `--keep-instances`; a later `vmscale up` adopts instances that were kept.
+
+    Several `vmscale up` with the same config and store (`[state] url`, or one SQLite file on one
+    host) elect one leader; the others stand by, serve the read API and the dashboard from the
+    store, and take over when the leader stops renewing its lease (`[state.lease]`). SIGTERM to a
+    leader hands over at once and leaves the instances running while another controller of the
+    scope is alive; only the last controller removes them (unless `--keep-instances`).
 
     Start-up checks first what would make it fail (a port in use, a missing library, libvirtd not
     running, an open bind without tokens) and then exits 2 with one line saying what to change;
@@ -94,12 +104,11 @@ def up(
         _fail(str(exc), 2)
     except VmscaleError as exc:
         _fail(str(exc), 1)
-    groups = _groups_words(cfg)
-    logging.getLogger("vmscale").info("control API on %s; %s", svc.api_url, groups)
-    sdnotify.notify("READY=1", f"STATUS={groups}: control API on {svc.api_url}")
+    # READY for a standby too: it is up, serving the API; its STATUS says it stands by.
+    sdnotify.notify("READY=1", f"STATUS={svc.status_line()}")
     while not svc.wait(0.5):
         pass
-    sdnotify.notify("STOPPING=1", f"STATUS={groups}: stopping")
+    sdnotify.notify("STOPPING=1", f"STATUS={_groups_words(cfg)}: stopping")
     svc.stop(terminate=not keep_instances)
 
 

@@ -132,6 +132,20 @@ class ApiConfig(Section):
     token_file: str = Field("", description="file of tokens ('SCOPE TOKEN' per line); or VMSCALE_TOKENS")
     max_body_bytes: int = Field(16_384, ge=256)
     rate_limit_per_s: float = Field(50.0, gt=0, description="requests per second per client address")
+    advertise: str = Field(
+        "",
+        description="the URL other controllers and the CLI reach this API at (leader elections); "
+        "empty = http://HOST:PORT of bind, with this machine's name when bound to every address",
+    )
+
+    @field_validator("advertise")
+    @classmethod
+    def _advertise(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"expected an http:// or https:// URL (e.g. http://ctl1.example:8900), got {value!r}"
+            )
+        return value
 
     @field_validator("bind")
     @classmethod

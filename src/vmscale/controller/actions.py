@@ -6,11 +6,18 @@ store before the provider is asked to launch it, and ``terminating`` before it i
 it, so restart recovery can finish or undo the step (``recovery.py``). A resize is recorded at its
 new size before the provider is asked (the vCPUs count as capacity on their way from then on); the
 provider's own listing corrects the record if the call never completes.
+
+It is also what fences the step (``fence.py``): every action first checks that this controller still
+leads (``Operations.check``, on the monotonic clock), and its record goes through the fenced store,
+which refuses it once another controller has taken over; an action that has no record in front of
+its call (a park, a repeated terminate, the user's hooks) asks the store instead
+(``Operations.confirm``). ``Operations`` checks once more in the worker, right before the call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 from vmscale.clock import Clock
@@ -59,10 +66,11 @@ class Actions:
         return Timers(terminate=self._retry, launched=launched)
 
     def launch(self, *, pool: bool, wanted_at: float | None) -> Instance:
+        self._ops.check("launch")
         now, mono = self._clock.now(), self._clock.monotonic()
         index = self._fleet.free_index()
         name = f"{self._group}-{index}"
-        spec = self._make_spec(name, index)
+        spec = replace(self._make_spec(name, index), epoch=self._ops.epoch)  # the provider keeps it
         timers = self.new_timers(mono)
         timers.wanted_at = None if pool else wanted_at
         inst = Instance(
@@ -82,6 +90,7 @@ class Actions:
         """Take a parked instance from the warm pool: it joins the group at once (as ``resuming``)."""
         pool = self._roles.warm_pool
         assert pool is not None, "only a provider with a warm-pool role parks instances"
+        self._ops.check("resume")
         inst.timers.wanted_at = wanted_at
         self._fleet.take_from_pool(inst, "taken from the warm pool")
         self._ops.start(inst.name, OpKind.RESUME, self._clock.monotonic(), pool.resume, inst.name)
@@ -110,9 +119,11 @@ class Actions:
     def park(self, inst: Instance, kind: WarmKind) -> None:
         pool = self._roles.warm_pool
         assert pool is not None, "only a provider with a warm-pool role parks instances"
+        self._ops.confirm("pause")  # nothing is recorded before a park: ask the store
         self._ops.start(inst.name, OpKind.PAUSE, self._clock.monotonic(), pool.pause, inst.name, kind)
 
     def drain(self, inst: Instance, reason: str) -> None:
+        self._ops.check("drain")
         self._fleet.move(inst, S.DRAINING, reason)
         self._membership.drain(inst)
         # The grace counts from when the balancer was told, not from the tick's start: probes and
@@ -129,6 +140,7 @@ class Actions:
         answer); False when there are none."""
         if self.hooks is None or not self.hooks.has("launch"):
             return False
+        self._ops.confirm("launch hooks")  # a call to the user's systems, with no record before it
         future = self.hooks.submit("launch", self.subject(inst))
         self._ops.track(inst.name, OpKind.LAUNCH_HOOK, self._clock.monotonic(), future)
         return True
@@ -140,6 +152,7 @@ class Actions:
             return
         served = inst.ready_at is not None and inst.state in (S.READY, S.DRAINING, S.FAILED)
         if served and self.hooks is not None and self.hooks.has("terminate"):
+            self._ops.confirm("terminate hooks")  # no record precedes them either
             self._membership.remove(inst)
             future = self.hooks.submit("terminate", self.subject(inst))
             self._ops.track(inst.name, OpKind.TERMINATE_HOOK, self._clock.monotonic(), future)
@@ -150,12 +163,16 @@ class Actions:
         """Stop an instance now, without hooks (after them, or when the whole group stops)."""
         if self._ops.busy(inst.name):
             return
-        self._membership.remove(inst)
+        self._ops.check("terminate")
         if inst.state is not S.TERMINATING:
             self._fleet.move(inst, S.TERMINATING, reason)
+        else:  # a retry: no record precedes this call, so ask the store
+            self._ops.confirm("terminate")
+        self._membership.remove(inst)
         call = partial(self._roles.lifecycle.terminate, graceful_timeout_s=self._terminate_timeout_s)
         self._ops.start(inst.name, OpKind.TERMINATE, self._clock.monotonic(), call, inst.name)
 
     def fail(self, inst: Instance, reason: str) -> None:
-        self._membership.remove(inst)
+        self._ops.check("fail")
         self._fleet.move(inst, S.FAILED, reason)
+        self._membership.remove(inst)

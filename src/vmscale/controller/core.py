@@ -15,11 +15,17 @@ a crashed instance or a controller restart heals itself)::
 
 Only the loop thread runs ticks. The API thread reads ``Telemetry.view`` (swapped whole each tick)
 and the autoscaler's state (swapped whole under a small lock); it never waits for a tick.
+
+One ``Controller`` is one term of leadership (``vmscale.leadership`` makes a fresh one each time its
+process becomes the leader, and drops it when it stops leading). Its ``fence`` is that term's: every
+action, every provider call, every balancer change and every store write is checked against it
+(``fence.py``); a controller built without one has no rivals (tests, simulations).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
@@ -32,6 +38,7 @@ from vmscale.controller.actions import Actions
 from vmscale.controller.autoscaler import Autoscaler, build_snapshot, vertical_sizing
 from vmscale.controller.backoff import Backoff
 from vmscale.controller.executor import worker_pool
+from vmscale.controller.fence import Fence, fenced_roles
 from vmscale.controller.fleet import Fleet, FleetChange, Instance
 from vmscale.controller.hosts_step import build_host_step
 from vmscale.controller.membership import Membership
@@ -73,12 +80,14 @@ class Controller:
         policy_set: PolicySet | None = None,
         integrations: Integrations | None = None,
         cluster: ClusterConfig | None = None,
+        fence: Fence | None = None,
     ) -> None:
         """``integrations`` brings the user's lifecycle hooks and external metric sources (see
         ``vmscale.integrations``); without it the group has neither. ``cluster`` is the process's
         ``[cluster]`` (grace period, placement, consolidation) for a provider spread over hosts.
         ``events`` may be shared with other groups: this controller publishes through its group's
-        view of it."""
+        view of it. ``fence`` is the term of leadership this controller acts in (``fence.py``);
+        without it, it has no rivals."""
         self.cfg = cfg
         self.clock = clock or SystemClock()
         self.events = (events or EventBus(clock=self.clock.now)).for_group(cfg.group.name)
@@ -88,9 +97,9 @@ class Controller:
         report = ErrorReporter(cfg.group.name, self.events, self.metrics)
         recorder = StoreRecorder(store, cfg.group.name, self.clock)
         fleet = Fleet((recorder.on_transition, self._on_transition))
-        ops = Operations(executor, on_done=self._wake.set)
-        roles = ProviderRoles.of(provider)
-        membership = Membership(lb or NullBalancer(), report)
+        ops = Operations(executor, on_done=self._wake.set, fence=fence)
+        roles = fenced_roles(ProviderRoles.of(provider), ops.fence)
+        membership = Membership(lb or NullBalancer(), report, ops.fence)
         actions = Actions(
             fleet,
             ops,
@@ -127,6 +136,7 @@ class Controller:
             cfg,
             cluster or ClusterConfig(),
             roles,
+            provider,
             fleet,
             ops,
             actions,
@@ -178,8 +188,15 @@ class Controller:
 
     # ------------------------------------------------------------------ the loop
 
-    def run(self, stop: threading.Event) -> None:
-        """Reconcile until ``stop`` is set (see ``loop.run_loop`` for the schedule)."""
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        fatal: tuple[type[BaseException], ...] = (),
+        on_tick: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Reconcile until ``stop`` is set (see ``loop.run_loop`` for the schedule). An exception of a
+        ``fatal`` kind ends the loop and reaches the caller; ``on_tick`` follows each tick that passed."""
         if not self.recovered:
             self.recover()
         loop.run_loop(
@@ -190,6 +207,8 @@ class Controller:
             self.cfg.group.interval_s,
             stop,
             self._wake,
+            fatal=fatal,
+            after_tick=on_tick,
         )
 
     def wake(self) -> None:
@@ -271,11 +290,13 @@ class Controller:
         return [{"name": e.name, "url": e.url} for e in self.telemetry.view.endpoints]
 
     def set_desired(self, count: int, actor: str) -> GroupStatus:
+        self.reconciler.ops.check("set the desired count")
         self.autoscaler.set_desired(count, actor)
         self.wake()
         return self.group()
 
     def set_paused(self, paused: bool, actor: str) -> GroupStatus:
+        self.reconciler.ops.check("pause" if paused else "resume")
         self.autoscaler.set_paused(paused, actor)
         return self.group()
 
@@ -313,3 +334,11 @@ class Controller:
                     rec.report.provider_error("terminate", result.error, inst.name)
             self.autoscaler.reset()
         rec.prober.close()
+
+    def abandon(self) -> None:
+        """Leadership is gone: drop this term without another call or write. Provider calls that have
+        not started are cancelled; one already running finishes unseen (its result is never
+        collected, and the next leader's recovery finds what it did)."""
+        self.reconciler.ops.abandon()
+        self.reconciler.prober.close()
+        self.telemetry.forget()

@@ -270,6 +270,7 @@ def build_host_step(
     cfg: GroupSettings,
     cluster: ClusterConfig,
     roles: ProviderRoles,
+    provider: object,
     fleet: Fleet,
     ops: Operations,
     actions: Actions,
@@ -278,7 +279,9 @@ def build_host_step(
     report: ErrorReporter,
     clock: Clock,
 ) -> HostStep:
-    hosts = hosts_role(roles.lifecycle)
+    """``provider`` is the provider itself (``roles.lifecycle`` may be a wrapper of it: the fence's),
+    asked whether it spreads the group over hosts."""
+    hosts = hosts_role(provider)
     if hosts is None or roles.migrator is None:
         return NoHosts(roles.lifecycle.kind)
     return HostKeeper(

@@ -42,17 +42,25 @@ def run_loop(
     interval_s: float,
     stop: threading.Event,
     wake: threading.Event,
+    *,
+    fatal: tuple[type[BaseException], ...] = (),
+    after_tick: Callable[[], None] = lambda: None,
 ) -> None:
-    """Tick until ``stop`` is set. An exception in a tick is reported, never fatal."""
+    """Tick until ``stop`` is set. An exception in a tick is reported, never fatal, except the
+    ``fatal`` kinds: they end the loop and reach the caller (leadership lost, the store gone)."""
     next_full = clock.monotonic()
     while not stop.is_set():
         wake.clear()
         full = clock.monotonic() >= next_full
         try:
             tick(full)
+        except fatal:
+            raise
         except Exception as exc:  # keep the loop alive; the error is visible in the log and events
             log.exception("tick failed")
             on_error(exc)
+        else:
+            after_tick()
         now = clock.monotonic()
         if full:
             next_full = next_full_at(next_full, interval_s, now)

@@ -3,6 +3,10 @@ raised (a balancer that is down must not stop the loop; the next ``sync`` repair
 
 The controller always has a balancer: ``vmscale.lb.none.NullBalancer`` stands in when the config
 has none, so no step asks whether there is one.
+
+Every call that changes the balancer is fenced (``fence.py``): a local leadership check first, and
+for ``sync``, which runs every tick with no record in front of it, a check with the store too, so a
+controller that lost the lease never rewrites the new leader's server set.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from vmscale.controller.fence import Fence
 from vmscale.controller.fleet import Instance
 from vmscale.controller.reporting import ErrorReporter
 from vmscale.errors import LoadBalancerError
@@ -35,26 +40,30 @@ def _server(inst: Instance) -> Server | None:
 
 
 class Membership:
-    def __init__(self, lb: LoadBalancer, report: ErrorReporter) -> None:
+    def __init__(self, lb: LoadBalancer, report: ErrorReporter, fence: Fence) -> None:
         self.lb = lb
         self._report = report
+        self._fence = fence
 
     def add(self, inst: Instance) -> None:
         server = _server(inst)
         if server is None:
             return
+        self._fence.check("lb.add")
         try:
             self.lb.add(server)
         except LoadBalancerError as exc:
             self._report.error("lb.add", str(exc), inst.name)
 
     def drain(self, inst: Instance) -> None:
+        self._fence.check("lb.drain")
         try:
             self.lb.drain(inst.name)
         except LoadBalancerError as exc:
             self._report.error("lb.drain", str(exc), inst.name)
 
     def remove(self, inst: Instance) -> None:
+        self._fence.check("lb.remove")
         try:
             self.lb.remove(inst.name)
         except LoadBalancerError as exc:
@@ -89,6 +98,7 @@ class Membership:
                 servers[inst.name] = server
                 if inst.state is not S.READY:
                     draining.add(inst.name)
+        self._fence.confirm("lb.sync")
         try:
             self.lb.sync(servers, frozenset(draining))
         except LoadBalancerError as exc:

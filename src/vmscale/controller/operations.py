@@ -7,6 +7,11 @@ tick. A finished call wakes the loop (``on_done``) so its result is acted on at 
 
 The submitted callable is an ``OpCall``, which carries its kind: a test executor can hold back
 calls of one kind (a slow resume, a stuck terminate) while letting the others run.
+
+No call starts unless this controller still leads: ``start`` checks the term's fence (``fence.py``)
+before it submits, and the ``OpCall`` checks it again in the worker, right before the provider is
+called, so a call queued before leadership was lost never reaches the provider. ``check`` and
+``confirm`` give the actions the same checks before they record a step.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import contextlib
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from vmscale.controller.fence import Fence, Unfenced
 
 
 class OpKind(StrEnum):
@@ -47,8 +54,10 @@ class OpCall:
     kind: OpKind
     fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
+    fence: Fence = field(default_factory=Unfenced)
 
     def __call__(self) -> Any:
+        self.fence.check(self.kind.value)  # in the worker, right before the call
         return self.fn(*self.args)
 
 
@@ -69,10 +78,26 @@ class _Pending:
 
 
 class Operations:
-    def __init__(self, executor: Executor, on_done: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, executor: Executor, on_done: Callable[[], None] = lambda: None, *, fence: Fence | None = None
+    ) -> None:
         self._executor = executor
         self._on_done = on_done
         self._pending: dict[str, _Pending] = {}
+        self.fence: Fence = fence or Unfenced()
+
+    @property
+    def epoch(self) -> int:
+        """The term this controller acts in: every launch carries it to the provider."""
+        return self.fence.epoch
+
+    def check(self, action: str) -> None:
+        """``NotLeaderError`` unless this controller leads right now (no I/O)."""
+        self.fence.check(action)
+
+    def confirm(self, action: str) -> None:
+        """``check``, and ask the store (for a step that no fenced record precedes)."""
+        self.fence.confirm(action)
 
     def busy(self, name: str) -> bool:
         return name in self._pending
@@ -85,7 +110,8 @@ class Operations:
         """Submit ``fn(*args)`` for instance ``name``. One call per instance: a second is a bug."""
         if name in self._pending:
             raise RuntimeError(f"{name}: a {self._pending[name].kind} call is already in flight")
-        fut = self._executor.submit(OpCall(kind, fn, args))
+        self.fence.check(kind.value)
+        fut = self._executor.submit(OpCall(kind, fn, args, self.fence))
         self._pending[name] = _Pending(kind, now, fut)
         fut.add_done_callback(lambda _: self._on_done())
 
@@ -106,6 +132,11 @@ class Operations:
             exc = p.future.exception()
             out.append(OpResult(name, p.kind, p.started, None if exc is not None else p.future.result(), exc))
         return out
+
+    def abandon(self) -> None:
+        """Forget every call in flight and cancel the ones not yet started (leadership is gone)."""
+        self._pending.clear()
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def wait(self, name: str, timeout_s: float) -> OpResult | None:
         """Wait for the call of ``name`` to finish (shutdown only); None if there is none or it hangs."""

@@ -32,7 +32,7 @@ from vmscale.controller.membership import Membership, Traffic
 from vmscale.controller.operations import HOST_KINDS, PREPARE_KEY, Operations, OpKind, OpResult
 from vmscale.controller.probe import Prober
 from vmscale.controller.reporting import ErrorReporter
-from vmscale.errors import InstanceNotFoundError, PermanentProviderError, ProviderError
+from vmscale.errors import InstanceNotFoundError, NotLeaderError, PermanentProviderError, ProviderError
 from vmscale.metrics import ControllerMetrics
 from vmscale.metrics_sources import ExternalMetrics
 from vmscale.model import InstanceState, Sample
@@ -84,10 +84,14 @@ class Reconciler:
     # ------------------------------------------------------------------ collect
 
     def collect(self, now_wall: float, now: float) -> list[OpResult]:
-        """Act on the finished lifecycle calls; return the others (the host step's: migrations,
-        fencing, host commands) for their owner."""
+        """Finished calls; first of all, whether this controller still leads (every tick starts
+        here: a leader past its renew deadline stops before it acts). Acts on the lifecycle calls
+        and returns the others (the host step's: migrations, fencing, host commands) for their owner."""
+        self.ops.check("tick")
         others = []
         for result in self.ops.collect():
+            if isinstance(result.error, NotLeaderError):
+                raise result.error  # the fence refused the call in the worker: stop this tick
             inst = self.fleet.get(result.name)
             if result.kind in HOST_KINDS:
                 others.append(result)

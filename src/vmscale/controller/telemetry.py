@@ -97,6 +97,11 @@ class Telemetry:
             while self._history and self._history[0]["t"] < now - self._history_s:
                 self._history.popleft()
 
+    def forget(self) -> None:
+        """This controller stopped leading: its group gauges would go stale, so they leave /metrics
+        (the leader publishes the live ones)."""
+        self._metrics.forget_group_state()
+
     def history(self, since: float | None = None) -> list[dict[str, Any]]:
         with self._history_lock:
             return [h for h in self._history if since is None or h["t"] > since]

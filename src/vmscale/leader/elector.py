@@ -80,6 +80,7 @@ class Elector:
         self.leader: LeaderInfo | None = None  # who leads, as last seen by a follower
         self.last_error = ""
         self._renewed_at = 0.0  # monotonic time the last successful acquire/renew was sent
+        self._leader_seen_at = 0.0  # monotonic time ``leader`` was read
         self._lock = threading.RLock()  # step() may run on an ElectionLoop while the controller steps down
 
     # -- what the controller reads --------------------------------------------------------------
@@ -95,6 +96,18 @@ class Elector:
     @property
     def epoch(self) -> int | None:
         return self.lease.epoch if self.is_leader and self.lease is not None else None
+
+    def lease_age_s(self) -> float | None:
+        """Seconds since the scope's lease was last renewed, as this controller knows it: its own
+        last renewal while leading, else the leader's as last read plus the time since; None when
+        nobody holds it (as far as this controller knows)."""
+        now = self.clock.monotonic()
+        if self.role is Role.LEADER:
+            return now - self._renewed_at
+        leader = self.leader
+        if leader is not None and leader.held:
+            return leader.age_s + (now - self._leader_seen_at)
+        return None
 
     # -- the step -------------------------------------------------------------------------------
 
@@ -144,6 +157,7 @@ class Elector:
             lease = self.leases.try_acquire(self.holder, self.timing.lease_s, address=self.address)
             if lease is None:
                 self.leader = self.leases.current()
+                self._leader_seen_at = self.clock.monotonic()
                 gone = self.leader is not None and self.leader.held and self.holder_gone(self.leader.holder)
                 if gone and self.leader is not None:
                     lease = self.leases.try_acquire(
@@ -157,6 +171,17 @@ class Elector:
             self._renewed_at = sent
             self.leader = None
             self._become(Role.LEADER, lease, f"acquired the lease at epoch {lease.epoch}")
+            self._prune()
+
+    def _prune(self) -> None:
+        """Forget the registry entries of controllers known to be dead (on this host, their process
+        is gone): a crashed controller never says goodbye, and a stop asks who else is alive."""
+        try:
+            for c in self.leases.controllers():
+                if c.id != self.holder and self.holder_gone(c.id):
+                    self.leases.forget(c.id)
+        except StoreError as exc:  # cosmetic: the next acquisition tries again
+            log.debug("could not prune the controller registry: %s", exc)
 
     def _heartbeat(self) -> None:
         try:

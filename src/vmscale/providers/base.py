@@ -66,7 +66,11 @@ def instance_port(base_port: int, index: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class InstanceSpec:
-    """What to launch (its port follows from ``index``: ``instance_port``)."""
+    """What to launch (its port follows from ``index``: ``instance_port``).
+
+    ``epoch`` is the launching controller's term of leadership (0: no election). A provider keeps it
+    with the instance (process record, domain metadata) and reports it as ``details["epoch"]``, so a
+    controller that finds an instance of a newer epoch knows that another one leads."""
 
     group: str
     name: str
@@ -75,6 +79,7 @@ class InstanceSpec:
     memory_mb: int = 512
     # Extra arguments for the workload (e.g. {"fib_max_n": "35"}); providers pass them through.
     workload_args: Mapping[str, str] = field(default_factory=dict)
+    epoch: int = 0
 
 
 class ProviderStatus(StrEnum):
@@ -95,7 +100,7 @@ class ProviderInstance:
     endpoint: str  # base URL of the workload, e.g. "http://127.0.0.1:18101"
     vcpus: int = 1
     created_at: float = 0.0  # epoch seconds
-    details: Mapping[str, str] = field(default_factory=dict)  # pid, uuid, overlay path, console log...
+    details: Mapping[str, str] = field(default_factory=dict)  # pid, uuid, overlay path, epoch...
 
 
 @runtime_checkable

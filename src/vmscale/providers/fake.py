@@ -71,7 +71,7 @@ class FakeProvider:
                 endpoint=f"http://127.0.0.1:{instance_port(self.base_port, spec.index)}",
                 vcpus=spec.vcpus,
                 created_at=self.clock.now(),
-                details={"fake": "1"},
+                details={"fake": "1", "epoch": str(spec.epoch)},
             )
             self.instances[spec.name] = inst
             return inst

@@ -10,11 +10,11 @@ Why it is built this way:
   (``start_new_session``), so Ctrl-C on the controller or its crash does not reach it and the
   data path keeps serving; a restarted controller finds it again from its record.
 * **Records, not memory, and never the command line.** ``launch`` writes
-  ``<state_dir>/process/<name>.json`` (pid, the pid's create time, port, group, vCPUs, cgroup,
-  log, marker) atomically before the command starts. ``list`` is answered from those records,
-  each checked against the live process table: the create time guards against a pid reused by an
-  unrelated program, which is never adopted or signalled, and the environment marker
-  ``VMSCALE_INSTANCE=<group>/<name>`` (read from ``/proc/PID/environ``) confirms it where it is
+  ``<state_dir>/process/<name>.json`` (pid, the pid's create time, port, group, vCPUs, cgroup, log,
+  marker, launching controller's epoch) atomically before the command starts. ``list`` is answered
+  from those records, each checked against the live process table: the create time guards against
+  a pid reused by an unrelated program, which is never adopted or signalled, and the environment
+  marker ``VMSCALE_INSTANCE=<group>/<name>`` (from ``/proc/PID/environ``) confirms it where it is
   readable. The argv is the user's and proves nothing.
 * **An instance is a process tree** (for the fib backend: uvicorn plus a pool of workers) led by
   the command, which is also its process-group leader; signals go to the whole group and CPU is
@@ -231,6 +231,7 @@ class ProcessProvider:
 
     def _instance(self, rec: dict[str, Any], status: ProviderStatus) -> ProviderInstance:
         details = {"pid": str(rec["pid"]), "port": str(rec["port"]), "log": str(rec.get("log", ""))}
+        details["epoch"] = str(rec.get("epoch", 0))  # the launching controller's term (fence.py)
         if rec.get("cgroup"):
             details["cgroup"] = str(rec["cgroup"])
         return ProviderInstance(
@@ -330,7 +331,7 @@ class ProcessProvider:
             "name": spec.name, "group": spec.group, "pid": child.pid, "create_time": create_time,
             "port": port, "host": self.config.host, "vcpus": spec.vcpus,
             "cgroup": str(cgroup) if cgroup else "", "log": str(log_path), "command": command,
-            "marker": marker(spec.group, spec.name),
+            "marker": marker(spec.group, spec.name), "epoch": spec.epoch,
         }  # fmt: skip
         self._write_record(spec.name, rec)
         self._children[spec.name] = child

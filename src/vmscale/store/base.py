@@ -21,15 +21,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from vmscale.errors import StoreError
+from vmscale.errors import NotLeaderError, StoreError
 
 if TYPE_CHECKING:
     pass
 
 
-class FencedError(StoreError):
+class FencedError(StoreError, NotLeaderError):
     """The write was refused: the caller's lease is no longer the current one (another controller
-    took over, or the lease was released). The caller must stop acting and stand by."""
+    took over, or the lease was released). The caller must stop acting and stand by: it is a
+    ``NotLeaderError`` too, so whoever stops a controller that lost leadership catches both."""
 
 
 class SchemaTooNewError(StoreError):
@@ -212,6 +213,11 @@ class Store(Protocol):
 
     def fenced(self, lease: Lease) -> Store:
         """This store, with every write refused (``FencedError``) unless ``lease`` is current."""
+        ...
+
+    def check_fence(self) -> None:
+        """A fenced view: ``FencedError`` unless its lease is current right now (one short read; for
+        a provider or balancer call that no fenced write precedes). An unfenced store: nothing."""
         ...
 
     def close(self) -> None: ...

@@ -218,6 +218,14 @@ class SqlStore:
     def fenced(self, lease: Lease) -> SqlStore:
         return SqlStore(self.engine, fence=lease)
 
+    def check_fence(self) -> None:
+        fence = self.fence
+        if fence is None:
+            return
+        self.engine.run(
+            lambda tx: rules.check(read_lease(tx, self.engine, fence.scope, lock=False), fence), write=False
+        )
+
     def close(self) -> None:
         self.engine.close()
 

@@ -147,12 +147,21 @@ function meanCpu(instances) {
   return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
 }
 
+// With several controllers: which one this page talks to, and who leads (a standby shows the
+// group as the leader recorded it, and its buttons are refused with the leader's address).
+function leaderMeta(l) {
+  if (!l) return "";
+  if (l.role === "leader") return `<span id="leader-meta">this controller <b>leads</b> (epoch ${esc(l.epoch)})</span>`;
+  const where = l.leader_id ? `leader <b>${esc(l.leader_address || l.leader_id)}</b>` : "<b>no leader right now</b>";
+  return `<span id="leader-meta">this controller is a <b>standby</b> · ${where}</span>`;
+}
+
 function renderHeader() {
   const g = S.group; if (!g) return;
   $("group-name").textContent = g.name;
   $("group-meta").innerHTML = `<span>provider <b>${esc(g.provider)}</b></span><span>balancer <b>${esc(g.lb)}</b></span>` +
     `<span>policies <b>${esc((g.policies || []).join(", ") || "none")}</b></span>` +
-    (g.frontend_url ? `<span>frontend <b>${esc(g.frontend_url)}</b></span>` : "");
+    (g.frontend_url ? `<span>frontend <b>${esc(g.frontend_url)}</b></span>` : "") + leaderMeta(g.leadership);
   $("paused-pill").hidden = !g.paused;
   $("btn-pause").textContent = g.paused ? "Resume" : "Pause";
   $("kpi-desired").textContent = g.desired;

@@ -264,7 +264,9 @@ class CloneLauncher:
         self.p.overlay_path(spec.name).unlink(missing_ok=True)
         self.p.make_overlay(spec.name, golden.disk)
         image = read_save_image(golden.memory)
-        meta = domxml.InstanceMeta(spec.group, spec.name, spec.index, port, self.p.clock.now())
+        meta = domxml.InstanceMeta(
+            spec.group, spec.name, spec.index, port, self.p.clock.now(), epoch=spec.epoch
+        )
         document = clone_domain_xml(
             image.xml,
             meta=meta,

@@ -139,6 +139,7 @@ class LibvirtProvider:
             "console_log": str(self.console_log(meta.name)),
             "port": str(meta.port),
             "accel": self.accel.accel,
+            "epoch": str(meta.epoch),
             **({"address": meta.address} if meta.address else {}),
             **extra,
         }
@@ -216,7 +217,9 @@ class LibvirtProvider:
         address = ""
         if self.addressing is not None and self.config.network != "user":
             address = str(self.addressing.address(spec.index))
-        return xml.InstanceMeta(spec.group, spec.name, spec.index, port, self.clock.now(), address)
+        return xml.InstanceMeta(
+            spec.group, spec.name, spec.index, port, self.clock.now(), address=address, epoch=spec.epoch
+        )
 
     def domain_spec(self, spec: InstanceSpec, port: int) -> xml.DomainSpec:
         meta = self._meta(spec, port)

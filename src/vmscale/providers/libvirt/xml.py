@@ -31,8 +31,9 @@ Choices worth knowing:
   (``resize.py``) without a restart. Such a domain, or one of several vCPUs, also gets a CPU weight
   per vCPU (``<cputune><shares>``): libvirt gives every domain's cgroup the same weight (1024)
   whatever its vCPUs, so on a busy host a bigger VM would get no more CPU time than a small one.
-* ``<metadata>`` in vmscale's own namespace names the group, instance, index and port, so ``list``
-  finds vmscale's domains from libvirt alone after a restart.
+* ``<metadata>`` in vmscale's own namespace names the group, instance, index, port and the epoch of
+  the controller that launched it, so ``list`` finds vmscale's domains from libvirt alone after a
+  restart, and a controller that lost leadership sees a newer leader's domains as such.
 * On a bridged network with vmscale-assigned addresses (``provider.libvirt.addresses``, see
   ``addresses.py``) the NIC gets a MAC made from the address and the guest sets the address itself
   (kernel command line ``vmscale.net=static vmscale.ip=...``). The address is also in the metadata, so
@@ -72,6 +73,7 @@ class InstanceMeta:
     port: int
     created_at: float = 0.0
     address: str = ""  # the guest's IPv4 address when vmscale assigned it (bridged networks)
+    epoch: int = 0  # the launching controller's term of leadership (0: none recorded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,7 @@ def build_domain_xml(spec: DomainSpec) -> str:
         "index": str(spec.meta.index),
         "port": str(spec.meta.port),
         "created": f"{spec.meta.created_at:.3f}",
+        "epoch": str(spec.meta.epoch),
     }
     if spec.meta.address:
         attrs["address"] = spec.meta.address
@@ -266,6 +269,7 @@ def parse_metadata(element_xml: str) -> InstanceMeta | None:
             port=int(el.attrib["port"]),
             created_at=float(el.attrib.get("created", "0")),
             address=el.attrib.get("address", ""),
+            epoch=int(el.attrib.get("epoch", "0")),
         )
     except (KeyError, ValueError):
         return None
