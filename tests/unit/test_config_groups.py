@@ -251,3 +251,43 @@ def test_each_group_has_its_own_workload_and_old_key_names_are_noted_at_its_path
 def test_the_cluster_is_one_per_process_not_a_groups_section() -> None:
     assert "cluster" not in GROUP_SECTIONS and "workload" in GROUP_SECTIONS and "scaling" in GROUP_SECTIONS
     assert paths({"groups": [{"group": {"name": "a"}, "cluster": {}}]}) == ["groups[0].cluster"]
+
+
+CLUSTER = {
+    "hosts": [{"name": "h1", "uri": "qemu+tls://h1/system"}, {"name": "h2", "uri": "qemu+tls://h2/system"}]
+}
+
+
+def test_the_rules_that_read_the_cluster_apply_to_every_group_at_its_path() -> None:
+    """A [[groups]] entry reads the file's one [cluster]: what one host's features need is checked
+    per group (it was skipped: the group has no cluster section of its own)."""
+    vertical = {
+        "provider": {"kind": "libvirt"},
+        "scaling": {"mode": "vertical-first"},
+        "template": {"vcpus": 1, "max_vcpus": 2},
+    }
+    clones = {"provider": {"kind": "libvirt", "libvirt": {"launch": "clone", "base_port": 18300}}}
+    data = {
+        "cluster": CLUSTER,
+        "groups": [{"group": {"name": "web"}, **vertical}, {"group": {"name": "b"}, **clones}],
+    }
+    found = problems(data)
+    assert paths(data) == ["groups[0].scaling.mode", "groups[1].provider.libvirt.launch"], found
+    assert "not available with [[cluster.hosts]]" in found[0]
+    assert 'use launch = "boot", or one host' in found[1]
+    # the same group as a one-group file, and a process group beside the hosts, are judged alike
+    assert paths({"cluster": CLUSTER, **clones}) == ["provider.libvirt.launch"]
+    parse_config({"cluster": CLUSTER, "groups": [{"group": {"name": "p"}, "provider": {"kind": "process"}}]})
+
+
+def test_config_check_says_a_libvirt_group_runs_over_the_clusters_hosts(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.toml"
+    path.write_text(
+        "[[cluster.hosts]]\nname = 'h1'\nuri = 'qemu+tls://h1/system'\n"
+        "[[cluster.hosts]]\nname = 'h2'\nuri = 'qemu+tls://h2/system'\n"
+        "[[groups]]\ngroup = { name = 'web' }\nprovider = { kind = 'libvirt' }\n"
+    )
+    result = CliRunner().invoke(cli_app, ["config", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "as libvirt VMs on 2 libvirt hosts" in result.stdout
+    assert "placed over 2 hosts (h1, h2) by spread" in result.stdout

@@ -18,6 +18,7 @@ import typer
 from vmscale.cli.options import ENV_HELP, JsonOpt, OutputOpt, wants_json
 from vmscale.config import VmscaleConfig, load_config
 from vmscale.config.env import override_names
+from vmscale.config.hosts import ClusterConfig
 from vmscale.config.policy import SchedulePolicyConfig
 from vmscale.config.schema import GroupSettings
 from vmscale.errors import ConfigError
@@ -40,14 +41,21 @@ def example_text(groups: bool = False) -> str:
 def describe(cfg: VmscaleConfig) -> str:
     """What the config will do, in words, to confirm it means what was meant: one paragraph per
     group, then where the control API listens and the state is kept."""
-    groups = "\n".join(describe_group(gs) for gs in cfg.group_settings())
+    groups = "\n".join(describe_group(gs, cfg.cluster) for gs in cfg.group_settings())
     several = f"{len(cfg.groups)} groups run in one controller. " if len(cfg.groups) > 1 else ""
+    if cfg.cluster.hosts:
+        c = cfg.cluster
+        names = ", ".join(h.name for h in c.hosts)
+        several += (
+            f"libvirt groups are placed over {len(c.hosts)} hosts ({names}) by {c.placement.strategy}; "
+            f"a host silent for {c.unreachable_after_s:g} s has its instances replaced elsewhere. "
+        )
     where = f"The control API listens on {cfg.api.bind} and state is kept in {cfg.state.dir}."
     return f"{groups}\n{several}{where}"
 
 
-def describe_group(cfg: GroupSettings) -> str:
-    """One paragraph about one group."""
+def describe_group(cfg: GroupSettings, cluster: ClusterConfig | None = None) -> str:
+    """One paragraph about one group (``cluster``: the file's hosts, which libvirt groups use)."""
     g, t = cfg.group, cfg.template
     start = g.initial_count
     if cfg.provider.kind == "process":
@@ -59,7 +67,8 @@ def describe_group(cfg: GroupSettings) -> str:
         )
     elif cfg.provider.kind == "libvirt":
         lv = cfg.provider.libvirt
-        where = f"libvirt VMs on {lv.uri} (acceleration: {lv.accel})"
+        on = f"{len(cluster.hosts)} libvirt hosts" if cluster is not None and cluster.hosts else lv.uri
+        where = f"libvirt VMs on {on} (acceleration: {lv.accel})"
         if lv.boot == "disk":
             given = f" with the user-data {lv.user_data}" if lv.user_data else " (no user-data)"
             where += f" booted from the cloud image {lv.cloud_image}{given}"

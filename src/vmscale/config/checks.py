@@ -42,6 +42,10 @@ class Validated:
     def has(self, *names: str) -> bool:
         return all(name in self.sections for name in names)
 
+    def with_sections(self, more: Mapping[str, Any]) -> Validated:
+        """These sections and ``more`` (the whole file's, which every group reads)."""
+        return Validated({**self.sections, **more}, self.policies)
+
     @classmethod
     def of(cls, cfg: GroupSettings) -> Validated:
         """The sections of one group's settings (all valid: the config loaded)."""
@@ -148,6 +152,18 @@ def vertical_room(v: Validated) -> Iterable[Problem]:
         )
 
 
+def clones_on_one_host(v: Validated) -> Iterable[Problem]:
+    """A golden snapshot lives on one host's disk: clones are not placed on other hosts (yet)."""
+    if not v.has("provider", "cluster") or v.sections["provider"].kind != "libvirt":
+        return
+    if v.sections["provider"].libvirt.launch == "clone" and v.sections["cluster"].hosts:
+        yield Problem(
+            "provider.libvirt.launch",
+            'launch = "clone" is not available with [[cluster.hosts]] yet (the golden snapshot '
+            'lives on one host); use launch = "boot", or one host',
+        )
+
+
 def consolidation_needs_hosts(v: Validated) -> Iterable[Problem]:
     if not v.has("provider", "cluster"):
         return
@@ -167,14 +183,24 @@ RULES: tuple[Callable[[Validated], Iterable[Problem]], ...] = (
     balancer_metrics,
     metric_references,
     vertical_room,
+    clones_on_one_host,
     consolidation_needs_hosts,
 )
 
 
+# Sections of the whole file that a group's rules read too (one ``[cluster]`` for every group).
+PROCESS_WIDE = ("cluster",)
+
+
 def cross_checks(v: Validated, where: str = "") -> list[Problem]:
-    """Every rule over one group's sections; ``where`` (``groups[1].``) goes before each path."""
+    """Every rule over one group's sections; ``where`` (``groups[1].``) goes before each path that
+    is the group's (a process-wide section's path stays as it is)."""
     return [
-        Problem(where + problem.path, problem.message, problem.env_var)
+        Problem(
+            problem.path if problem.path.split(".")[0] in PROCESS_WIDE else where + problem.path,
+            problem.message,
+            problem.env_var,
+        )
         for rule in RULES
         for problem in rule(v)
     ]

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vmscale.config.checks import Validated, cross_checks, validated_parts
+from vmscale.config.checks import PROCESS_WIDE, Validated, cross_checks, validated_parts
 from vmscale.config.problems import Problem
 from vmscale.config.schema import GROUP_SECTIONS, ApiConfig, GroupSettings
 
@@ -66,18 +66,23 @@ def group_parts(data: Mapping[str, Any], cfg: Any) -> list[tuple[str, Validated]
     else ``None`` and the raw ``data`` is validated section by section."""
     if cfg is not None:
         if cfg.groups:
-            return [(f"groups[{i}].", Validated.of(gs)) for i, gs in enumerate(cfg.groups)]
+            wide = {name: getattr(cfg, name) for name in PROCESS_WIDE}
+            return [
+                (f"groups[{i}].", Validated.of(gs).with_sections(wide)) for i, gs in enumerate(cfg.groups)
+            ]
         return [("", Validated.of(cfg))]
+    from vmscale.config.schema import VmscaleConfig
+
+    whole = validated_parts(data, VmscaleConfig)
     raw = data.get("groups")
     if isinstance(raw, list):
+        wide = {name: whole.sections[name] for name in PROCESS_WIDE if name in data and whole.has(name)}
         return [
-            (f"groups[{i}].", validated_parts(item, GroupSettings))
+            (f"groups[{i}].", validated_parts(item, GroupSettings).with_sections(wide))
             for i, item in enumerate(raw)
             if isinstance(item, Mapping)
         ]
-    from vmscale.config.schema import VmscaleConfig
-
-    return [("", validated_parts(data, VmscaleConfig))]
+    return [("", whole)]
 
 
 def group_problems(parts: Sequence[tuple[str, Validated]], api: ApiConfig | None) -> list[Problem]:
