@@ -33,7 +33,9 @@ class ControllerPair:
         cwd: Path | None = None,
         machines: bool = True,
         env: dict[str, str] | None = None,
+        group: str = "",
     ) -> None:
+        """``group``: the group the pair's reads look at, for a config with several."""
         tag = uuid.uuid4().hex[:6]
         self.members: dict[str, ControllerProcess] = {}
         for name in ("a", "b"):
@@ -45,6 +47,7 @@ class ControllerPair:
                 cwd=cwd,
                 env={**(env or {}), "VMSCALE_API__BIND": f"127.0.0.1:{port}"},
                 hostname=f"vmscale-{tag}-{name}" if machines else "",
+                group=group,
             )
 
     @property

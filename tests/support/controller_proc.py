@@ -36,9 +36,11 @@ class ControllerProcess:
         prefix: Sequence[str] = (),
         env: dict[str, str] | None = None,
         hostname: str = "",
+        group: str = "",
     ) -> None:
         """``prefix`` runs the controller inside something, e.g. ``ip netns exec NS``; ``hostname``
-        gives it a host name of its own (a UTS namespace)."""
+        gives it a host name of its own (a UTS namespace); ``group`` is the group its reads look at
+        when the config has several (``/v1/groups/NAME``)."""
         self.config = config
         self.api = api
         self.log_path = log_path
@@ -46,6 +48,7 @@ class ControllerProcess:
         self.prefix = list(prefix)
         self.env = env or {}
         self.hostname = hostname
+        self.group_path = f"/v1/groups/{group}" if group else "/v1/group"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -103,7 +106,7 @@ class ControllerProcess:
         return httpx.get(self.api + path, timeout=5).json()
 
     def group(self) -> dict[str, Any]:
-        return dict(self.get("/v1/group"))
+        return dict(self.get(self.group_path))
 
     def settled(self, desired: int) -> bool:
         """Its group at ``desired`` as it reports it: that many ready, and nothing in any other state."""
