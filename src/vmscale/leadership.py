@@ -90,6 +90,11 @@ class LeaderView:
         if who.leader_id and who.leader_id != who.id:
             where = who.leader_address or "an address it did not publish (api.advertise)"
             message = f"{why}: controller {who.id} is a standby; the leader is {who.leader_id} at {where}"
+        elif who.role == "leader":  # between two terms: e.g. rebuilding its state after a store error
+            message = (
+                f"{why}: controller {who.id} leads but is starting its term (restart recovery from the "
+                "store and the provider); retry in a few seconds"
+            )
         else:
             message = f"{why}: no controller leads right now; retry in a few seconds"
         return NotLeaderError(message, leader_id=who.leader_id, leader_address=who.leader_address)
@@ -261,6 +266,7 @@ class Terms:
         """Drop the term's state without another call: the next term (here or elsewhere) rebuilds it."""
         controller, self.controller = self.controller, None
         self._router.stand_by()
+        self._view.first_tick_at = None  # not acting until the next term has ticked
         if controller is not None:
             controller.abandon()
         self._let_go()

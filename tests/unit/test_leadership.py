@@ -167,6 +167,33 @@ def test_a_store_failure_in_a_tick_rebuilds_the_state_from_the_store(
     assert "the store failed under a tick" in pair.reports[0] and "rebuilding the state" in pair.reports[0]
 
 
+def test_between_two_terms_the_leader_is_not_acting_and_a_write_says_why(
+    pair: Pair, running: threading.Event
+) -> None:
+    """After a store failure the term ends and the next one waits for its back-off: meanwhile the
+    process still holds the lease but acts on nothing, so it must not look like an acting leader
+    (first_tick_at) and a write must not blame another controller (seen in CI: a client saw
+    'acting', read the store's view and wrote into the gap)."""
+    pair.elector.step()
+    wait_until(lambda: pair.rig.provider.launch_count == 1, "the first term launches web-1", 10)
+    wait_until(lambda: pair.view.first_tick_at is not None, "the first term has ticked", 10)
+    pair.flaky = True
+    pair.rig.provider.vanish("web-1")
+
+    def failed() -> bool:
+        pair.elector.step()
+        pair.rig.clock.advance(0.5)
+        return bool(pair.reports)
+
+    wait_until(failed, "the store failure ends the term", 10)
+    assert pair.terms.controller is None, "the next term began without its back-off"
+    who = pair.router.leadership()
+    assert who.role == "leader" and who.first_tick_at is None
+    with pytest.raises(NotLeaderError, match="ctl-a leads but is starting its term") as refused:
+        pair.router.set_desired(2, "alice")
+    assert refused.value.leader_address == "http://a:8900"
+
+
 def test_leadership_in_prometheus(pair: Pair) -> None:
     metrics = ControllerMetrics("web")
     metrics.registry.register(LeadershipCollector(pair.elector, "web"))

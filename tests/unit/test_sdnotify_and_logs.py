@@ -93,3 +93,18 @@ def test_setup_logging_json_writes_json_to_stderr(capsys: pytest.CaptureFixture[
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "ValueError: bad" in json.loads(line)["exc_info"]
     setup_logging("text")
+
+
+def test_httpx_request_lines_stay_out_of_the_log_unless_verbose(capsys: pytest.CaptureFixture[str]) -> None:
+    """httpx logs every request at INFO: with a health probe per instance per tick they buried
+    vmscale's own lines (seen in `vmscale up` logs)."""
+    setup_logging("text")
+    logging.getLogger("httpx").info("HTTP Request: GET http://127.0.0.1:1/healthz")
+    logging.getLogger("httpx").warning("a warning still shows")
+    logging.getLogger("vmscale.x").info("vmscale's own line")
+    err = capsys.readouterr().err
+    assert "HTTP Request" not in err and "a warning still shows" in err and "vmscale's own line" in err
+    setup_logging("text", verbose=True)
+    logging.getLogger("httpx").info("HTTP Request: GET http://127.0.0.1:1/healthz")
+    assert "HTTP Request" in capsys.readouterr().err
+    setup_logging("text")

@@ -55,3 +55,7 @@ def setup_logging(fmt: str, verbose: bool = False) -> None:
             logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+    # httpx and httpcore log every request at INFO: a health probe per instance per tick would bury
+    # what vmscale itself says. Their warnings still show; --verbose shows everything.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if verbose else logging.WARNING)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 QCOW2_MAGIC = b"QFI\xfb"
 USER_DATA_STARTS = ("#cloud-config", "#!", "#include", "Content-Type")
 
@@ -32,6 +30,8 @@ def user_data_problem(text: str) -> str:
         )
     if not text.startswith("#cloud-config"):
         return ""
+    import yaml  # only for a #cloud-config file: not every start pays for it
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
