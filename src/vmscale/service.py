@@ -187,9 +187,12 @@ class Service:
             role = f"standby (leader {who.leader_id} at {who.leader_address or '?'})"
         else:
             role = "standby (nobody leads yet)"
+        return f"{self.groups_label()}: {role}; control API on {self.elector.address or 'none'}"
+
+    def groups_label(self) -> str:
+        """'group web', or 'groups web, batch': what this process runs, for status lines."""
         names = [r.name for r in self.groups]
-        groups = f"group {names[0]}" if len(names) == 1 else f"groups {', '.join(names)}"
-        return f"{groups}: {role}; control API on {self.elector.address or 'none'}"
+        return f"group {names[0]}" if len(names) == 1 else f"groups {', '.join(names)}"
 
     def _alone(self) -> bool:
         """No other controller of the scope is alive: none heard from within one lease duration,

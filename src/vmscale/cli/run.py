@@ -108,13 +108,8 @@ def up(
     sdnotify.notify("READY=1", f"STATUS={svc.status_line()}")
     while not svc.wait(0.5):
         pass
-    sdnotify.notify("STOPPING=1", f"STATUS={_groups_words(cfg)}: stopping")
+    sdnotify.notify("STOPPING=1", f"STATUS={svc.groups_label()}: stopping")
     svc.stop(terminate=not keep_instances)
-
-
-def _groups_words(cfg: VmscaleConfig) -> str:
-    names = [gs.group.name for gs in cfg.group_settings()]
-    return f"group {names[0]}" if len(names) == 1 else f"groups {', '.join(names)}"
 
 
 def down(
