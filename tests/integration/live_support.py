@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -29,6 +30,13 @@ from vmscale.config.schema import VmscaleConfig
 from vmscale.service import Service
 
 READY_TIMEOUT_S = 90.0  # two backends starting on a loaded 2-core machine
+
+# Blocks of ports handed out lately in this test process. A port handed out is free when probed
+# but is bound only later (a balancer front, the instances of a group); without this record the
+# next call could hand out the same port again (CI once gave a group's instance port to the
+# HAProxy front of the same test: "port 29451 is already in use by another program (haproxy)").
+# Bounded: a long session would otherwise run out of blocks, and old tests' ports are long closed.
+_HANDED_OUT: deque[range] = deque(maxlen=32)
 
 
 def free_port() -> int:
@@ -67,7 +75,10 @@ def free_base_port(count: int) -> int:
     assert blocks, f"no room for instance ports below the ephemeral range ({high + count + 1})"
     k = uuid.uuid4().int % len(blocks)
     for base in blocks[k:] + blocks[:k]:
-        if all(_port_free(base + i) for i in range(1, count + 1)):
+        ports = range(base, base + count + 1)  # the base too: a block of one hands out base + 1
+        taken = any(ports.start < r.stop and r.start < ports.stop for r in _HANDED_OUT)
+        if not taken and all(_port_free(base + i) for i in range(1, count + 1)):
+            _HANDED_OUT.append(ports)
             return base
     raise RuntimeError("no free block of loopback ports for the instances")
 
