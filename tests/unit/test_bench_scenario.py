@@ -87,3 +87,23 @@ def test_judge_with_nothing_affordable_names_the_best_anyway_and_fails_the_cost_
             "over_slo_2s_best_over_original"
         ]
     )
+
+
+def test_a_run_starts_only_once_the_warm_pool_is_parked(tmp_path: Any) -> None:
+    # A warm-pool contender whose first scale-up came before its pool was filled would boot cold and
+    # be judged for a path it does not stand for.
+    from types import SimpleNamespace
+
+    from vmscale.bench.runner import settled
+
+    warm = contenders("process", 2)["vmscale-warm"]
+    cfg = group_config(tmp_path / "warm", provider="process", **warm.config_args())  # type: ignore[arg-type]
+
+    def svc(ready: int, warm: int) -> Any:
+        group = SimpleNamespace(ready=ready, warm=warm)
+        return SimpleNamespace(controller=SimpleNamespace(group=lambda: group))
+
+    assert cfg.warm_pool.size == 1
+    assert not settled(svc(ready=1, warm=0), cfg), "serving, but the pool is still empty"
+    assert not settled(svc(ready=0, warm=1), cfg)
+    assert settled(svc(ready=1, warm=1), cfg)

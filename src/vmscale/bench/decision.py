@@ -50,11 +50,6 @@ def path_config(state_dir: Path, path: str, provider: runner.Provider) -> Vmscal
     return runner.group_config(state_dir, policies=[TRIGGER], min_count=1, provider=provider, **settings)
 
 
-def _ready(svc: Service, cfg: VmscaleConfig) -> bool:
-    g = svc.controller.group()
-    return g.ready >= 1 and g.warm >= cfg.warm_pool.size
-
-
 def _load(url: str, stop: threading.Event, limit_s: float) -> None:
     end = time.monotonic() + limit_s
     with httpx.Client(timeout=120, trust_env=False) as http:
@@ -75,20 +70,18 @@ def measure_once(
     stop = threading.Event()
     loaders: list[threading.Thread] = []
     try:
-        deadline = time.monotonic() + limit_s
-        while not _ready(svc, cfg):  # a warm pool parked, a golden made (the first clone is one)
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{path}: the group did not settle within {limit_s:g} s")
-            time.sleep(0.2)
+        # A warm pool parked; for clones, a golden made (the first instance is the first clone).
+        runner.wait_settled(svc, cfg, timeout_s=limit_s)
         time.sleep(2 * cfg.group.interval_s)  # a calm sample or two before the demand
         url = f"{svc.controller.endpoints()[0]['url']}/fib/{n}"
         loaders = [threading.Thread(target=_load, args=(url, stop, limit_s)) for _ in range(clients)]
         for t in loaders:
             t.start()
+        deadline = time.monotonic() + limit_s
         while (
             seconds := measure.first_added_s([e.to_dict() for e in svc.events.recent(limit=5000)])
         ) is None:
-            if time.monotonic() > deadline + limit_s:
+            if time.monotonic() > deadline:
                 raise RuntimeError(f"{path}: no capacity added within {limit_s:g} s of the load")
             time.sleep(0.05)
         decision = next(

@@ -106,11 +106,23 @@ class RunResult:
     load_end: float
 
 
-def _wait_ready(svc: Service, count: int, timeout_s: float = 180) -> None:
+def settled(svc: Service, cfg: VmscaleConfig) -> bool:
+    """The group is where a run starts from: its initial instances ready and its warm pool parked.
+    A run that began earlier would let the first scale-up take a cold path the contender does not
+    stand for (a warm-pool contender booting because its pool was still being filled)."""
+    g = svc.controller.group()
+    return g.ready >= cfg.group.initial_count and g.warm >= cfg.warm_pool.size
+
+
+def wait_settled(svc: Service, cfg: VmscaleConfig, timeout_s: float = 240) -> None:
     deadline = time.monotonic() + timeout_s
-    while svc.controller.group().ready < count:
+    while not settled(svc, cfg):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"group not ready within {timeout_s} s")
+            g = svc.controller.group()
+            raise RuntimeError(
+                f"the group did not settle within {timeout_s:g} s: "
+                f"{g.ready}/{cfg.group.initial_count} ready, {g.warm}/{cfg.warm_pool.size} parked"
+            )
         time.sleep(0.1)
 
 
@@ -120,7 +132,7 @@ def calibrate(state_dir: Path, request_s: float = 0.2, provider: Provider = "pro
     svc = Service(cfg, log_path=state_dir / "calibration.jsonl")
     svc.start()
     try:
-        _wait_ready(svc, 1)
+        wait_settled(svc, cfg, timeout_s=180)
         url = svc.controller.endpoints()[0]["url"]
         n, per = measure_request(url, request_s, cfg.workload.fib.max_n, reps=7)
     finally:
@@ -151,7 +163,7 @@ def run(cfg: VmscaleConfig, phases: list[Phase], out: Path) -> RunResult:
     svc = Service(cfg, log_path=out / "autoscaler.jsonl")
     svc.start()
     try:
-        _wait_ready(svc, cfg.group.initial_count)
+        wait_settled(svc, cfg)
         assert svc.api_url is not None
         t0 = time.time()
         asyncio.run(
