@@ -78,8 +78,15 @@ def build_provider(cfg: GroupSettings, state_dir: Path, cluster: ClusterConfig |
             return build_multihost(cfg.provider.libvirt, cluster)
         if kind == "libvirt":
             from vmscale.providers.libvirt.provider import LibvirtProvider
+            from vmscale.providers.libvirt.resize import memory_room
 
-            return LibvirtProvider(cfg.provider.libvirt, state_dir, max_vcpus=cfg.template.max_vcpus)
+            t = cfg.template
+            return LibvirtProvider(
+                cfg.provider.libvirt,
+                state_dir,
+                max_vcpus=t.max_vcpus,
+                memory_room=memory_room(t.vcpus, t.vcpu_ceiling, t.memory_mb, t.max_memory_mb),
+            )
     except ImportError as exc:
         raise (missing_library(kind, exc) or exc) from None
     from vmscale.providers.fake import FakeProvider

@@ -1,8 +1,9 @@
 """Capacity within a second, at the controller level with real TCG guests (issue 17):
 
 * vertical-first: under queued requests the controller hot-adds a vCPU to the serving VM before it
-  launches anything, and only when that VM is at ``max_vcpus`` does a second domain appear (libvirt
-  checked with ``virsh vcpucount``, the controller through its API);
+  launches anything (and its balloon gives the guest the memory of that size), and only when that
+  VM is at ``max_vcpus`` does a second domain appear (libvirt checked with ``virsh vcpucount`` and
+  ``dommemstat``, the controller through its API);
 * snapshot clones: a group with ``launch = "clone"`` prepares its golden at start, scales 1 -> 2 by
   restoring a clone that answers with its own name, and ``vmscale down`` leaves nothing behind.
 
@@ -44,12 +45,18 @@ def vcpucount(name: str) -> int:
     return int(virsh("vcpucount", name, "--live", "--active").strip())
 
 
+def balloon_mib(name: str) -> int:
+    """The memory the guest has, as its balloon driver reports it to QEMU (``actual``)."""
+    stats = dict(line.split() for line in virsh("dommemstat", name).splitlines() if line.strip())
+    return int(stats["actual"]) // 1024
+
+
 def test_the_vertical_first_policy_resizes_before_it_launches(
     make_service: ServiceFactory, libvirt_group: str
 ) -> None:
     svc = make_service(
         max_count=2,
-        template={"vcpus": 1, "max_vcpus": 2, "memory_mb": 512},
+        template={"vcpus": 1, "max_vcpus": 2, "memory_mb": 512, "max_memory_mb": 768},
         scaling={"mode": "vertical-first"},
         policies=[
             {
@@ -66,6 +73,9 @@ def test_the_vertical_first_policy_resizes_before_it_launches(
     first, second = f"{libvirt_group}-1", f"{libvirt_group}-2"
     wait_until(lambda: instance_state(svc, first) == "ready", "the first VM ready", BOOT_S, poll_s=0.5)
     assert vcpucount(first) == 1
+    wait_until(
+        lambda: balloon_mib(first) == 512, "the guest's balloon to hold it at memory_mb", 60, poll_s=0.5
+    )
     url = svc.controller.endpoints()[0]["url"]
     n, _ = measure_request(url, 0.4, 35, reps=3)
     # Six clients back to back keep six requests in flight whatever the capacity: 6 per vCPU on one,
@@ -76,6 +86,10 @@ def test_the_vertical_first_policy_resizes_before_it_launches(
         assert {i.name: i.vcpus for i in svc.controller.instances()} == {first: 2}, "and the API"
         health = httpx.get(f"{url}/healthz", timeout=10, trust_env=False).json()
         assert (health["cpus"], health["workers"]) == (2, 2), "the guest runs on both"
+        # Memory follows the vCPUs: at max_vcpus the balloon gives the guest max_memory_mb.
+        wait_until(
+            lambda: balloon_mib(first) == 768, "the guest's balloon to deflate to 768 MiB", 60, poll_s=0.5
+        )
         assert domains(libvirt_group) == {first}, "grown, nothing launched yet"
         wait_until(lambda: second in domains(libvirt_group), "a second domain at max_vcpus", 120, poll_s=0.5)
         wait_until(lambda: instance_state(svc, second) == "ready", "the second VM ready", BOOT_S, poll_s=0.5)

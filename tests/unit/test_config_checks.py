@@ -290,3 +290,42 @@ def test_config_check_json_when_valid(tmp_path: Path) -> None:
     assert body["ok"] is True and body["env_overrides"] == ["VMSCALE_GROUP__MIN"]
     assert body["config"]["group"] == {**body["config"]["group"], "min": 2, "max": 3}
     assert body["description"].startswith("Group 'web' runs 2 to 3 instance(s)")
+
+
+def test_memory_room_is_for_vertical_first_on_libvirt() -> None:
+    room = {"vcpus": 1, "max_vcpus": 2, "memory_mb": 512, "max_memory_mb": 1024}
+    libvirt_vertical = {
+        "provider": {"kind": "libvirt"},
+        "scaling": {"mode": "vertical-first"},
+        "template": room,
+    }
+    cfg = parse_config(libvirt_vertical)
+    assert "grows in place up to 2 vCPUs, its memory with them up to 1024 MiB by balloon" in describe(cfg)
+    horizontal = problems_of({**libvirt_vertical, "scaling": {"mode": "horizontal"}})
+    assert list(horizontal) == ["template.max_memory_mb"]
+    assert "only scaling.mode = 'vertical-first'" in horizontal["template.max_memory_mb"]
+    process = problems_of({**libvirt_vertical, "provider": {"kind": "process"}})
+    assert list(process) == ["template.max_memory_mb"]
+    assert "the process provider does not size memory" in process["template.max_memory_mb"]
+    below = problems_of({"template": {**room, "max_memory_mb": 256}})
+    assert "max_memory_mb (256) must be at least memory_mb (512)" in below["template.max_memory_mb"]
+    parse_config({"template": {**room, "max_memory_mb": 512}})  # no room asked for: fine anywhere
+
+
+@pytest.mark.parametrize(
+    ("vcpus", "memory"),
+    [(1, 512), (2, 682), (3, 853), (4, 1024), (0, 512), (9, 1024)],  # linear, rounded down, clamped
+)
+def test_memory_follows_the_vcpus_linearly(vcpus: int, memory: int) -> None:
+    from vmscale.providers.libvirt.resize import memory_room
+
+    room = memory_room(vcpus=1, max_vcpus=4, memory_mb=512, max_memory_mb=1024)
+    assert room is not None and room.at(vcpus) == memory
+
+
+def test_no_memory_room_without_more_memory_or_more_vcpus() -> None:
+    from vmscale.providers.libvirt.resize import memory_room
+
+    assert memory_room(1, 4, 512, None) is None
+    assert memory_room(1, 4, 512, 512) is None
+    assert memory_room(2, 2, 512, 1024) is None

@@ -231,3 +231,29 @@ def test_shrinking_is_allowed_where_the_operator_says_the_stack_handles_it(
         assert prov.can_shrink and [i.vcpus for i in prov.list(group)] == [2]
     finally:
         prov.close()
+
+
+def test_memory_follows_the_vcpus_by_balloon_where_the_template_gives_it_room(
+    tmp_path: Path, image_dir: Path, group: str
+) -> None:
+    from vmscale.providers.libvirt.resize import memory_room
+
+    room = memory_room(vcpus=1, max_vcpus=3, memory_mb=256, max_memory_mb=768)
+    config = LibvirtProviderConfig(
+        uri="test:///default", image_dir=str(image_dir), instance_dir=str(tmp_path / "i"), base_port=30000
+    )
+    prov = LibvirtProvider(
+        config, tmp_path / "state", accel=AccelChoice("tcg", "unit test"), max_vcpus=3, memory_room=room
+    )
+    try:
+        prov.launch(spec(group))
+        dom = prov._lookup(f"{group}-1")
+        assert dom is not None
+        assert "<memballoon model='virtio'>" in dom.XMLDesc(0), "a balloon to grow by"
+        assert (dom.maxMemory(), dom.info()[2]) == (768 * 1024, 256 * 1024), "room to 768, started at 256"
+        prov.resize(f"{group}-1", 2)
+        assert dom.info()[2] == 512 * 1024, "half way in vCPUs, half way in memory"
+        prov.resize(f"{group}-1", 3)
+        assert dom.info()[2] == 768 * 1024
+    finally:
+        prov.close()

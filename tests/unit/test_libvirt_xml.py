@@ -69,6 +69,9 @@ def validate(tmp_path: Path, document: str) -> None:
             id="cloud-image-with-seed",
         ),
         pytest.param(replace(SPEC, vcpus=1, max_vcpus=4), id="room-to-grow"),
+        pytest.param(
+            replace(SPEC, vcpus=1, max_vcpus=4, memory_mb=256, max_memory_mb=1024), id="memory-room"
+        ),
     ],
 )
 def test_generated_xml_passes_libvirt_schema(tmp_path: Path, spec: DomainSpec) -> None:
@@ -218,3 +221,16 @@ def test_the_launching_controllers_epoch_is_kept_in_the_metadata() -> None:
     assert parse_metadata(build_domain_xml(spec)) == replace(META, epoch=7)
     older = build_domain_xml(SPEC).replace(' epoch="0"', "")  # written before epochs existed
     assert 'epoch="' not in older and parse_metadata(older) == replace(META, epoch=0)
+
+
+def test_memory_room_is_a_balloon_and_no_room_is_no_balloon() -> None:
+    grown = ET.fromstring(build_domain_xml(replace(SPEC, memory_mb=512, max_memory_mb=1024)))
+    assert (grown.findtext("memory"), grown.findtext("currentMemory")) == ("1024", "512")
+    balloon = grown.find("devices/memballoon")
+    assert balloon is not None and balloon.get("model") == "virtio"
+    fixed = ET.fromstring(build_domain_xml(replace(SPEC, memory_mb=512, max_memory_mb=512)))
+    assert (fixed.findtext("memory"), fixed.find("currentMemory")) == ("512", None)
+    none = fixed.find("devices/memballoon")
+    assert none is not None and none.get("model") == "none", "one device less to emulate at boot"
+    with pytest.raises(ValueError, match="max_memory_mb"):
+        build_domain_xml(replace(SPEC, memory_mb=512, max_memory_mb=256))

@@ -96,10 +96,27 @@ def describe_group(cfg: GroupSettings, cluster: ClusterConfig | None = None) -> 
     )
     return (
         f"Group '{g.name}' runs {g.min} to {g.max} instance(s), starting with {start}, as {where}; "
-        f"each has {t.vcpus} vCPU(s) and {t.memory_mb} MiB. The controller looks every {g.interval_s:g} s. "
+        f"each has {t.vcpus} vCPU(s) and {t.memory_mb} MiB.{_sizing_words(cfg)} "
+        f"The controller looks every {g.interval_s:g} s. "
         f"{policies} An instance is ready when {cfg.health.path} answers within {cfg.health.timeout_s:g} s; "
         f"scale-in drains for up to {cfg.drain.timeout_s:g} s.{warm} {lb[0].upper() + lb[1:]}."
     ) + _integration_words(cfg)
+
+
+def _sizing_words(cfg: GroupSettings) -> str:
+    """Vertical-first: how far an instance grows in place (empty for horizontal scaling)."""
+    if cfg.scaling.mode != "vertical-first":
+        return ""
+    t = cfg.template
+    memory = (
+        f", its memory with them up to {t.max_memory_mb} MiB by balloon"
+        if t.max_memory_mb is not None and t.max_memory_mb > t.memory_mb
+        else ""
+    )
+    return (
+        f" Vertical first: a ready instance grows in place up to {t.vcpu_ceiling} vCPUs{memory} before "
+        f"instances are added, and shrinks back to {t.vcpus} before they are removed."
+    )
 
 
 def _integration_words(cfg: GroupSettings) -> str:

@@ -152,6 +152,27 @@ def vertical_room(v: Validated) -> Iterable[Problem]:
         )
 
 
+def memory_room(v: Validated) -> Iterable[Problem]:
+    """Memory grows with vCPUs, by a libvirt balloon, under vertical-first scaling only."""
+    if not v.has("scaling", "template", "provider"):
+        return
+    template, kind = v.sections["template"], v.sections["provider"].kind
+    if template.max_memory_mb is None or template.max_memory_mb <= template.memory_mb:
+        return
+    if v.sections["scaling"].mode != "vertical-first":
+        yield Problem(
+            "template.max_memory_mb",
+            "memory grows with the vCPUs, which only scaling.mode = 'vertical-first' changes; "
+            "set that mode, or remove template.max_memory_mb",
+        )
+    elif kind != "libvirt":
+        yield Problem(
+            "template.max_memory_mb",
+            f"the {kind} provider does not size memory (its instances get CPU quotas, not memory "
+            "limits); remove template.max_memory_mb, or use provider.kind = 'libvirt'",
+        )
+
+
 def clones_on_one_host(v: Validated) -> Iterable[Problem]:
     """A golden snapshot lives on one host's disk: clones are not placed on other hosts (yet)."""
     if not v.has("provider", "cluster") or v.sections["provider"].kind != "libvirt":
@@ -183,6 +204,7 @@ RULES: tuple[Callable[[Validated], Iterable[Problem]], ...] = (
     balancer_metrics,
     metric_references,
     vertical_room,
+    memory_room,
     clones_on_one_host,
     consolidation_needs_hosts,
 )

@@ -85,6 +85,12 @@ class TemplateConfig(Section):
         None, ge=1, le=64, description="vCPUs an instance may grow to in place; default = vcpus (no growth)"
     )
     memory_mb: int = Field(512, ge=64)
+    max_memory_mb: int | None = Field(
+        None,
+        ge=64,
+        description="memory (libvirt, by balloon) an instance may grow to in place, reached at max_vcpus "
+        "and in proportion below it (vertical-first); default = memory_mb (no growth)",
+    )
 
     @field_validator("max_vcpus")
     @classmethod
@@ -93,6 +99,14 @@ class TemplateConfig(Section):
         if max_vcpus is not None and vcpus is not None and max_vcpus < vcpus:
             raise ValueError(f"max_vcpus ({max_vcpus}) must be at least vcpus ({vcpus})")
         return max_vcpus
+
+    @field_validator("max_memory_mb")
+    @classmethod
+    def _memory_room(cls, max_memory_mb: int | None, info: ValidationInfo) -> int | None:
+        memory_mb = info.data.get("memory_mb")
+        if max_memory_mb is not None and memory_mb is not None and max_memory_mb < memory_mb:
+            raise ValueError(f"max_memory_mb ({max_memory_mb}) must be at least memory_mb ({memory_mb})")
+        return max_memory_mb
 
     @property
     def vcpu_ceiling(self) -> int:

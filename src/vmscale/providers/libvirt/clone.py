@@ -62,6 +62,7 @@ from vmscale.providers.libvirt import xml as domxml
 from vmscale.providers.libvirt.accel import AccelChoice
 from vmscale.providers.libvirt.connection import BoundedCalls
 from vmscale.providers.libvirt.image import load_manifest
+from vmscale.providers.libvirt.resize import MemoryFollowsVcpus
 from vmscale.providers.libvirt.restore import clone_domain_xml, restore_through_fifo
 from vmscale.providers.libvirt.saveimage import read_save_image
 
@@ -77,6 +78,7 @@ class CloneHost(Protocol):
     files_dir: Path
     image_dir: Path
     max_vcpus: int | None
+    memory_room: MemoryFollowsVcpus | None
 
     @property
     def slow_timeout_s(self) -> float: ...
@@ -170,6 +172,7 @@ class CloneLauncher:
             "vcpus": spec.vcpus,
             "max_vcpus": max(spec.vcpus, self.p.max_vcpus or 0),
             "memory_mb": spec.memory_mb,
+            "memory_room": repr(self.p.memory_room),
             "guest_port": self.p.config.guest_port,
             "workload": dict(sorted(spec.workload_args.items())),
             "domain_type": self.p.accel.domain_type,

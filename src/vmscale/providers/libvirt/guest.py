@@ -33,6 +33,7 @@ INITRD_MODULES: tuple[str, ...] = (
     "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
     "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
     "kernel/drivers/virtio/virtio_pci.ko",
+    "kernel/drivers/virtio/virtio_balloon.ko",  # only domains with memory room have the device
     "kernel/drivers/block/virtio_blk.ko",
     "kernel/net/core/failover.ko",
     "kernel/drivers/net/net_failover.ko",

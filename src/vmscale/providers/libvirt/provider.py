@@ -55,7 +55,7 @@ from vmscale.providers.libvirt.domains import (
 )
 from vmscale.providers.libvirt.host import HeadroomGuard, HostLoad, headroom_problem
 from vmscale.providers.libvirt.image import DEFAULT_IMAGE_DIR, load_manifest
-from vmscale.providers.libvirt.resize import set_vcpus
+from vmscale.providers.libvirt.resize import MemoryFollowsVcpus, set_memory, set_vcpus
 from vmscale.providers.libvirt.seed import make_seed_iso
 from vmscale.providers.libvirt.stats import fetch_cpu
 
@@ -77,9 +77,11 @@ class LibvirtProvider:
         connection: BoundedCalls | None = None,
         accel: AccelChoice | None = None,
         max_vcpus: int | None = None,
+        memory_room: MemoryFollowsVcpus | None = None,
     ) -> None:
         self.config = config
         self.max_vcpus = max_vcpus  # template.max_vcpus: room every domain gets to grow live
+        self.memory_room = memory_room  # template.max_memory_mb: memory grows with vCPUs by balloon
         self.clock = clock or SystemClock()
         self.conn: BoundedCalls = connection or LibvirtConnection(config.uri, config.call_timeout_s)
         self.headroom = HeadroomGuard.for_host(self.conn.uri)  # one per host: launches take turns
@@ -230,7 +232,8 @@ class LibvirtProvider:
             "domain_type": self.accel.domain_type,
             "vcpus": spec.vcpus,
             "max_vcpus": room,
-            "memory_mb": spec.memory_mb,
+            "memory_mb": self.memory_room.at(spec.vcpus) if self.memory_room else spec.memory_mb,
+            "max_memory_mb": self.memory_room.max_memory_mb if self.memory_room else 0,
             "disk_path": str(self.overlay_path(spec.name)),
             "console_log": str(self.console_log(spec.name)),
             "network": self.config.network,
@@ -476,8 +479,12 @@ class LibvirtProvider:
             after = set_vcpus(
                 self.conn, dom, name, vcpus, timeout_s=self.slow_timeout_s, allow_unplug=self.can_shrink
             )
+            memory = ""
+            if self.memory_room is not None:  # after the vCPUs: they are the capacity asked for
+                set_memory(self.conn, dom, name, self.memory_room.at(after), timeout_s=self.slow_timeout_s)
+                memory = f", memory {self.memory_room.at(before)} -> {self.memory_room.at(after)} MiB"
         self._tracker.forget(name)  # CPU percent is of the vCPUs it has: start a new baseline
-        log.info("resized %s: %d -> %d vCPUs", name, before, after)
+        log.info("resized %s: %d -> %d vCPUs%s", name, before, after, memory)
 
     # ---------------------------------------------------------------- warm pool
     def pause(self, name: str, kind: WarmKind = "paused") -> None:

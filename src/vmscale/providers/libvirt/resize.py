@@ -23,6 +23,13 @@ How it works, and what was measured here (libvirt 9.0, QEMU 7.2, TCG, Debian's 6
   libvirt gives each domain's cgroup the same weight whatever its size, so without this a grown VM
   gets no more host CPU than before as soon as the host is busy.
 
+* Memory follows vCPUs when the domain has memory room (``template.max_memory_mb``, ``xml.py``):
+  after the vCPUs change, the balloon's target is set to the memory of that size
+  (``MemoryFollowsVcpus``, linear from ``memory_mb`` at ``vcpus`` to ``max_memory_mb`` at
+  ``max_vcpus``), live and in the config. The call returns once QEMU has the new target; the guest's
+  balloon driver gives or takes the pages by itself (a shrink only as fast as the guest can free
+  them), so the size read back is the target, and libvirt's ``actual`` follows it.
+
 Bounds are checked before libvirt is asked: 1..the domain's maximum, with an error that says how to
 get more room (``template.max_vcpus``). Foreign libvirt errors are translated by the connection.
 """
@@ -30,6 +37,7 @@ get more room (``template.max_vcpus``). Foreign libvirt errors are translated by
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import libvirt
 
@@ -40,6 +48,36 @@ from vmscale.providers.libvirt.xml import SHARES_PER_VCPU
 log = logging.getLogger(__name__)
 LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
 CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryFollowsVcpus:
+    """Memory of an instance by its vCPUs: ``memory_mb`` at ``vcpus``, ``max_memory_mb`` at
+    ``max_vcpus``, linear between (whole MiB, rounded down), clamped to that range."""
+
+    vcpus: int
+    max_vcpus: int
+    memory_mb: int
+    max_memory_mb: int
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.vcpus < self.max_vcpus and 0 < self.memory_mb <= self.max_memory_mb):
+            raise ValueError(f"memory room needs vCPUs and memory to grow, got {self}")
+
+    def at(self, vcpus: int) -> int:
+        step = min(max(vcpus, self.vcpus), self.max_vcpus) - self.vcpus
+        room = self.max_memory_mb - self.memory_mb
+        return self.memory_mb + room * step // (self.max_vcpus - self.vcpus)
+
+
+def memory_room(
+    vcpus: int, max_vcpus: int, memory_mb: int, max_memory_mb: int | None
+) -> MemoryFollowsVcpus | None:
+    """The template's memory room, or None where memory does not grow (no ``max_memory_mb`` above
+    ``memory_mb``, or no vCPUs to grow it with: ``config check`` refuses the latter)."""
+    if max_memory_mb is None or max_memory_mb <= memory_mb or max_vcpus <= vcpus:
+        return None
+    return MemoryFollowsVcpus(vcpus, max_vcpus, memory_mb, max_memory_mb)
 
 
 class ResizeOutOfRange(PermanentProviderError):
@@ -118,3 +156,18 @@ def set_vcpus(
             instance=name,
         )
     return after
+
+
+def set_memory(
+    conn: BoundedCalls, dom: libvirt.virDomain, name: str, memory_mb: int, *, timeout_s: float
+) -> None:
+    """Set the balloon's target of a running domain with memory room (live, and in the config of a
+    persistent one). Beyond the domain's maximum is refused by libvirt; the caller computes it from
+    the same template, so that would be a bug, reported as libvirt words it."""
+
+    def apply(_c: libvirt.virConnect) -> None:
+        # One at a time, as the scheduler's weight: some drivers refuse LIVE and CONFIG together.
+        for flags in (LIVE, CONFIG) if dom.isPersistent() else (LIVE,):
+            dom.setMemoryFlags(memory_mb * 1024, flags)
+
+    conn.call("balloon target", apply, instance=name, timeout_s=timeout_s)

@@ -25,7 +25,13 @@ Choices worth knowing:
   measured (one libvirtd here); a loopback forward is bound by the destination's QEMU, so it can
   only work towards another host, where the endpoint's address changes with it.
 * ``network = "network"``/``"bridge"``: declared the libvirt way (``<interface type='network'|'bridge'>``).
-* No balloon, no USB, no graphics: fewer devices to emulate means a faster TCG boot.
+* No USB, no graphics, and no balloon unless memory can grow: fewer devices to emulate means a
+  faster TCG boot.
+* Memory room (``max_memory_mb`` above ``memory_mb``, for vertical-first scaling): the domain is
+  defined with ``<memory>`` at the maximum, ``<currentMemory>`` at the start size and a virtio
+  balloon, so memory grows and shrinks live with the balloon's target (``resize.py``). The guest
+  starts with the balloon inflated by the difference; QEMU touches guest memory lazily, so the room
+  costs the host nothing until the balloon gives it to the guest.
 * Room to grow: with ``max_vcpus`` above ``vcpus`` the domain is defined as
   ``<vcpu current='vcpus'>max_vcpus</vcpu>``, so vCPUs can be hot-added up to the maximum
   (``resize.py``) without a restart. Such a domain, or one of several vCPUs, also gets a CPU weight
@@ -55,6 +61,7 @@ SHARES_PER_VCPU = 1024  # libvirt's (and cgroup v1's) default weight of one doma
 NIC_PCI_SLOT = 0x09
 DISK_PCI_SLOT = 0x04
 RNG_PCI_SLOT = 0x05
+BALLOON_PCI_SLOT = 0x06
 
 ET.register_namespace(VMSCALE_PREFIX, VMSCALE_NS)
 ET.register_namespace("qemu", QEMU_NS)
@@ -98,6 +105,7 @@ class DomainSpec:
     address: str = ""  # "A.B.C.D/LEN" the guest configures itself ('' = DHCP)
     gateway: str = ""
     max_vcpus: int = 0  # vCPUs the domain may grow to live (0 or vcpus: no room to grow)
+    max_memory_mb: int = 0  # memory it may grow to by balloon (0 or memory_mb: no room, no balloon)
 
 
 def kernel_cmdline(
@@ -161,7 +169,14 @@ def build_domain_xml(spec: DomainSpec) -> str:
     if spec.meta.address:
         attrs["address"] = spec.meta.address
     ET.SubElement(meta, f"{{{VMSCALE_NS}}}instance", attrs)
-    _sub(root, "memory", str(spec.memory_mb), unit="MiB")
+    if spec.max_memory_mb and spec.max_memory_mb < spec.memory_mb:
+        raise ValueError(
+            f"max_memory_mb ({spec.max_memory_mb}) must be at least memory_mb ({spec.memory_mb})"
+        )
+    balloon = spec.max_memory_mb > spec.memory_mb
+    _sub(root, "memory", str(spec.max_memory_mb if balloon else spec.memory_mb), unit="MiB")
+    if balloon:
+        _sub(root, "currentMemory", str(spec.memory_mb), unit="MiB")
     if spec.max_vcpus and spec.max_vcpus < spec.vcpus:
         raise ValueError(f"max_vcpus ({spec.max_vcpus}) must be at least vcpus ({spec.vcpus})")
     if spec.max_vcpus > spec.vcpus:
@@ -233,7 +248,10 @@ def build_domain_xml(spec: DomainSpec) -> str:
     rng = _sub(dev, "rng", model="virtio")
     _sub(rng, "backend", "/dev/urandom", model="random")
     _pci(rng, RNG_PCI_SLOT)
-    _sub(dev, "memballoon", model="none")
+    if balloon:
+        _pci(_sub(dev, "memballoon", model="virtio"), BALLOON_PCI_SLOT)
+    else:
+        _sub(dev, "memballoon", model="none")
 
     if spec.network == "user":
         if not 0 < spec.host_port < 65536:
