@@ -156,15 +156,23 @@ def fib_inflight(svc: Service) -> dict[str, int]:
 def keep_both_busy(
     svc: Service, pool: ThreadPoolExecutor, url: str
 ) -> list[Future[tuple[int, str | None, float]]]:
-    """Send slow requests through HAProxy until every instance is computing one (bounded)."""
+    """Send slow requests through HAProxy until every instance is computing one (bounded).
+
+    A backend's in-flight count includes the light load's requests (a millisecond each), so one
+    look can catch a light request and call an instance busy that has no slow one: every instance
+    must look busy on three looks in a row, with at least one slow request per instance unfinished.
+    """
     sent: list[Future[tuple[int, str | None, float]]] = []
+    looks = [0]
 
     def both_busy() -> bool:
-        if len(sent) < HEAVY_MAX and len([f for f in sent if not f.done()]) < 2 * len(
-            svc.controller.instances()
-        ):
+        instances = len(svc.controller.instances())
+        running = len([f for f in sent if not f.done()])
+        if len(sent) < HEAVY_MAX and running < 2 * instances:
             sent.append(pool.submit(heavy_request, url))
-        return all(n >= 1 for n in fib_inflight(svc).values())
+        busy = running >= instances and all(n >= 1 for n in fib_inflight(svc).values())
+        looks[0] = looks[0] + 1 if busy else 0
+        return looks[0] >= 3
 
     wait_until(both_busy, "slow requests in flight on every instance", timeout_s=60)
     return sent

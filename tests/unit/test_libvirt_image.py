@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -118,7 +119,10 @@ def test_hotplug_hook_onlines_new_cpus_and_tells_the_backend(
     cpu.mkdir(parents=True)
     (cpu / "online").write_text(online_before)
     pidfile = tmp_path / "backend.pid"
-    sleeper = subprocess.Popen(["sleep", "30"])
+    # SIGHUP's default action in the "backend", whatever the test runner inherited (nohup ignores it).
+    sleeper = subprocess.Popen(
+        ["sleep", "30"], preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    )
     try:
         pidfile.write_text(f"{sleeper.pid}\n")
         script = (
