@@ -85,7 +85,7 @@ def build_provider(cfg: GroupSettings, state_dir: Path, cluster: ClusterConfig |
                 cfg.provider.libvirt,
                 state_dir,
                 max_vcpus=t.max_vcpus,
-                memory_room=memory_room(t.vcpus, t.vcpu_ceiling, t.memory_mb, t.max_memory_mb),
+                memory_room=memory_room(t.vcpus, t.vcpu_ceiling, t.memory_mb, t.memory_ceiling),
             )
     except ImportError as exc:
         raise (missing_library(kind, exc) or exc) from None

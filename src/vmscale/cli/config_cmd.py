@@ -108,11 +108,7 @@ def _sizing_words(cfg: GroupSettings) -> str:
     if cfg.scaling.mode != "vertical-first":
         return ""
     t = cfg.template
-    memory = (
-        f", its memory with them up to {t.max_memory_mb} MiB by balloon"
-        if t.max_memory_mb is not None and t.max_memory_mb > t.memory_mb
-        else ""
-    )
+    memory = f", its memory with them up to {t.memory_ceiling} MiB by balloon" if t.has_memory_room else ""
     return (
         f" Vertical first: a ready instance grows in place up to {t.vcpu_ceiling} vCPUs{memory} before "
         f"instances are added, and shrinks back to {t.vcpus} before they are removed."

@@ -157,7 +157,7 @@ def memory_room(v: Validated) -> Iterable[Problem]:
     if not v.has("scaling", "template", "provider"):
         return
     template, kind = v.sections["template"], v.sections["provider"].kind
-    if template.max_memory_mb is None or template.max_memory_mb <= template.memory_mb:
+    if not template.has_memory_room:
         return
     if v.sections["scaling"].mode != "vertical-first":
         yield Problem(

@@ -92,26 +92,29 @@ class TemplateConfig(Section):
         "and in proportion below it (vertical-first); default = memory_mb (no growth)",
     )
 
-    @field_validator("max_vcpus")
+    @field_validator("max_vcpus", "max_memory_mb")
     @classmethod
-    def _room(cls, max_vcpus: int | None, info: ValidationInfo) -> int | None:
-        vcpus = info.data.get("vcpus")
-        if max_vcpus is not None and vcpus is not None and max_vcpus < vcpus:
-            raise ValueError(f"max_vcpus ({max_vcpus}) must be at least vcpus ({vcpus})")
-        return max_vcpus
-
-    @field_validator("max_memory_mb")
-    @classmethod
-    def _memory_room(cls, max_memory_mb: int | None, info: ValidationInfo) -> int | None:
-        memory_mb = info.data.get("memory_mb")
-        if max_memory_mb is not None and memory_mb is not None and max_memory_mb < memory_mb:
-            raise ValueError(f"max_memory_mb ({max_memory_mb}) must be at least memory_mb ({memory_mb})")
-        return max_memory_mb
+    def _room(cls, ceiling: int | None, info: ValidationInfo) -> int | None:
+        base_name = {"max_vcpus": "vcpus", "max_memory_mb": "memory_mb"}[str(info.field_name)]
+        base = info.data.get(base_name)
+        if ceiling is not None and base is not None and ceiling < base:
+            raise ValueError(f"{info.field_name} ({ceiling}) must be at least {base_name} ({base})")
+        return ceiling
 
     @property
     def vcpu_ceiling(self) -> int:
         """The most vCPUs one instance may have (``max_vcpus``, or ``vcpus`` when not set)."""
         return self.max_vcpus if self.max_vcpus is not None else self.vcpus
+
+    @property
+    def memory_ceiling(self) -> int:
+        """The most memory (MiB) one instance may have (``max_memory_mb``, or ``memory_mb``)."""
+        return self.max_memory_mb if self.max_memory_mb is not None else self.memory_mb
+
+    @property
+    def has_memory_room(self) -> bool:
+        """Memory is asked to grow in place (``max_memory_mb`` above ``memory_mb``)."""
+        return self.memory_ceiling > self.memory_mb
 
 
 class ProviderConfig(Section):
