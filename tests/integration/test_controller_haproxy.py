@@ -160,7 +160,8 @@ def keep_both_busy(
 
     A backend's in-flight count includes the light load's requests (a millisecond each), so one
     look can catch a light request and call an instance busy that has no slow one: every instance
-    must look busy on three looks in a row, with at least one slow request per instance unfinished.
+    must look busy on three looks in a row, with at least as many slow requests unfinished as there
+    are instances.
     """
     sent: list[Future[tuple[int, str | None, float]]] = []
     looks = [0]
