@@ -22,7 +22,7 @@ import logging
 import threading
 from pathlib import Path
 
-from vmscale.config.hosts import ClusterConfig
+from vmscale.config.hosts import ClusterConfig, HostConfig
 from vmscale.config.schema import GroupSettings, VmscaleConfig
 from vmscale.controller import Controller
 from vmscale.controller.fence import LeaseFence
@@ -60,19 +60,31 @@ def group_dir(cfg: VmscaleConfig, settings: GroupSettings) -> Path:
     return state / "groups" / settings.group.name if cfg.uses_groups else state
 
 
+def _cluster_of(cfg: GroupSettings, cluster: ClusterConfig | None) -> ClusterConfig:
+    """The ``[cluster]`` a group runs in: the process-wide one, else ``cfg``'s own (a whole file)."""
+    if cluster is not None:
+        return cluster
+    return cfg.cluster if isinstance(cfg, VmscaleConfig) else ClusterConfig()
+
+
+def group_hosts(cfg: GroupSettings, cluster: ClusterConfig | None = None) -> list[HostConfig]:
+    """The ``[[cluster.hosts]]`` a group's instances are placed on: none for the process provider
+    or a libvirt group on one host (``build_provider`` spans them by the same rule)."""
+    return list(_cluster_of(cfg, cluster).hosts) if cfg.provider.kind == "libvirt" else []
+
+
 def build_provider(cfg: GroupSettings, state_dir: Path, cluster: ClusterConfig | None = None) -> Provider:
     """The group's provider; ``StartupError`` with the install command if its library is missing.
     ``cluster`` (the process-wide ``[cluster]``, by default ``cfg``'s own when it is a whole file)
     makes a libvirt group's provider span its hosts."""
     kind = cfg.provider.kind
-    if cluster is None:
-        cluster = cfg.cluster if isinstance(cfg, VmscaleConfig) else ClusterConfig()
+    cluster = _cluster_of(cfg, cluster)
     try:
         if kind == "process":
             from vmscale.providers.process import ProcessProvider
 
             return ProcessProvider(cfg.provider.process, state_dir, fib_max_n=cfg.workload.fib.max_n)
-        if kind == "libvirt" and cluster.hosts:
+        if group_hosts(cfg, cluster):
             from vmscale.hosts.multihost import build_multihost
 
             return build_multihost(cfg.provider.libvirt, cluster)
@@ -146,6 +158,7 @@ class GroupRuntime:
             lb=lb.kind,
             frontend_url=lb.frontend_url(),
             policies=policies.names,
+            hosts=group_hosts(settings, cluster),
         )
         # What the API serves: the leading term's controller, or the store's view on a standby.
         self.controller = ControlRouter(standby, view, elector.step_down)

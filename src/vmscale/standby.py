@@ -5,8 +5,10 @@ its API and dashboard answer from the shared store (the group row, the instance 
 history), so any controller's address shows the group, and a write sent to it is refused with the
 leader's address (``NotLeaderError``; the API answers 409 and the CLI follows the address once).
 
-What it cannot show: live CPU figures and tick history (only the leader samples); its event stream
-carries nothing until it leads.
+What it cannot show: live CPU figures and tick history (only the leader samples), and what libvirt
+reports of each host (only the leader watches them: a standby lists the configured hosts with the
+operators' wishes and the group's instances on each, and leaves libvirt's figures empty); its event
+stream carries nothing until it leads.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from vmscale.config.hosts import HostConfig
 from vmscale.config.schema import GroupSettings
 from vmscale.control import GroupStatus, HostInfo, InstanceInfo
 from vmscale.errors import NotLeaderError
@@ -25,6 +28,7 @@ from vmscale.store import InstanceRow, Store
 _LIVE = frozenset(s.value for s in LIVE_STATES)
 _READY = InstanceState.READY.value
 _WARM = InstanceState.WARM.value
+AT_LEADER = "seen from a standby: the host's state and libvirt's figures are at the leader"
 
 
 class StoreControl:
@@ -40,8 +44,10 @@ class StoreControl:
         lb: str,
         frontend_url: str | None,
         policies: Sequence[str],
+        hosts: Sequence[HostConfig] = (),
     ) -> None:
         self.events = events
+        self._hosts = list(hosts)
         self._cfg = cfg
         self._store = store
         self._provider = provider
@@ -108,7 +114,33 @@ class StoreControl:
         return self._store.decisions(self._name, limit)
 
     def hosts(self) -> list[HostInfo]:
-        return []  # what libvirt reports of each host reaches only the leader, which watches them
+        """The configured hosts as the store has them: the operators' wishes (cordoned, draining)
+        and which of the group's live instances the leader placed on each. Their state is
+        "cordoned" or "draining" as wished, else "unknown": whether a host answers, and libvirt's
+        figures, only the leader knows (it watches the hosts; a standby connects to none)."""
+        if not self._hosts:
+            return []
+        wishes = {w.host: w for w in self._store.host_wishes()}
+        on: dict[str, list[str]] = {}
+        for r in self._rows():
+            if r.state in _LIVE and (host := r.details.get("host")):
+                on.setdefault(host, []).append(r.name)
+        infos = []
+        for h in self._hosts:
+            w = wishes.get(h.name)
+            cordoned, draining = (w.cordoned, w.draining) if w is not None else (h.cordoned, False)
+            infos.append(
+                HostInfo(
+                    name=h.name,
+                    state="draining" if draining else "cordoned" if cordoned else "unknown",
+                    uri=h.uri,
+                    labels=dict(h.labels),
+                    instances=sorted(on.get(h.name, [])),
+                    wish=None if w is None else w.view(),
+                    activity=AT_LEADER,
+                )
+            )
+        return infos
 
     def host_action(self, name: str, action: str, actor: str) -> HostInfo:
         raise NotLeaderError(f"this controller is a standby: {action} {name} at the leader")

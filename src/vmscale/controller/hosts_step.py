@@ -182,15 +182,6 @@ class HostKeeper:
     def _info(self, st: HostStatus, instances: list[str]) -> HostInfo:
         f = st.facts
         row = self.wishes.get(st.name)
-        wish = None
-        if row is not None:
-            wish = {
-                "cordoned": row.cordoned,
-                "draining": row.draining,
-                "actor": row.actor,
-                "reason": row.reason,
-                "t": row.updated_at,
-            }
         view = next((v for v in self._hosts.inventory.views(self._group) if v.name == st.name), None)
         return HostInfo(
             name=st.name,
@@ -204,7 +195,7 @@ class HostKeeper:
             memory_free_mb=round(f.memory_free_mb, 1) if f else None,
             domains=f.domains if f else None,
             instances=sorted(instances),
-            wish=wish,
+            wish=None if row is None else row.view(),
             activity=self._activity(st),
             error=st.error,
             facts_age_s=None if st.facts_age_s is None else round(st.facts_age_s, 1),

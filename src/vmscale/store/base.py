@@ -67,6 +67,16 @@ class HostWishRow:
     reason: str = ""
     updated_at: float = 0.0
 
+    def view(self) -> dict[str, Any]:
+        """As ``vmscale hosts`` and ``GET /v1/hosts`` show it (``HostInfo.wish``)."""
+        return {
+            "cordoned": self.cordoned,
+            "draining": self.draining,
+            "actor": self.actor,
+            "reason": self.reason,
+            "t": self.updated_at,
+        }
+
 
 @dataclass
 class GroupRow:
