@@ -214,6 +214,27 @@ def test_resize_hot_adds_within_the_room_the_domain_was_defined_with(
         prov.close()
 
 
+def test_a_resize_that_would_overcommit_the_host_is_refused_like_a_launch(
+    tmp_path: Path, image_dir: Path, group: str
+) -> None:
+    """A hot-added vCPU loads the host as a new VM's would: growth past the vCPU limit is refused
+    (a temporary error, as for a launch), and the domain keeps its size."""
+    from tests.unit.test_libvirt_shared_headroom import overcommit_leaving
+    from vmscale.errors import TemporaryProviderError
+
+    prov = make_provider(tmp_path, image_dir, max_vcpus=4)
+    try:
+        prov.launch(spec(group))
+        name = f"{group}-1"
+        prov.config = prov.config.model_copy(update={"max_vcpu_overcommit": overcommit_leaving(1)})
+        prov.resize(name, 2)  # the one vCPU the limit leaves
+        with pytest.raises(TemporaryProviderError, match=r"not growing .* from 2 to 3 vCPUs: host CPU"):
+            prov.resize(name, 3)
+        assert [i.vcpus for i in prov.list(group)] == [2]
+    finally:
+        prov.close()
+
+
 def test_without_room_the_domain_keeps_a_fixed_worker_count(provider: LibvirtProvider, group: str) -> None:
     provider.launch(spec(group))
     dom = provider._lookup(f"{group}-1")

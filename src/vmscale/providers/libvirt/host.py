@@ -1,6 +1,7 @@
 """Host headroom: refuse to start a VM the host cannot run, instead of overcommitting it.
 
-Two limits, both configurable in ``LibvirtProviderConfig``:
+Two limits, both configurable in ``LibvirtProviderConfig``, checked before a launch and before a
+live resize grows a VM (vertical-first: a hot-added vCPU loads the host as a new VM's would):
 
 * memory: after giving the new VM its memory, at least ``min_free_memory_mb`` must remain available
   (``MemAvailable``; QEMU touches guest memory lazily, so this is conservative);
@@ -36,13 +37,21 @@ class HostLoad:
 
 
 def headroom_problem(
-    load: HostLoad, *, memory_mb: int, vcpus: int, min_free_memory_mb: int, max_vcpu_overcommit: float
+    load: HostLoad,
+    *,
+    memory_mb: int,
+    vcpus: int,
+    min_free_memory_mb: int,
+    max_vcpu_overcommit: float,
+    growth: bool = False,
 ) -> str | None:
-    """Why a VM of this size must not start now, or None when it fits."""
+    """Why a VM of this size must not start now (``growth``: why a running VM must not grow by this
+    much), or None when it fits."""
     left = load.available_memory_mb - memory_mb
     if left < min_free_memory_mb:
+        asked = f"{memory_mb} MiB more" if growth else f"a {memory_mb} MiB VM"
         return (
-            f"host memory: {load.available_memory_mb:.0f} MiB available, a {memory_mb} MiB VM would leave "
+            f"host memory: {load.available_memory_mb:.0f} MiB available, {asked} would leave "
             f"{left:.0f} MiB < the {min_free_memory_mb} MiB headroom (provider.libvirt.min_free_memory_mb)"
         )
     limit = load.host_cpus * max_vcpu_overcommit

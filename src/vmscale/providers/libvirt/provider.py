@@ -194,6 +194,23 @@ class LibvirtProvider:
         if problem:
             raise TemporaryProviderError(f"not starting {spec.name}: {problem}", instance=spec.name)
 
+    def _check_growth(self, name: str, before: int, after: int) -> None:
+        """Refuse a resize the host's headroom cannot take (the limits a launch is checked against)."""
+        min_free, overcommit = self._headroom_limits()
+        room = self.memory_room
+        problem = headroom_problem(
+            self._host_load(),
+            memory_mb=room.at(after) - room.at(before) if room is not None else 0,
+            vcpus=after - before,
+            min_free_memory_mb=min_free,
+            max_vcpu_overcommit=overcommit,
+            growth=True,
+        )
+        if problem:
+            raise TemporaryProviderError(
+                f"not growing {name} from {before} to {after} vCPUs: {problem}", instance=name
+            )
+
     def make_overlay(self, name: str, backing: Path, *, overlay: Path | None = None) -> None:
         overlay = overlay or self.overlay_path(name)
         if overlay.exists():
@@ -474,8 +491,11 @@ class LibvirtProvider:
         dom = self._lookup(name)
         if dom is None:
             raise InstanceNotFoundError(f"no domain {name} to resize", instance=name)
-        with self._lock(name):
+        # Growth takes the host's turn like a launch: the check and the hot-add are one step.
+        with self._lock(name), self.headroom.turn():
             before = int(self.conn.call("read vCPUs", lambda c: dom.info()[3], instance=name))
+            if vcpus > before:
+                self._check_growth(name, before, vcpus)
             after = set_vcpus(
                 self.conn, dom, name, vcpus, timeout_s=self.slow_timeout_s, allow_unplug=self.can_shrink
             )
