@@ -10,8 +10,9 @@ only needs to know whether to retry.
     │                                taken, a library or daemon is missing); nothing is left running
     ├── ProviderError                something went wrong launching/terminating/observing instances
     │   ├── TemporaryProviderError   retry with back-off (daemon down, timeout, host busy, no capacity)
-    │   │   └── ProviderUnavailableError  the provider's daemon cannot be reached at all (not running)
-    │   │       └── HostUnreachableError  one libvirt host does not answer (its instances are unknown)
+    │   │   ├── ProviderUnavailableError  the provider's daemon cannot be reached at all (not running)
+    │   │   │   └── HostUnreachableError  one libvirt host does not answer (its instances are unknown)
+    │   │   └── NoHeadroomError     the host cannot take a running instance's growth now
     │   ├── PermanentProviderError   retrying will not help until a person acts (image missing, bad XML)
     │   └── InstanceNotFoundError    the instance does not exist (terminate treats this as success)
     ├── LoadBalancerError            the balancer refused or is unreachable (temporary by nature)
@@ -65,6 +66,12 @@ class HostUnreachableError(ProviderUnavailableError):
     def __init__(self, message: str, *, instance: str | None = None, host: str | None = None) -> None:
         self.host = host
         super().__init__(message, instance=instance)
+
+
+class NoHeadroomError(TemporaryProviderError):
+    """A live resize would take the instance's host past its headroom (vCPU overcommit, free memory).
+    Vertical-first stops growing that instance for a while and adds an instance instead, which
+    placement may put on a host with room."""
 
 
 class PermanentProviderError(ProviderError):

@@ -84,21 +84,18 @@ def build_provider(cfg: GroupSettings, state_dir: Path, cluster: ClusterConfig |
             from vmscale.providers.process import ProcessProvider
 
             return ProcessProvider(cfg.provider.process, state_dir, fib_max_n=cfg.workload.fib.max_n)
-        if group_hosts(cfg, cluster):
-            from vmscale.hosts.multihost import build_multihost
-
-            return build_multihost(cfg.provider.libvirt, cluster)
         if kind == "libvirt":
-            from vmscale.providers.libvirt.provider import LibvirtProvider
             from vmscale.providers.libvirt.resize import memory_room
 
             t = cfg.template
-            return LibvirtProvider(
-                cfg.provider.libvirt,
-                state_dir,
-                max_vcpus=t.max_vcpus,
-                memory_room=memory_room(t.vcpus, t.vcpu_ceiling, t.memory_mb, t.memory_ceiling),
-            )
+            room = memory_room(t.vcpus, t.vcpu_ceiling, t.memory_mb, t.memory_ceiling)
+            if group_hosts(cfg, cluster):
+                from vmscale.hosts.multihost import build_multihost
+
+                return build_multihost(cfg.provider.libvirt, cluster, max_vcpus=t.max_vcpus, memory_room=room)
+            from vmscale.providers.libvirt.provider import LibvirtProvider
+
+            return LibvirtProvider(cfg.provider.libvirt, state_dir, max_vcpus=t.max_vcpus, memory_room=room)
     except ImportError as exc:
         raise (missing_library(kind, exc) or exc) from None
     from vmscale.providers.fake import FakeProvider

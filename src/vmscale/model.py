@@ -143,6 +143,7 @@ class InstanceSnapshot:
     name: str
     state: InstanceState
     vcpus: int = 1
+    vcpu_cap: int | None = None  # the most it may grow to for now (its host is full); None: no own cap
     samples: tuple[Sample, ...] = ()  # oldest first, within the controller's history window
     launched_at: float | None = None
     ready_at: float | None = None

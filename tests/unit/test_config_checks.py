@@ -155,16 +155,19 @@ def test_vertical_first_asks_the_provider_catalog_whether_it_can_resize(
     assert "provider.kind = 'libvirt'" in found["scaling.mode"]
 
 
-def test_vertical_first_is_refused_with_cluster_hosts() -> None:
-    found = problems_of(
-        {
-            "provider": {"kind": "libvirt"},
-            "scaling": {"mode": "vertical-first"},
-            "template": {"vcpus": 1, "max_vcpus": 2},
-            "cluster": {"hosts": [{"name": "a", "uri": "qemu+tls://a/system"}]},
-        }
-    )
-    assert "not available with [[cluster.hosts]]" in found["scaling.mode"]
+def test_vertical_first_runs_over_cluster_hosts_but_clones_do_not() -> None:
+    """Each host's provider resizes its own domains (checked against that host's headroom); a golden
+    snapshot is one host's files, so clones stay refused there, with the fix."""
+    data: dict[str, Any] = {
+        "provider": {"kind": "libvirt"},
+        "scaling": {"mode": "vertical-first"},
+        "template": {"vcpus": 1, "max_vcpus": 2},
+        "cluster": {"hosts": [{"name": "a", "uri": "qemu+tls://a/system"}]},
+    }
+    parse_config(data)
+    found = problems_of({**data, "provider": {"kind": "libvirt", "libvirt": {"launch": "clone"}}})
+    assert list(found) == ["provider.libvirt.launch"]
+    assert "not available with [[cluster.hosts]]" in found["provider.libvirt.launch"]
 
 
 def test_what_works_passes(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from tests.support.controller_rig import Rig
-from vmscale.errors import PermanentProviderError
+from vmscale.controller.resizes import GROWTH_HOLD_S
+from vmscale.errors import NoHeadroomError, PermanentProviderError
 from vmscale.lb.fake import FakeLoadBalancer
 from vmscale.model import InstanceState
 
@@ -121,6 +122,27 @@ def test_a_refused_resize_is_undone_reported_and_backed_off(tmp_path: Path) -> N
     assert any("defined without room to grow" in m and "retrying in 60s" in m for m in rig.errors())
     rig.tick(10)
     assert len([c for c in rig.provider.calls if c[0] == "resize"]) == 1, "a permanent error waits longest"
+
+
+def test_a_host_without_headroom_caps_the_instance_and_an_instance_is_added_instead(tmp_path: Path) -> None:
+    """NoHeadroomError: not the group's back-off (another host may have room) but a cap on this
+    instance for GROWTH_HOLD_S, so the next decision adds an instance; after the hold it may grow."""
+    rig = vertical(tmp_path, max_vcpus=2)
+    rig.provider.fail_next["resize"] = NoHeadroomError("not growing web-1 from 1 to 2 vCPUs: host CPU")
+    rig.set_cpu(90)
+    rig.tick(2)  # the resize is asked for, then its refusal comes back
+    assert rig.instance("web-1").facts.vcpus == 1, "back to what it has"
+    assert rig.instance("web-1").timers.growth_cap is not None
+    assert any("host CPU" in m and "retrying" not in m for m in rig.errors()), "reported, no back-off"
+    decision = rig.ctl.decisions()[-1]
+    assert (decision["placement"], decision["desired"]) == ("add/host-full", 2), decision["reason"]
+    rig.set_cpu(40)  # the second instance takes half of it: no more demand
+    rig.tick(3)
+    assert rig.states() == {"web-1": "ready", "web-2": "ready"}
+    assert [c for c in rig.provider.calls if c[0] == "resize"] == [("resize", "web-1:2")], "not retried yet"
+    rig.clock.advance(GROWTH_HOLD_S)
+    rig.tick()
+    assert rig.instance("web-1").timers.growth_cap is None, "the hold is over: it may grow again"
 
 
 def test_no_cpu_sample_is_taken_while_the_resize_call_runs(tmp_path: Path) -> None:

@@ -13,11 +13,11 @@ import libvirt
 import pytest
 
 from vmscale.config import parse_config
-from vmscale.errors import HostUnreachableError, PermanentProviderError
+from vmscale.errors import HostUnreachableError, NoHeadroomError, PermanentProviderError
 from vmscale.hosts.inventory import HostInventory
 from vmscale.hosts.multihost import MultiHostProvider
 from vmscale.plan.placement import Placement
-from vmscale.providers.base import InstanceSpec, ProviderStatus
+from vmscale.providers.base import InstanceSpec, ProviderStatus, Resizer
 from vmscale.providers.libvirt.connection import LibvirtConnection
 from vmscale.providers.libvirt.storage import _find_or_make_pool, image_pool_name
 
@@ -77,7 +77,9 @@ def cluster(tmp_path: Path, image_dir: Path) -> dict[str, Any]:
     }
 
 
-def open_provider(config: dict[str, Any], *, with_image: tuple[str, ...] = ("h1", "h2")) -> MultiHostProvider:
+def open_provider(
+    config: dict[str, Any], *, with_image: tuple[str, ...] = ("h1", "h2"), max_vcpus: int | None = None
+) -> MultiHostProvider:
     cfg = parse_config(config)
     inventory = HostInventory.from_config(cfg, connect=lambda h, t: FakeHostConnection(h.uri, t))
     folder = cfg.provider.libvirt.image_dir
@@ -89,7 +91,9 @@ def open_provider(config: dict[str, Any], *, with_image: tuple[str, ...] = ("h1"
 
     for host in with_image:
         inventory.connection(host).call("put image", put)
-    return MultiHostProvider(cfg.provider.libvirt, inventory, placement=cfg.cluster.placement)
+    return MultiHostProvider(
+        cfg.provider.libvirt, inventory, placement=cfg.cluster.placement, max_vcpus=max_vcpus
+    )
 
 
 def spec(group: str, index: int) -> InstanceSpec:
@@ -124,6 +128,34 @@ def test_launch_spreads_over_hosts_and_each_instance_knows_its_host_and_address(
     provider.terminate(f"{group}-2", graceful_timeout_s=0)
     assert not provider.host_provider("h2").storage.exists(f"{group}-2.qcow2")
     assert [i.name for i in provider.list(group)] == [f"{group}-1", f"{group}-3"]
+    provider.close()
+
+
+def test_a_resize_goes_to_the_instances_host_and_is_checked_against_that_hosts_headroom(
+    cluster: dict[str, Any],
+) -> None:
+    """Vertical-first over hosts: each domain has the template's room to grow on whichever host it
+    is; a growth past its own host's vCPU limit is refused there (h1: 4 CPUs x 0.75 = 3 vCPUs)."""
+    cluster["cluster"]["hosts"][0]["max_vcpu_overcommit"] = 0.75
+    group = cluster["group"]["name"]
+    provider = open_provider(cluster, max_vcpus=4)
+    assert isinstance(provider, Resizer) and provider.can_shrink is False
+    one, two = (provider.launch(spec(group, i)) for i in (1, 2))
+    assert (one.details["host"], two.details["host"]) == ("h1", "h2")
+
+    def vcpus_on(host: str, name: str) -> int:
+        return int(
+            provider.inventory.connection(host).call("vcpus", lambda c: c.lookupByName(name).info()[3])
+        )
+
+    provider.resize(one.name, 3)
+    with pytest.raises(
+        NoHeadroomError, match=r"from 3 to 4 vCPUs: host CPU: 3 vCPUs running \+ 1 would exceed 3"
+    ):
+        provider.resize(one.name, 4)
+    provider.resize(two.name, 4)  # h2 keeps the default limit (16)
+    assert (vcpus_on("h1", one.name), vcpus_on("h2", two.name)) == (3, 4)
+    assert {i.name: i.vcpus for i in provider.list(group)} == {one.name: 3, two.name: 4}
     provider.close()
 
 

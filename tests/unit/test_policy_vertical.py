@@ -187,6 +187,20 @@ def test_the_plan_never_adds_more_than_asked_nor_removes_more() -> None:
                 assert want <= plan.vcpus_after <= now, (sizes, want, plan.reason)
 
 
+def test_an_instance_whose_host_is_full_is_not_grown_the_others_are_then_instances_are_added() -> None:
+    """vcpu_cap (its host refused its growth): the plan grows the instance that can, then adds one."""
+    base = group([1, 1])
+    capped = InstanceSnapshot("web-1", S.READY, vcpus=1, vcpu_cap=1, samples=base.instances[0].samples)
+    snapshot = Snapshot(T0, 2, 1, 4, (capped, base.instances[1]))
+    plan = plan_capacity(snapshot, wanted(6, 2), SIZING)
+    assert [(r.name, r.vcpus_from, r.vcpus_to) for r in plan.resizes] == [("web-2", 1, 4)]
+    assert (plan.desired, plan.route, plan.placement) == (3, Route.BOTH, "resize-up+add/host-full")
+    assert "web-1 at their host's limit, the rest at the max of 4" in plan.reason
+    # Without the cap web-1 would have taken two of them, and no instance would be added.
+    plain = plan_capacity(base, wanted(6, 2), SIZING)
+    assert (plain.desired, plain.placement) == (2, "resize-up")
+
+
 def test_reason_names_what_was_done_and_why() -> None:
     plan = plan_capacity(group([4, 3]), wanted(9, 7), SIZING)
     assert plan.reason.startswith("vertical-first: 7 -> 9 vCPUs wanted: web-2 3->4 vCPUs; +1 instance(s)")

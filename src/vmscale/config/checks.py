@@ -144,12 +144,6 @@ def vertical_room(v: Validated) -> Iterable[Problem]:
             f"the {kind} provider cannot resize a running instance, which vertical-first scaling does; "
             f"use mode = 'horizontal', or provider.kind = {' or '.join(map(repr, able))}",
         )
-    elif v.has("cluster") and v.sections["cluster"].hosts:
-        yield Problem(
-            "scaling.mode",
-            "vertical-first scaling is not available with [[cluster.hosts]] yet (their domains are "
-            "defined without room to grow); use mode = 'horizontal', or one host",
-        )
 
 
 def memory_room(v: Validated) -> Iterable[Problem]:

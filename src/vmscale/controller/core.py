@@ -48,6 +48,7 @@ from vmscale.controller.reconciler import Reconciler
 from vmscale.controller.records import DecisionLog, StoreRecorder
 from vmscale.controller.recovery import recover
 from vmscale.controller.reporting import ErrorReporter
+from vmscale.controller.resizes import lift_growth_caps
 from vmscale.controller.telemetry import Telemetry
 from vmscale.event_kinds import InstanceResized
 from vmscale.events import EventBus
@@ -249,6 +250,7 @@ class Controller:
             traffic = rec.sample(now, mono, external)
             state = self.autoscaler.state
             if not state.paused:
+                lift_growth_caps(self.fleet, mono)
                 snap = build_snapshot(self.fleet, state.desired, self.cfg.group, traffic, now, external)
                 decision = self.autoscaler.decide(snap)
         state = self.autoscaler.state

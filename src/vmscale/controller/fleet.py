@@ -72,6 +72,15 @@ class Transit:
         return min(self.vcpus_from, self.vcpus_to)
 
 
+@dataclass(frozen=True, slots=True)
+class GrowthCap:
+    """Its host had no headroom for more vCPUs (``NoHeadroomError``): until ``until``, vertical-first
+    treats ``vcpus`` as this instance's maximum and adds instances instead (see ``resizes.py``)."""
+
+    vcpus: int
+    until: float
+
+
 @dataclass(slots=True)
 class Timers:
     """Deadlines and durations, all on the monotonic clock."""
@@ -81,6 +90,7 @@ class Timers:
     wanted_at: float | None = None  # the scale-up this instance answers (decision-to-ready histogram)
     drain_started: float | None = None
     resize: Transit | None = None  # a live resize the workload has not taken yet
+    growth_cap: GrowthCap | None = None  # its host refused its growth: not grown past this for now
 
 
 @dataclass(slots=True)
@@ -155,6 +165,7 @@ class Instance:
             name=self.name,
             state=self._state,
             vcpus=self.facts.vcpus,
+            vcpu_cap=cap.vcpus if (cap := self.timers.growth_cap) is not None else None,
             samples=tuple(s for s in self.samples if s.t >= since),
             launched_at=self.launched_at,
             ready_at=self.ready_at,

@@ -5,6 +5,10 @@ decision on and nothing else is launched for the same demand. Then:
 
 * the provider's call fails -> the record goes back to the old size, the failure is reported
   (with the resize back-off: a permanent error, e.g. no room to grow, waits longest);
+* the instance's host has no headroom for the growth (``NoHeadroomError``) -> the same, but instead of
+  the group's back-off the instance is capped at its size for ``GROWTH_HOLD_S`` (``GrowthCap``):
+  vertical-first grows the others or adds an instance, which placement may put on a host with room.
+  Why not the back-off: it holds every resize of the group, though other hosts may have room;
 * it succeeds -> the resize is *in transit* (``Transit``) until the workload's health answer
   reports the new size (the fib backend's ``/healthz`` ``cpus``, the CPUs its worker pool runs on).
   A workload that does not report its CPUs is taken at the provider's word: arrived at once.
@@ -22,13 +26,25 @@ event stream record every resize with why.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from vmscale.controller.backoff import Backoff
-from vmscale.controller.fleet import Fleet, Instance
+from vmscale.controller.fleet import Fleet, GrowthCap, Instance
 from vmscale.controller.operations import OpResult
 from vmscale.controller.reporting import ErrorReporter
-from vmscale.errors import PermanentProviderError
+from vmscale.errors import NoHeadroomError, PermanentProviderError
 from vmscale.event_kinds import InstanceResized, ResizeStage
 from vmscale.metrics import ControllerMetrics
+
+GROWTH_HOLD_S = 60.0  # an instance whose host refused its growth is not grown again before this
+
+
+def lift_growth_caps(instances: Iterable[Instance], now: float) -> None:
+    """Caps whose hold is over: the instance may be grown again (its host may have room by now)."""
+    for inst in instances:
+        cap = inst.timers.growth_cap
+        if cap is not None and now >= cap.until:
+            inst.timers.growth_cap = None
 
 
 def resize_finished(
@@ -40,8 +56,12 @@ def resize_finished(
         return backoff
     if r.error is not None:
         inst.timers.resize = None
-        backoff = backoff.failed(now, permanent=isinstance(r.error, PermanentProviderError))
-        report.provider_error("resize", r.error, inst.name, backoff)
+        if isinstance(r.error, NoHeadroomError):
+            inst.timers.growth_cap = GrowthCap(transit.vcpus_from, now + GROWTH_HOLD_S)
+            report.provider_error("resize", r.error, inst.name)
+        else:
+            backoff = backoff.failed(now, permanent=isinstance(r.error, PermanentProviderError))
+            report.provider_error("resize", r.error, inst.name, backoff)
         fleet.resized(
             inst,
             InstanceResized(

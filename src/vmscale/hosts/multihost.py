@@ -12,7 +12,10 @@ It is the libvirt provider for a config with ``[[cluster.hosts]]``, and adds the
   ``UNKNOWN`` (the status last seen in ``details["last_status"]``), marked ``details["host_state"]``
   = "not answering"/"unreachable" and ``details["unknown"] = "true"``, so the controller can apply
   its grace period instead of thinking they vanished.
-* ``terminate``, ``sample``, ``pause``, ``resume`` go to the instance's host.
+* ``terminate``, ``sample``, ``pause``, ``resume`` and ``resize`` (vertical-first: every domain is
+  defined with ``max_vcpus`` of room) go to the instance's host; a host without headroom for a
+  growth refuses it (``NoHeadroomError``) and the controller adds an instance instead, which
+  placement puts where there is room.
 * ``migrate(name, host)`` live-migrates it (see ``migrate.py``) and returns it at its new place.
 
 Each host's work is done by a ``HostProvider`` over the inventory's connection for that host.
@@ -38,6 +41,7 @@ from vmscale.plan.placement import Placement, Request, place
 from vmscale.providers.base import InstanceSpec, ProviderInstance, ProviderStatus, WarmKind
 from vmscale.providers.keyed_lock import KeyedLock
 from vmscale.providers.libvirt.migrate import MigrationProgress, MigrationResult
+from vmscale.providers.libvirt.resize import MemoryFollowsVcpus
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +64,12 @@ class MultiHostProvider:
         *,
         placement: PlacementConfig | None = None,
         on_placement: Callable[[Placement], None] | None = None,
+        max_vcpus: int | None = None,
+        memory_room: MemoryFollowsVcpus | None = None,
     ) -> None:
         self.config = config
+        self.max_vcpus = max_vcpus  # template.max_vcpus: every host's domains get this room to grow
+        self.memory_room = memory_room
         self.inventory = inventory
         self.placement = placement or PlacementConfig()
         self.on_placement = on_placement
@@ -90,7 +98,15 @@ class MultiHostProvider:
         if handle.facts is None:
             st = handle.conn.state()
             raise HostUnreachableError(f"host {host} has not answered yet ({st.last_error})", host=host)
-        made = HostProvider(self.config, host, handle.conn, handle.limits, kvm_offered=handle.facts.kvm)
+        made = HostProvider(
+            self.config,
+            host,
+            handle.conn,
+            handle.limits,
+            kvm_offered=handle.facts.kvm,
+            max_vcpus=self.max_vcpus,
+            memory_room=self.memory_room,
+        )
         with self._guard:
             return self._providers.setdefault(host, made)
 
@@ -273,6 +289,15 @@ class MultiHostProvider:
     def resume(self, name: str) -> None:
         self._on(name).resume(name)
 
+    # ---------------------------------------------------------------- resize (Resizer role)
+    @property
+    def can_shrink(self) -> bool:
+        return self.config.vcpu_unplug  # as on one host: see providers/libvirt/resize.py
+
+    def resize(self, name: str, vcpus: int) -> None:
+        """Resize ``name`` live on its host (``NoHeadroomError`` when that host has no room)."""
+        self._on(name).resize(name, vcpus)
+
     # ---------------------------------------------------------------- migration
     def migrate(
         self,
@@ -312,8 +337,16 @@ class MultiHostProvider:
         self.inventory.close()
 
 
-def build_multihost(libvirt: LibvirtProviderConfig, cluster: ClusterConfig) -> MultiHostProvider:
+def build_multihost(
+    libvirt: LibvirtProviderConfig,
+    cluster: ClusterConfig,
+    *,
+    max_vcpus: int | None = None,
+    memory_room: MemoryFollowsVcpus | None = None,
+) -> MultiHostProvider:
     """A group's provider when ``[[cluster.hosts]]`` is set (``group_runtime.build_provider`` calls
-    it): the group's libvirt settings over the process-wide hosts."""
+    it): the group's libvirt settings and its template's room to grow, over the process-wide hosts."""
     inventory = HostInventory.of(libvirt, cluster)
-    return MultiHostProvider(libvirt, inventory, placement=cluster.placement)
+    return MultiHostProvider(
+        libvirt, inventory, placement=cluster.placement, max_vcpus=max_vcpus, memory_room=memory_room
+    )

@@ -8,7 +8,8 @@ list, CPU samples, pause/resume) is the same; only the "per host" parts differ:
 * the serial console goes to ``/var/log/libvirt/qemu/NAME.console.log`` on the host, a folder every
   libvirt host has (so the path is valid wherever the domain migrates);
 * headroom comes from the host's own figures (``hosts.facts``) and its limits in ``[cluster]``;
-* the accelerator follows what the host offers (``kvm`` in its capabilities), not this machine.
+* the accelerator follows what the host offers (``kvm`` in its capabilities), not this machine;
+* a live resize (vertical-first) is checked against the host's own headroom, like a launch.
 
 It never closes its connection: the host inventory owns it (one kept-open connection per host).
 """
@@ -32,6 +33,7 @@ from vmscale.providers.libvirt.accel import AccelChoice
 from vmscale.providers.libvirt.host import HostLoad
 from vmscale.providers.libvirt.image import load_manifest
 from vmscale.providers.libvirt.provider import LibvirtProvider, domain_status
+from vmscale.providers.libvirt.resize import MemoryFollowsVcpus
 from vmscale.providers.libvirt.seed import make_seed_iso
 from vmscale.providers.libvirt.storage import PoolStorage
 
@@ -62,6 +64,8 @@ class HostProvider(LibvirtProvider):
         limits: HostLimits,
         *,
         kvm_offered: bool,
+        max_vcpus: int | None = None,
+        memory_room: MemoryFollowsVcpus | None = None,
     ) -> None:
         self.host = host
         self.limits = limits
@@ -76,6 +80,8 @@ class HostProvider(LibvirtProvider):
             connection=conn,
             accel=remote_accel(config.accel, kvm_offered, host),
             clock=conn.clock,
+            max_vcpus=max_vcpus,
+            memory_room=memory_room,
         )
 
     # ---------------------------------------------------------------- per-host overrides

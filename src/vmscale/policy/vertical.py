@@ -13,8 +13,9 @@ How it decides, in two pure steps:
    move vCPUs, a threshold's ``step`` adds vCPUs. A single instance can therefore shrink too (a
    count of instances could never go below one).
 2. **Place the change** (``plan_capacity``): more vCPUs go first to the ready instances, one at a
-   time to the smallest, up to ``max_vcpus`` each; what does not fit becomes new instances of the
-   template's size. Fewer vCPUs come first off the largest instances, down to the template's size
+   time to the smallest, up to ``max_vcpus`` each (or less where the instance's host has just
+   refused its growth: ``InstanceSnapshot.vcpu_cap``); what does not fit becomes new instances of
+   the template's size. Fewer vCPUs come first off the largest instances, down to the template's size
    (where the provider can shrink live), then whole instances go: ones not launched yet, then
    starting ones, then the smallest ready ones, each only if the group keeps at least the vCPUs
    asked for and ``min`` instances.
@@ -64,6 +65,7 @@ class Why(StrEnum):
     """Why it went that way (instances rather than vCPUs, or less than asked)."""
 
     AT_MAX_VCPUS = "at-max-vcpus"  # every ready instance already has template.max_vcpus
+    HOST_FULL = "host-full"  # some could grow but their hosts have no headroom now (vcpu_cap)
     NONE_READY = "none-ready"  # no ready instance to grow
     AT_MAX_COUNT = "at-max-count"  # the group's max bounded the instances added
     AT_BASE_VCPUS = "at-base-vcpus"  # shrunk to template.vcpus: the rest comes off as instances
@@ -178,6 +180,10 @@ class _Placement:
         self.live = _live(snapshot)
         self.ready = sorted(i.name for i in self.live if i.state is InstanceState.READY)
         self.size = {i.name: i.vcpus for i in self.live}
+        self.cap = {
+            i.name: sizing.max_vcpus if i.vcpu_cap is None else min(i.vcpu_cap, sizing.max_vcpus)
+            for i in self.live
+        }
         self.original = dict(self.size)
         self.count = snapshot.desired
         self.unlaunched = max(0, snapshot.desired - len(self.live))
@@ -188,15 +194,18 @@ class _Placement:
 
     def grow(self, need: int) -> int:
         """Add up to ``need`` vCPUs to ready instances, smallest first; returns what did not fit."""
-        cap = self.sizing.max_vcpus
         while need > 0:
-            room = [n for n in self.ready if self.size[n] < cap]
+            room = [n for n in self.ready if self.size[n] < self.cap[n]]
             if not room:
                 break
             name = min(room, key=lambda n: (self.size[n], n))
             self.size[name] += 1
             need -= 1
         return need
+
+    def host_full(self) -> list[str]:
+        """Ready instances held below ``max_vcpus`` by their host's headroom."""
+        return [n for n in self.ready if self.cap[n] < self.sizing.max_vcpus and self.size[n] >= self.cap[n]]
 
     def shrink(self, excess: int) -> int:
         """Take up to ``excess`` vCPUs off the largest ready instances; returns what is left."""
@@ -256,8 +265,11 @@ def plan_capacity(snapshot: Snapshot, decision: Decision, sizing: Sizing) -> Cap
         if left:
             added = math.ceil(left / base)
             room = max(0, snapshot.max_count - work.count)
+            held = work.host_full()
             full = f"every ready instance at its max of {sizing.max_vcpus}" if work.ready else "none ready"
-            work.because.append(Why.AT_MAX_VCPUS if work.ready else Why.NONE_READY)
+            if held:
+                full = f"{', '.join(held)} at their host's limit, the rest at the max of {sizing.max_vcpus}"
+            work.because.append(Why.HOST_FULL if held else Why.AT_MAX_VCPUS if work.ready else Why.NONE_READY)
             if added > room:
                 work.notes.append(f"only {room} more instance(s) within max {snapshot.max_count}")
                 work.because.append(Why.AT_MAX_COUNT)

@@ -30,7 +30,12 @@ import psutil
 
 from vmscale.clock import Clock, SystemClock
 from vmscale.config.libvirt import LibvirtProviderConfig
-from vmscale.errors import InstanceNotFoundError, PermanentProviderError, TemporaryProviderError
+from vmscale.errors import (
+    InstanceNotFoundError,
+    NoHeadroomError,
+    PermanentProviderError,
+    TemporaryProviderError,
+)
 from vmscale.providers.base import (
     InstanceSpec,
     ProviderInstance,
@@ -207,7 +212,7 @@ class LibvirtProvider:
             growth=True,
         )
         if problem:
-            raise TemporaryProviderError(
+            raise NoHeadroomError(
                 f"not growing {name} from {before} to {after} vCPUs: {problem}", instance=name
             )
 
