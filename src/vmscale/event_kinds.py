@@ -155,7 +155,7 @@ class DecisionApplied:
     action: str = "scale"
     figures: Mapping[str, Any] = field(default_factory=dict)
     # Vertical-first: where the capacity went and why, for machines ("resize-up", "add/at-max-vcpus";
-    # ``vmscale.policy.vertical.CapacityPlan.code``); "" for a horizontal decision.
+    # ``vmscale.policy.vertical.CapacityPlan.placement``); "" for a horizontal decision.
     placement: str = ""
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,12 +6,15 @@ reports, and runs vmscale's own CLI (`vmscale hosts`, `vmscale instances`) in ct
 * spread, then consolidation after a scale-in empties a host (and its command runs);
 * the libvirtd of a host is killed under load: its instance leaves rotation, is replaced on another
   host, and when the daemon returns the old copy is removed: nothing is duplicated;
-* `vmscale hosts drain` live-migrates a serving instance with zero failed requests.
+* `vmscale hosts drain` live-migrates a serving instance with zero failed requests;
+* vertical-first over hosts: the serving guest gets a vCPU hot-added on its host, and when that
+  host has no headroom for another the controller adds an instance on a host that has.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -226,3 +229,83 @@ def test_drain_live_migrates_a_serving_instance_with_zero_failed_requests(
         assert summary["errors"] == 0 and summary["count"] >= 200, (summary, failed[:5])
         up.cli("hosts", "uncordon", "h1")
         assert up.hosts()["h1"]["state"] == "up"
+
+
+def test_vertical_first_grows_on_the_instances_host_then_adds_one_where_there_is_room(
+    topo: Topology, group: str, guest_image: Path, tmp_path: Path
+) -> None:
+    """Every host may run 2 vCPUs (max_vcpu_overcommit = 2 / its CPUs): the first guest grows to 2
+    live on its host; its growth to 3 is refused there (no headroom), so the next decision adds an
+    instance (``add/host-full``), which placement puts on another host."""
+    cfg = service_config(
+        topo,
+        group,
+        guest_image,
+        size={"min": 1, "max": 2, "initial": 1},
+        policies=[
+            {
+                "kind": "threshold",
+                "name": "queue",
+                "metric": "inflight",
+                "upper": 1.5,  # requests in flight per vCPU
+                "samples_up": 2,
+                "step": 1,  # one vCPU at a time
+                "cooldown_up_s": 8.0,  # let the new vCPU show before asking for more
+            }
+        ],
+        block=4,
+    )
+    overcommit = 2 / (os.cpu_count() or 1)  # the namespaced hosts report this machine's CPUs
+    for host in cfg["cluster"]["hosts"]:
+        host["max_vcpu_overcommit"] = overcommit
+    cfg["scaling"] = {"mode": "vertical-first"}
+    cfg["template"] = {"vcpus": 1, "max_vcpus": 3}
+    first, second = f"{group}-1", f"{group}-2"
+    with CtlUp(topo, cfg, tmp_path / "state") as up:
+        rows = ready(up, 1)
+        home = rows[first]["details"]["host"]
+
+        def vcpus(host: str, name: str) -> int:
+            return int(topo.virsh(host, "vcpucount", name, "--live", "--active").strip())
+
+        assert vcpus(home, first) == 1
+        log = tmp_path / "client.jsonl"
+        # fib(27) takes ~0.3 s in a TCG guest: 8 req/s keeps requests queued on 1 and on 2 vCPUs
+        load = topo.load(FRONT, log, rate=8, duration=150, n=27)
+        try:
+            grown = wait_until(
+                lambda: [e for e in up.events("resize") if e["data"]["stage"] == "serving"],
+                "the hot-added vCPU to serve",
+                120,
+                poll_s=1.0,
+                state=lambda: up.messages("resize", "decision", "error")[-6:],
+            )
+            assert grown[0]["data"]["name"] == first and grown[0]["data"]["to"] == 2
+            assert vcpus(home, first) == 2, "libvirt on its host shows the vCPU hot-added"
+            refused = wait_until(
+                lambda: [e for e in up.events("resize") if e["data"]["stage"] == "failed"],
+                "the growth to 3 refused by its host",
+                120,
+                poll_s=1.0,
+                state=lambda: up.messages("resize", "decision", "error")[-6:],
+            )
+            assert (refused[0]["data"]["from"], refused[0]["data"]["to"]) == (2, 3)
+            assert "host CPU" in refused[0]["data"]["reason"], refused[0]["data"]["reason"]
+            rows = wait_until(
+                lambda: (r := up.instances()).get(second, {}).get("state") == "ready" and r,
+                f"{second} ready",
+                BOOT_S + 60,
+                poll_s=2.0,
+                state=lambda: up.messages("decision", "placement", "error")[-6:],
+            )
+        finally:
+            load.kill()
+            load.communicate(timeout=30)
+        placements = [e["data"].get("placement") for e in up.events("decision")]
+        assert "add/host-full" in placements, placements
+        there = rows[second]["details"]["host"]
+        assert there != home, f"placed on a host with room, not on full {home}"
+        assert second in topo.domains(there, f"{group}-", running_only=True)
+        assert topo.domains(home, f"{group}-", running_only=True) == {first}
+        assert vcpus(home, first) == 2, "the refused growth left it as it was"
+        assert rows[first]["vcpus"] == 2, "and vmscale agrees"

@@ -69,13 +69,13 @@ class Topology:
         return ["ip", "netns", "exec", self.ctl_netns, *argv]
 
     def load(
-        self, url: str, log: Path, *, rate: float, duration: float, seed: int = 1
+        self, url: str, log: Path, *, rate: float, duration: float, seed: int = 1, n: int = 18
     ) -> subprocess.Popen[str]:
-        """The bounded open-loop load client (fib(18) at ``rate`` req/s for ``duration`` s) in the ctl
-        namespace against ``url``, logging every request to ``log``; its summary is on stdout."""
+        """The bounded open-loop load client (fib(``n``) at ``rate`` req/s for ``duration`` s) in the
+        ctl namespace against ``url``, logging every request to ``log``; its summary is on stdout."""
         argv = self.ctl_argv(
             sys.executable, "-m", "vmscale", "load", "--mode", "step", "--rate", str(rate),
-            "--duration", str(duration), "--n", "18", "--timeout", "20", "--url", url, "--json",
+            "--duration", str(duration), "--n", str(n), "--timeout", "20", "--url", url, "--json",
             "--log", str(log), "--seed", str(seed),
         )  # fmt: skip
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
