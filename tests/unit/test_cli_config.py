@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
+import sys
 import tomllib
 import typing
 from pathlib import Path
@@ -171,3 +173,13 @@ def test_help_has_examples(command: str) -> None:
     result = CliRunner().invoke(cli_app, ["config", command, "--help"])
     assert result.exit_code == 0
     assert "Examples" in result.stdout and "vmscale config" in result.stdout
+
+
+def test_the_command_line_starts_without_the_config_schema() -> None:
+    """pydantic's models take ~0.2 s to import: only the commands that read a config load them, so
+    `vmscale --version`, `status`, `hosts`... answer without that wait (BENCHMARKS.md, CLI start)."""
+    probe = "import sys, vmscale.cli; print(sorted(m for m in sys.modules if m.startswith('vmscale.config')))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout

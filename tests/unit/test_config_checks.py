@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vmscale.cli import app as cli_app
-from vmscale.cli.config_cmd import describe
+from vmscale.cli.describe import describe
 from vmscale.config import ConfigProblems, parse_config
 from vmscale.provider_catalog import CATALOG
 

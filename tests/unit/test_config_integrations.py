@@ -194,7 +194,7 @@ def test_original_client_defaults_are_the_original() -> None:
 
 
 def test_config_check_says_what_the_integrations_will_do(tmp_path: Path) -> None:
-    from vmscale.cli.config_cmd import describe
+    from vmscale.cli.describe import describe
 
     cfg = parse_config(
         {

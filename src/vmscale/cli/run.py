@@ -7,7 +7,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -15,14 +15,17 @@ from rich.console import Console
 from vmscale import sdnotify
 from vmscale.cli.logsetup import LOG_FORMATS, setup_logging
 from vmscale.cli.options import ENV_HELP, GroupOpt
-from vmscale.config import load_config
-from vmscale.config.schema import GroupSettings, VmscaleConfig
 from vmscale.errors import ConfigError, ProviderUnavailableError, StartupError, StoreError, VmscaleError
+
+if TYPE_CHECKING:  # the config schema is imported by the commands that load one (it is slow to import)
+    from vmscale.config.schema import GroupSettings, VmscaleConfig
 
 err = Console(stderr=True)
 
 
 def _load(path: Path) -> Any:
+    from vmscale.config import load_config
+
     try:
         return load_config(path, env=os.environ)
     except ConfigError as exc:

@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vmscale.config import load_config
 from vmscale.errors import ConfigError, StoreError
-from vmscale.leader import scope_of
-from vmscale.store import SqlStore, open_state_store, open_store
+
+if TYPE_CHECKING:  # the store and the config schema load when a command opens a store (slow imports)
+    from vmscale.store import SqlStore
 
 store_app = typer.Typer(
     name="store",
@@ -42,6 +42,10 @@ PasswordOpt = Annotated[
 
 def _open(config: Path | None, url: str, password_file: str) -> tuple[SqlStore, str]:
     """The store (migrated forward) and the lease scope the config implies ("" with --url)."""
+    from vmscale.config import load_config
+    from vmscale.leader import scope_of
+    from vmscale.store import open_state_store, open_store
+
     if (config is None) == (not url):
         typer.echo("error: give either --config FILE or --url URL", err=True)
         raise typer.Exit(2)
