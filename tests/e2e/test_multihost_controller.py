@@ -259,7 +259,7 @@ def test_vertical_first_grows_on_the_instances_host_then_adds_one_where_there_is
     for host in cfg["cluster"]["hosts"]:
         host["max_vcpu_overcommit"] = overcommit
     cfg["scaling"] = {"mode": "vertical-first"}
-    cfg["template"] = {"vcpus": 1, "max_vcpus": 3}
+    cfg["template"]["max_vcpus"] = 3
     first, second = f"{group}-1", f"{group}-2"
     with CtlUp(topo, cfg, tmp_path / "state") as up:
         rows = ready(up, 1)
