@@ -272,9 +272,12 @@ def test_the_rules_that_read_the_cluster_apply_to_every_group_at_its_path() -> N
         "groups": [{"group": {"name": "web"}, **vertical}, {"group": {"name": "b"}, **clones}],
     }
     found = problems(data)
-    assert paths(data) == ["groups[0].scaling.mode", "groups[1].provider.libvirt.launch"], found
+    # vertical-first runs over the hosts (each resizes on its own host); clones are one host's files
+    assert paths(data) == ["groups[1].provider.libvirt.launch"], found
     assert "not available with [[cluster.hosts]]" in found[0]
-    assert 'use launch = "boot", or one host' in found[1]
+    assert 'use launch = "boot", or one host' in found[0]
+    swapped = {**data, "groups": [{"group": {"name": "b"}, **clones}, {"group": {"name": "web"}, **vertical}]}
+    assert paths(swapped) == ["groups[0].provider.libvirt.launch"]
     # the same group as a one-group file, and a process group beside the hosts, are judged alike
     assert paths({"cluster": CLUSTER, **clones}) == ["provider.libvirt.launch"]
     parse_config({"cluster": CLUSTER, "groups": [{"group": {"name": "p"}, "provider": {"kind": "process"}}]})
