@@ -26,6 +26,18 @@ from tests.e2e.conftest import REPO, URI, free_port
 
 T = TypeVar("T")
 
+# Vertical-first under queued requests: more than 1.5 in flight per vCPU for two samples asks for
+# one vCPU more (the policies count vCPUs), then waits for the new vCPU to show before asking again.
+QUEUE_POLICY: dict[str, Any] = {
+    "kind": "threshold",
+    "name": "queue",
+    "metric": "inflight",
+    "upper": 1.5,
+    "samples_up": 2,
+    "step": 1,
+    "cooldown_up_s": 8.0,
+}
+
 
 def virsh(*args: str, check: bool = True, timeout_s: float = 30) -> str:
     return subprocess.run(

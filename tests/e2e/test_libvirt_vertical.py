@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.libvirt_support import domains, group_config, to_toml, virsh
+from tests.e2e.libvirt_support import QUEUE_POLICY, domains, group_config, to_toml, virsh
 from tests.e2e.test_libvirt_autoscale import BOOT_S, ServiceFactory, instance_state, make_service
 from tests.e2e.test_libvirt_capacity import servers
 from tests.support.closed_loop import ClosedLoop
@@ -58,17 +58,7 @@ def test_the_vertical_first_policy_resizes_before_it_launches(
         max_count=2,
         template={"vcpus": 1, "max_vcpus": 2, "memory_mb": 512, "max_memory_mb": 768},
         scaling={"mode": "vertical-first"},
-        policies=[
-            {
-                "kind": "threshold",
-                "name": "queue",
-                "metric": "inflight",
-                "upper": 1.5,  # requests in flight per vCPU
-                "samples_up": 2,
-                "step": 1,  # one vCPU at a time (the policies count vCPUs)
-                "cooldown_up_s": 8.0,  # let the new vCPU show before asking for more
-            }
-        ],
+        policies=[QUEUE_POLICY],
     )
     first, second = f"{libvirt_group}-1", f"{libvirt_group}-2"
     wait_until(lambda: instance_state(svc, first) == "ready", "the first VM ready", BOOT_S, poll_s=0.5)

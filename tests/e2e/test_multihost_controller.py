@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.libvirt_support import qemu_process
+from tests.e2e.libvirt_support import QUEUE_POLICY, qemu_process
 from tests.support.ctl_up import BOOT_S, FRONT, CtlUp, service_config
 from tests.support.netns_hosts import Topology, netns_hosts
 from tests.support.wait import wait_until
@@ -242,17 +242,7 @@ def test_vertical_first_grows_on_the_instances_host_then_adds_one_where_there_is
         group,
         guest_image,
         size={"min": 1, "max": 2, "initial": 1},
-        policies=[
-            {
-                "kind": "threshold",
-                "name": "queue",
-                "metric": "inflight",
-                "upper": 1.5,  # requests in flight per vCPU
-                "samples_up": 2,
-                "step": 1,  # one vCPU at a time
-                "cooldown_up_s": 8.0,  # let the new vCPU show before asking for more
-            }
-        ],
+        policies=[QUEUE_POLICY],
         block=4,
     )
     overcommit = 2 / (os.cpu_count() or 1)  # the namespaced hosts report this machine's CPUs
