@@ -187,31 +187,27 @@ class LibvirtProvider:
         """(min_free_memory_mb, max_vcpu_overcommit) that launches on this host keep to."""
         return self.config.min_free_memory_mb, self.config.max_vcpu_overcommit
 
-    def _check_headroom(self, spec: InstanceSpec) -> None:
+    def _headroom_problem(self, *, memory_mb: int, vcpus: int, growth: bool = False) -> str | None:
+        """Why this host cannot take a new VM of this size (``growth``: a running VM growing by it)."""
         min_free, overcommit = self._headroom_limits()
-        problem = headroom_problem(
+        return headroom_problem(
             self._host_load(),
-            memory_mb=spec.memory_mb,
-            vcpus=spec.vcpus,
+            memory_mb=memory_mb,
+            vcpus=vcpus,
             min_free_memory_mb=min_free,
             max_vcpu_overcommit=overcommit,
+            growth=growth,
         )
-        if problem:
+
+    def _check_headroom(self, spec: InstanceSpec) -> None:
+        if problem := self._headroom_problem(memory_mb=spec.memory_mb, vcpus=spec.vcpus):
             raise TemporaryProviderError(f"not starting {spec.name}: {problem}", instance=spec.name)
 
     def _check_growth(self, name: str, before: int, after: int) -> None:
         """Refuse a resize the host's headroom cannot take (the limits a launch is checked against)."""
-        min_free, overcommit = self._headroom_limits()
         room = self.memory_room
-        problem = headroom_problem(
-            self._host_load(),
-            memory_mb=room.at(after) - room.at(before) if room is not None else 0,
-            vcpus=after - before,
-            min_free_memory_mb=min_free,
-            max_vcpu_overcommit=overcommit,
-            growth=True,
-        )
-        if problem:
+        more_mb = room.at(after) - room.at(before) if room is not None else 0
+        if problem := self._headroom_problem(memory_mb=more_mb, vcpus=after - before, growth=True):
             raise NoHeadroomError(
                 f"not growing {name} from {before} to {after} vCPUs: {problem}", instance=name
             )
