@@ -51,6 +51,8 @@ class GroupStatus:
     states: dict[str, int]
     last_decision: dict[str, Any] | None = None
     warm: int = 0
+    # The golden snapshot clones are restored from (``controller/golden.py``); None: no clones.
+    golden: dict[str, Any] | None = None
     # Who answers and who leads (``Leadership.brief``); None where there is no election (fakes).
     leadership: dict[str, Any] | None = None
 

@@ -19,7 +19,9 @@ The integrations publish kinds of their own the same way, each beside its produc
 form simply their fields (``FieldsEvent``): ``metric_source`` (``MetricSourceStatus``), ``hook``
 (``HookCalled``), ``webhook`` (``WebhookDelivery``), ``original_client``
 (``OriginalClientNotified``) and ``file_sd`` (``FileSdWritten``); they get a ``Publish`` callable
-(``EventBus.publish``) and never see the bus.
+(``EventBus.publish``) and never see the bus. So does the controller's ``golden``
+(``GoldenChanged``, ``controller/golden.py``): a clone group's golden snapshot is being made, is
+ready, or could not be made.
 """
 
 from __future__ import annotations

@@ -115,6 +115,13 @@ def test_a_clone_group_scales_out_with_a_clone_that_answers_with_its_own_name(
     assert servers(url) == {second}, "the clone answers with its own name, never the golden's"
     info = {i.name: i for i in svc.controller.instances()}
     assert info[second].details["golden"] == info[first].details["golden"], "both restored from it"
+    golden = svc.controller.group().golden  # what `vmscale status` shows under "clones from"
+    assert golden is not None and golden["state"] == "ready", golden
+    assert golden["key"] == info[first].details["golden"]
+    saved = (golden_root / golden["key"] / "memory.sav").stat().st_size / 2**20
+    assert golden["size_mb"] == round(saved, 1) and golden["boot_s"] > 0, golden
+    assert "token" not in golden, "the identity token never leaves the provider"
+    assert [e.data["stage"] for e in svc.events.recent(["golden"], limit=100)] == ["making", "ready"]
     assert domains(libvirt_group, running_only=True) == {first, second}
 
     svc.stop(terminate=True)

@@ -59,6 +59,11 @@ GROUP_SCHEMA: dict[str, Any] = {
         "policies": {"type": "array", "items": {"type": "string"}},
         "states": {"type": "object", "additionalProperties": {"type": "integer"}},
         "last_decision": {"type": ["object", "null"]},
+        "golden": {
+            "type": ["object", "null"],
+            "required": ["state", "since"],
+            "properties": {"state": {"enum": ["making", "ready", "failed"]}, "size_mb": {"type": "number"}},
+        },
     },
 }
 INSTANCES_SCHEMA: dict[str, Any] = {
@@ -108,6 +113,10 @@ def validate(schema: dict[str, Any], doc: Any) -> None:
     jsonschema_rs.validate(schema, doc)
 
 
+GOLDEN = {"state": "ready", "since": T0, "key": "3f2a9c", "made_at": T0, "size_mb": 135.4, "boot_s": 8.5,
+          "save_s": 2.1, "made_now": True}  # fmt: skip
+
+
 class StandIn:
     """State of the stand-in API, inspected by the tests."""
 
@@ -121,7 +130,7 @@ class StandIn:
         return GroupStatus(
             name="web", desired=self.desired, actual=2, ready=1, min=1, max=4, paused=self.paused,
             provider="process", lb="none", frontend_url=None, policies=["target"],
-            states={"ready": 1, "booting": 1}, last_decision=DECISION_UP,
+            states={"ready": 1, "booting": 1}, last_decision=DECISION_UP, golden=GOLDEN,
         ).to_dict()  # fmt: skip
 
 
@@ -264,7 +273,14 @@ def test_status_table_says_what_a_person_needs(api: tuple[str, StandIn]) -> None
     result = run("status", "--api", api[0])
     assert result.exit_code == 0, result.output
     flat = " ".join(result.stdout.split())
-    for text in ("desired", "process", "ready 1, booting 1", "scale up 1 -> 2 (target: cpu 92% > 60%)"):
+    for text in (
+        "desired",
+        "process",
+        "ready 1, booting 1",
+        "scale up 1 -> 2 (target: cpu 92% > 60%)",
+        "clones from",  # where the next clone comes from: which golden, how large
+        "golden snapshot 3f2a9c ready: 135 MiB",
+    ):
         assert text in flat, text
 
 
@@ -503,4 +519,18 @@ def test_a_resize_and_a_vertical_decision_read_as_lines() -> None:
     }
     assert event_line({"t": 0, "type": "decision", "data": grow}).endswith(
         "scale up 1 -> 1 (target: r) [resize-up]"
+    )
+
+
+def test_the_golden_snapshot_events_read_as_lines() -> None:
+    from vmscale.cli.fmt import event_line
+    from vmscale.controller.golden import GoldenChanged
+
+    made = GoldenChanged("ready", "3f2a9c", 135.4, 8.5, 2.1, made_now=True).to_dict()
+    assert event_line({"t": 0, "type": "golden", "data": made}).endswith(
+        "golden    golden snapshot 3f2a9c ready: 135 MiB, made (booted in 8.5 s, saved in 2.1 s)"
+    )
+    failed = GoldenChanged("failed", error="TemporaryProviderError: golden did not come up").to_dict()
+    assert "could not be made: TemporaryProviderError: golden did not come up; the first clone launch" in (
+        event_line({"t": 0, "type": "golden", "data": failed})
     )

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 from tests.support.controller_rig import Rig
+from vmscale.cli import fmt
 from vmscale.controller.resizes import GROWTH_HOLD_S
 from vmscale.errors import NoHeadroomError, PermanentProviderError
 from vmscale.lb.fake import FakeLoadBalancer
 from vmscale.model import InstanceState
+from vmscale.providers.base import GoldenSnapshot
 
 S = InstanceState
 URL1, URL2 = "http://127.0.0.1:20001", "http://127.0.0.1:20002"
@@ -228,3 +230,39 @@ def test_the_golden_is_prepared_at_start_and_a_failure_is_only_reported(tmp_path
     rig.tick(2)
     assert rig.states() == {"web-1": "ready"}, "the group serves meanwhile"
     assert any("golden did not come up" in m for m in rig.errors("provider.prepare"))
+    golden = rig.ctl.group().golden
+    assert golden is not None and golden["state"] == "failed", "the status says it failed, and why"
+    assert "golden did not come up" in golden["error"]
+    assert "first clone launch makes it" in fmt.golden_line(golden)
+
+
+def test_the_golden_shows_in_the_status_and_the_log_while_made_and_once_ready(tmp_path: Path) -> None:
+    """An operator can tell whether the first scale-up restores a clone or waits for the golden."""
+    rig = Rig(tmp_path)
+    rig.executor.held.add("prepare")  # making one takes 20-40 s under TCG: later ticks see it going on
+    rig.provider.golden = GoldenSnapshot("3f2a9c", 1_700_000_000.0, 135.4, 8.5, 2.1, made_now=True)
+    rig.ctl.recover()
+    rig.tick(2)
+    assert rig.ctl.group().golden == {"state": "making", "since": pytest.approx(rig.clock.now(), abs=3)}
+    assert rig.states() == {"web-1": "ready"}, "the group serves while its golden is made"
+    rig.executor.release()
+    rig.tick()
+    golden = rig.ctl.group().golden
+    assert golden is not None
+    assert (golden["state"], golden["key"], golden["size_mb"], golden["made_now"]) == (
+        "ready",
+        "3f2a9c",
+        135.4,
+        True,
+    )
+    assert [e.data["stage"] for e in rig.ctl.events.recent(["golden"])] == ["making", "ready"]
+    assert fmt.golden_line(golden).startswith("golden snapshot 3f2a9c ready: 135 MiB, made at ")
+
+
+def test_a_provider_that_boots_every_instance_is_not_asked_for_a_golden(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.provider.clones = False  # launch = "boot": nothing to make ahead
+    rig.ctl.recover()
+    rig.tick(2)
+    assert ("prepare", "web") not in rig.provider.calls
+    assert rig.ctl.group().golden is None and rig.ctl.events.recent(["golden"]) == []

@@ -3,6 +3,7 @@ clone's domain XML, and the FIFO restore feeding a reader."""
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import threading
@@ -11,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from vmscale.config.libvirt import LibvirtProviderConfig
 from vmscale.errors import PermanentProviderError
+from vmscale.providers.base import InstanceSpec
+from vmscale.providers.libvirt.accel import AccelChoice
+from vmscale.providers.libvirt.provider import LibvirtProvider
 from vmscale.providers.libvirt.restore import clone_domain_xml, restore_through_fifo
 from vmscale.providers.libvirt.saveimage import (
     HEADER_SIZE,
@@ -189,10 +194,6 @@ def test_a_restore_that_fails_before_reading_leaves_no_writer_behind(tmp_path: P
 def test_an_old_golden_stays_while_a_clone_uses_its_disk_then_goes(tmp_path: Path) -> None:
     import subprocess
 
-    from vmscale.config.libvirt import LibvirtProviderConfig
-    from vmscale.providers.libvirt.accel import AccelChoice
-    from vmscale.providers.libvirt.provider import LibvirtProvider
-
     config = LibvirtProviderConfig(uri="test:///default", instance_dir=str(tmp_path / "inst"), launch="clone")
     provider = LibvirtProvider(config, tmp_path / "state", accel=AccelChoice("tcg", "unit test"))
     clones = provider._clones
@@ -228,23 +229,30 @@ def test_an_old_golden_stays_while_a_clone_uses_its_disk_then_goes(tmp_path: Pat
     assert not (clones.root / "web").exists()
 
 
-def test_the_golden_key_changes_with_what_the_guests_memory_depends_on(tmp_path: Path) -> None:
-    import json
-
-    from vmscale.config.libvirt import LibvirtProviderConfig
-    from vmscale.providers.base import InstanceSpec
-    from vmscale.providers.libvirt.accel import AccelChoice
-    from vmscale.providers.libvirt.provider import LibvirtProvider
-
+def image_dir(tmp_path: Path, image_hash: str = "aaa") -> Path:
+    """A lean image's folder as far as the provider reads it (empty files, a manifest)."""
     image = tmp_path / "image"
-    image.mkdir()
+    image.mkdir(exist_ok=True)
     for name in ("base.qcow2", "vmlinuz", "initrd.img"):
         (image / name).write_bytes(b"")
-    (image / "manifest.json").write_text(json.dumps({"hash": "aaa", "inputs": {}}))
+    (image / "manifest.json").write_text(json.dumps({"hash": image_hash, "inputs": {}}))
+    return image
+
+
+def libvirt_provider(tmp_path: Path, launch: str = "clone") -> LibvirtProvider:
+    """A provider on libvirt's test driver over ``image_dir``: enough to make keys and find goldens."""
     config = LibvirtProviderConfig(
-        uri="test:///default", image_dir=str(image), instance_dir=str(tmp_path / "inst"), launch="clone"
+        uri="test:///default",
+        image_dir=str(tmp_path / "image"),
+        instance_dir=str(tmp_path / "inst"),
+        launch=launch,  # type: ignore[arg-type]
     )
-    provider = LibvirtProvider(config, tmp_path / "state", accel=AccelChoice("tcg", "unit test"))
+    return LibvirtProvider(config, tmp_path / "state", accel=AccelChoice("tcg", "unit test"))
+
+
+def test_the_golden_key_changes_with_what_the_guests_memory_depends_on(tmp_path: Path) -> None:
+    image = image_dir(tmp_path)
+    provider = libvirt_provider(tmp_path)
     assert provider._clones is not None
     base = InstanceSpec(group="web", name="web-1", index=1, vcpus=1, memory_mb=512)
     key = provider._clones.key(base)
@@ -261,3 +269,22 @@ def test_the_golden_key_changes_with_what_the_guests_memory_depends_on(tmp_path:
         assert provider._clones.key(other) != key
     (image / "manifest.json").write_text(json.dumps({"hash": "bbb", "inputs": {}}))
     assert provider._clones.key(base) != key, "a new image needs a new golden"
+
+
+def test_prepare_says_which_golden_is_ready_how_large_and_never_its_token(tmp_path: Path) -> None:
+    image_dir(tmp_path)
+    spec = InstanceSpec(group="web", name="web-golden", index=0, vcpus=1, memory_mb=512)
+    booting = libvirt_provider(tmp_path, "boot")
+    assert not booting.restores_clones() and booting.prepare(spec) is None
+    cloning = libvirt_provider(tmp_path)
+    assert cloning.restores_clones() and cloning._clones is not None
+    gdir = cloning._clones.root / "web" / cloning._clones.key(spec)  # made by an earlier run
+    gdir.mkdir(parents=True)
+    (gdir / "disk.qcow2").write_bytes(b"")
+    (gdir / "memory.sav").write_bytes(b"\0" * (3 * 2**20 + 2**19))
+    record = {"key": gdir.name, "dir": str(gdir), "token": "s3cret-token-0123", "created_at": 1000.0}
+    (gdir / "golden.json").write_text(json.dumps({**record, "boot_s": 8.5, "save_s": 2.1}))
+    golden = cloning.prepare(spec)
+    assert golden is not None
+    assert (golden.key, golden.size_mb, golden.boot_s, golden.made_now) == (gdir.name, 3.5, 8.5, False)
+    assert "s3cret" not in json.dumps(golden.to_dict()), "the identity token stays in the provider"

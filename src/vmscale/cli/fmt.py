@@ -56,6 +56,21 @@ def decision_line(d: dict[str, Any]) -> str:
     return line
 
 
+def golden_line(g: dict[str, Any]) -> str:
+    """The golden snapshot clones are restored from, in words (a ``golden`` event or the status)."""
+    state = g.get("stage") or g.get("state")
+    if state == "making":
+        return "golden snapshot being made (a scale-up before it is ready waits for it)"
+    if state == "failed":
+        return f"golden snapshot could not be made: {g.get('error')}; the first clone launch makes it"
+    made = "made" if g.get("made_now") else "found ready, made"
+    at = f" at {clock(g.get('made_at'))}" if g.get("made_at") else ""
+    return (
+        f"golden snapshot {g.get('key')} ready: {g.get('size_mb', 0):.0f} MiB, {made}{at} "
+        f"(booted in {g.get('boot_s', 0):.1f} s, saved in {g.get('save_s', 0):.1f} s)"
+    )
+
+
 def event_line(ev: dict[str, Any], *, show_group: bool = False) -> str:
     """One human-readable line per event: time, (its group, when several are shown,) type, what
     happened. An event logged before groups existed has none and shows '-'."""
@@ -76,6 +91,8 @@ def event_line(ev: dict[str, Any], *, show_group: bool = False) -> str:
         cpus = ", ".join(f"{n} {pct(b.cpu)}" for n, b in kind.instances.items())
         what = f"desired {kind.desired}, actual {kind.actual}, ready {kind.ready}"
         what += f"; cpu {cpus}" if cpus else ""
+    elif type_ == "golden":
+        what = golden_line(data)
     elif isinstance(kind, ErrorReported):
         what = f"{kind.where}: {kind.message}" + (f" ({kind.instance})" if kind.instance else "")
     elif isinstance(data.get("message"), str):  # placement, host, migration, ...: a sentence each

@@ -185,6 +185,7 @@ def status(
         ("policies", ", ".join(g.get("policies") or []) or "–"),
         ("states", states),
         ("last decision", (f"{fmt.clock(last.get('t'))} " + fmt.decision_line(last)) if last else "–"),
+        *([("clones from", fmt.golden_line(g["golden"]))] if isinstance(g.get("golden"), dict) else []),
         *_leadership_rows(g.get("leadership")),
     ]:
         table.add_row(key, str(value))

@@ -110,7 +110,7 @@ class Actions:
         meanwhile). False when the provider boots every instance (nothing to prepare)."""
         cloner = self._roles.cloner
         key = PREPARE_KEY + self._group
-        if cloner is None or self._ops.busy(key):
+        if cloner is None or not cloner.restores_clones() or self._ops.busy(key):
             return False
         spec = self._make_spec(f"{self._group}-golden", 0)
         self._ops.start(key, OpKind.PREPARE, self._clock.monotonic(), cloner.prepare, spec)

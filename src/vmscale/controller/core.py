@@ -229,13 +229,16 @@ class Controller:
             rec.report,
             self.clock.monotonic(),
         )
-        rec.actions.prepare()  # the golden snapshot (launch = "clone"), on a worker: the group serves on
+        if rec.actions.prepare():  # the golden snapshot (launch = "clone"), on a worker: the group serves on
+            self.telemetry.golden.making(self.clock.now())
         self.recovered = True
 
     def tick(self, full: bool = True) -> None:
         now, mono = self.clock.now(), self.clock.monotonic()
         rec = self.reconciler
-        self.host_step.collected(rec.collect(now, mono), mono)
+        results = rec.collect(now, mono)
+        self.telemetry.golden.collected(results, now)
+        self.host_step.collected(results, mono)
         decision = None
         if full:
             self.metrics.ticks.labels(self.cfg.group.name).inc()
@@ -283,6 +286,7 @@ class Controller:
             states={s: n for s, n in view.counts.by_state.items() if n},
             last_decision=state.last_decision,
             warm=view.counts.warm,
+            golden=self.telemetry.golden.view(),
         )
 
     def instances(self) -> list[InstanceInfo]:

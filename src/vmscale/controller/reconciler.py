@@ -86,7 +86,8 @@ class Reconciler:
     def collect(self, now_wall: float, now: float) -> list[OpResult]:
         """Finished calls; first of all, whether this controller still leads (every tick starts
         here: a leader past its renew deadline stops before it acts). Acts on the lifecycle calls
-        and returns the others (the host step's: migrations, fencing, host commands) for their owner."""
+        and returns the others (the host step's: migrations, fencing, host commands; the golden
+        snapshot's) for their owners."""
         self.ops.check("tick")
         others = []
         for result in self.ops.collect():
@@ -99,6 +100,7 @@ class Reconciler:
                 self._finished(inst, result, now_wall, now)
             elif result.kind is OpKind.PREPARE:
                 self._prepared(result)
+                others.append(result)  # for the golden's status (``GoldenTracker``)
         return others
 
     def _prepared(self, r: OpResult) -> None:

@@ -4,7 +4,8 @@ At the end of every tick ``publish`` builds one immutable ``ControllerView`` (co
 ready endpoints, traffic) and swaps it in with a single assignment. API reads take that reference
 and never the loop's time: a tick that waits on slow health probes or a slow store delays no
 ``GET /v1/instances``. The tick summary (events, history for charts, Prometheus gauges) and the
-endpoint changes (for clients that balance themselves) are published from the same values.
+endpoint changes (for clients that balance themselves) are published from the same values. A
+clone group's golden snapshot has its own small owner here (``golden.py``), read by the status.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from vmscale.control import InstanceInfo
 from vmscale.controller.fleet import Counts, Fleet
+from vmscale.controller.golden import GoldenTracker
 from vmscale.controller.membership import Traffic
 from vmscale.event_kinds import Endpoint, EndpointsChanged, InstanceBrief, TickSummary
 from vmscale.events import EventBus
@@ -48,6 +50,7 @@ class Telemetry:
         )
         self._history_lock = threading.Lock()
         self.view = ControllerView(Fleet().counts())
+        self.golden = GoldenTracker(events.publish)  # a clone group's golden snapshot, for the status
 
     def publish(self, fleet: Fleet, desired: int, traffic: Traffic, now: float, *, full: bool) -> None:
         counts = fleet.counts()

@@ -43,9 +43,9 @@ and a unit test holds the classes to it. The controller assumes only what is wri
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from vmscale.provider_catalog import capabilities
 from vmscale.providers.migration import MigrationProgress
@@ -169,12 +169,34 @@ class Resizer(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class GoldenSnapshot:
+    """A group's golden snapshot as operators see it (``Cloner.prepare``): which one, how large,
+    and what making it cost. Nothing secret (the identity token stays in the provider)."""
+
+    key: str  # changes with everything the guest's memory depends on (image, size, workload...)
+    made_at: float  # wall clock
+    size_mb: float  # the saved memory every clone restores
+    boot_s: float  # define to the backend answering, while it was made
+    save_s: float
+    made_now: bool  # False: one made earlier (by another run) was found complete and kept
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @runtime_checkable
 class Cloner(Protocol):
-    def prepare(self, spec: InstanceSpec) -> None:
+    def restores_clones(self) -> bool:
+        """Whether launches restore clones of a golden snapshot (``launch = "clone"``): only then
+        has ``prepare`` something to make. (A method, not an attribute, so that ``issubclass``
+        still works on this Protocol.)"""
+        ...
+
+    def prepare(self, spec: InstanceSpec) -> GoldenSnapshot | None:
         """Make what launches of ``spec``'s group need ahead of time (a golden snapshot: tens of
-        seconds), so the first scale-up does not wait for it. Idempotent; a no-op when the provider
-        boots every instance."""
+        seconds), so the first scale-up does not wait for it, and say what is ready. Idempotent;
+        None when the provider boots every instance."""
         ...
 
     def drop_goldens(self, group: str) -> None:

@@ -22,6 +22,7 @@ from vmscale.errors import (
     TemporaryProviderError,
 )
 from vmscale.providers.base import (
+    GoldenSnapshot,
     InstanceSpec,
     ProviderInstance,
     ProviderStatus,
@@ -36,6 +37,8 @@ class FakeProvider:
     warm_kinds: frozenset[WarmKind] = warm_kinds_of("fake")
 
     can_shrink = True  # set False to play libvirt under TCG (no live vCPU removal)
+    clones = True  # set False to play a provider that boots every instance (nothing to prepare)
+    golden: GoldenSnapshot | None = None  # what ``prepare`` answers (set one to play a made golden)
     max_vcpus = 64  # the largest size ``resize`` accepts (a domain's room to grow)
 
     def __init__(self, clock: Clock | None = None, base_port: int = 20000) -> None:
@@ -131,10 +134,14 @@ class FakeProvider:
             self.instances[name] = replace(inst, vcpus=vcpus)
             self._baseline.add(name)  # like the real ones: the next sample is only a baseline
 
-    def prepare(self, spec: InstanceSpec) -> None:
+    def restores_clones(self) -> bool:
+        return self.clones
+
+    def prepare(self, spec: InstanceSpec) -> GoldenSnapshot | None:
         with self._lock:
             self.calls.append(("prepare", spec.group))
             self._maybe_fail("prepare")
+            return self.golden
 
     def drop_goldens(self, group: str) -> None:
         with self._lock:

@@ -57,7 +57,7 @@ from vmscale.clock import Clock
 from vmscale.config.libvirt import LibvirtProviderConfig
 from vmscale.errors import PermanentProviderError, TemporaryProviderError
 from vmscale.ports import free_port
-from vmscale.providers.base import InstanceSpec, ProviderInstance, ProviderStatus
+from vmscale.providers.base import GoldenSnapshot, InstanceSpec, ProviderInstance, ProviderStatus
 from vmscale.providers.libvirt import xml as domxml
 from vmscale.providers.libvirt.accel import AccelChoice
 from vmscale.providers.libvirt.connection import BoundedCalls
@@ -131,6 +131,14 @@ class Golden:
     def memory(self) -> Path:
         return Path(self.dir) / "memory.sav"
 
+    def summary(self, *, made_now: bool) -> GoldenSnapshot:
+        """What operators see of it (``vmscale status``, the ``golden`` event): no token."""
+        try:
+            size_mb = round(self.memory.stat().st_size / 2**20, 1)
+        except OSError:
+            size_mb = 0.0
+        return GoldenSnapshot(self.key, self.created_at, size_mb, self.boot_s, self.save_s, made_now)
+
 
 def load_golden(directory: Path) -> Golden | None:
     """The golden in ``directory`` if it is complete (its record and both files exist)."""
@@ -188,16 +196,25 @@ class CloneLauncher:
 
     def golden(self, spec: InstanceSpec) -> Golden:
         """The group's golden for this spec, made now (boot + save, tens of seconds) if missing."""
+        return self._find_or_make(spec)[0]
+
+    def prepare(self, spec: InstanceSpec) -> GoldenSnapshot:
+        """The golden made ahead of the first clone (``Cloner.prepare``), as operators see it."""
+        golden, made_now = self._find_or_make(spec)
+        return golden.summary(made_now=made_now)
+
+    def _find_or_make(self, spec: InstanceSpec) -> tuple[Golden, bool]:
         gdir = self.root / spec.group / self.key(spec)
         found = load_golden(gdir)
         if found is not None:
-            return found
+            return found, False
         with self._group_lock(spec.group), _file_lock(self.root / spec.group / ".lock"):
             found = load_golden(gdir)
+            made_now = found is None
             if found is None:
                 found = self._make_golden(spec, gdir)
         self.collect()
-        return found
+        return found, made_now
 
     def _make_golden(self, spec: InstanceSpec, gdir: Path) -> Golden:
         shutil.rmtree(gdir, ignore_errors=True)

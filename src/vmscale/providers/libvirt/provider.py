@@ -37,6 +37,7 @@ from vmscale.errors import (
     TemporaryProviderError,
 )
 from vmscale.providers.base import (
+    GoldenSnapshot,
     InstanceSpec,
     ProviderInstance,
     ProviderStatus,
@@ -409,11 +410,13 @@ class LibvirtProvider:
             self._clones.collect()  # a golden of an old image may have lost its last clone
 
     # ---------------------------------------------------------------- snapshot clones
-    def prepare(self, spec: InstanceSpec) -> None:
+    def restores_clones(self) -> bool:
+        return self._clones is not None
+
+    def prepare(self, spec: InstanceSpec) -> GoldenSnapshot | None:
         """Make the group's golden snapshot now (with ``launch = "clone"``), so the first scale-up
-        restores a clone instead of waiting for the golden's boot. No-op when booting."""
-        if self._clones is not None:
-            self._clones.golden(spec)
+        restores a clone instead of waiting for the golden's boot. None when booting."""
+        return None if self._clones is None else self._clones.prepare(spec)
 
     def drop_goldens(self, group: str) -> None:
         """Remove the group's golden snapshots (when the group is removed: ``vmscale down``)."""
