@@ -531,6 +531,6 @@ def test_the_golden_snapshot_events_read_as_lines() -> None:
         "golden    golden snapshot 3f2a9c ready: 135 MiB, made (booted in 8.5 s, saved in 2.1 s)"
     )
     failed = GoldenChanged("failed", error="TemporaryProviderError: golden did not come up").to_dict()
-    assert "could not be made: TemporaryProviderError: golden did not come up; the first clone launch" in (
+    assert "could not be made: TemporaryProviderError: golden did not come up; it is tried again" in (
         event_line({"t": 0, "type": "golden", "data": failed})
     )

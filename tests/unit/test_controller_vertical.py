@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.controller_rig import Rig
 from vmscale.cli import fmt
+from vmscale.controller.golden import RECHECK_S
 from vmscale.controller.resizes import GROWTH_HOLD_S
 from vmscale.errors import NoHeadroomError, PermanentProviderError
 from vmscale.lb.fake import FakeLoadBalancer
@@ -233,7 +234,35 @@ def test_the_golden_is_prepared_at_start_and_a_failure_is_only_reported(tmp_path
     golden = rig.ctl.group().golden
     assert golden is not None and golden["state"] == "failed", "the status says it failed, and why"
     assert "golden did not come up" in golden["error"]
-    assert "first clone launch makes it" in fmt.golden_line(golden)
+    assert "tried again in 60 s; a clone launch meanwhile makes it" in fmt.golden_line(golden)
+
+
+def test_a_golden_that_cannot_be_made_is_tried_again_later_and_later(tmp_path: Path) -> None:
+    """A broken image must not cost a golden's boot every minute: 60 s, then 120 s, ..."""
+    from vmscale.errors import TemporaryProviderError
+
+    rig = Rig(tmp_path)
+    rig.provider.fail_always["prepare"] = TemporaryProviderError("golden did not come up")
+    rig.ctl.recover()
+
+    def asked() -> int:
+        return sum(1 for c in rig.provider.calls if c[0] == "prepare")
+
+    rig.tick(int(RECHECK_S) + 1)
+    assert asked() == 2, "tried again after 60 s"
+    rig.tick(int(RECHECK_S) + 1)
+    assert asked() == 2, "not again 60 s later: the second wait is 120 s"
+    rig.tick(int(RECHECK_S))
+    assert asked() == 3
+    rig.tick()  # its answer
+    golden = rig.ctl.group().golden
+    assert golden is not None and "tried again in 240 s" in golden["next"]
+    assert [e.data["stage"] for e in rig.ctl.events.recent(["golden"])] == ["making", "failed"], "no news"
+    del rig.provider.fail_always["prepare"]
+    rig.provider.golden = GoldenSnapshot("3f2a9c", 1_700_000_000.0, 135.4, 8.5, 2.1, made_now=True)
+    rig.tick(int(4 * RECHECK_S) + 1)
+    golden = rig.ctl.group().golden
+    assert golden is not None and (golden["state"], golden["key"]) == ("ready", "3f2a9c")
 
 
 def test_the_golden_shows_in_the_status_and_the_log_while_made_and_once_ready(tmp_path: Path) -> None:
@@ -257,6 +286,26 @@ def test_the_golden_shows_in_the_status_and_the_log_while_made_and_once_ready(tm
     )
     assert [e.data["stage"] for e in rig.ctl.events.recent(["golden"])] == ["making", "ready"]
     assert fmt.golden_line(golden).startswith("golden snapshot 3f2a9c ready: 135 MiB, made at ")
+
+
+def test_a_new_golden_is_made_ahead_when_the_image_changes_under_a_running_group(tmp_path: Path) -> None:
+    """The golden's key changes with the image: the periodic check has the new one made on a worker
+    (and shown), instead of the next scale-up waiting 20-40 s for it; an unchanged one is quiet."""
+    rig = Rig(tmp_path)
+    rig.provider.golden = GoldenSnapshot("old111", 1_700_000_000.0, 130.0, 8.0, 2.0, made_now=True)
+    rig.ctl.recover()
+    rig.tick(int(RECHECK_S) + 2)
+    asked = [c for c in rig.provider.calls if c[0] == "prepare"]
+    assert len(asked) == 2, "asked again once per RECHECK_S, not on every tick"
+    assert [e.data["stage"] for e in rig.ctl.events.recent(["golden"])] == ["making", "ready"], (
+        "same one: quiet"
+    )
+    rig.provider.golden = GoldenSnapshot("new222", 1_700_000_100.0, 131.0, 8.2, 2.1, made_now=True)
+    rig.tick(int(RECHECK_S) + 2)  # RECHECK_S after the last answer, and the new answer
+    golden = rig.ctl.group().golden
+    assert golden is not None and (golden["state"], golden["key"]) == ("ready", "new222")
+    ready = [e.data for e in rig.ctl.events.recent(["golden"]) if e.data["stage"] == "ready"]
+    assert [e["key"] for e in ready] == ["old111", "new222"]
 
 
 def test_a_provider_that_boots_every_instance_is_not_asked_for_a_golden(tmp_path: Path) -> None:

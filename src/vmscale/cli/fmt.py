@@ -62,7 +62,8 @@ def golden_line(g: dict[str, Any]) -> str:
     if state == "making":
         return "golden snapshot being made (a scale-up before it is ready waits for it)"
     if state == "failed":
-        return f"golden snapshot could not be made: {g.get('error')}; the first clone launch makes it"
+        then = g.get("next") or "it is tried again, and a clone launch meanwhile makes it"
+        return f"golden snapshot could not be made: {g.get('error')}; {then}"
     made = "made" if g.get("made_now") else "found ready, made"
     at = f" at {clock(g.get('made_at'))}" if g.get("made_at") else ""
     return (

@@ -229,15 +229,15 @@ class Controller:
             rec.report,
             self.clock.monotonic(),
         )
-        if rec.actions.prepare():  # the golden snapshot (launch = "clone"), on a worker: the group serves on
-            self.telemetry.golden.making(self.clock.now())
+        # The golden snapshot (launch = "clone"), on a worker: the group serves on meanwhile.
+        self.telemetry.golden.start(rec.actions.prepare, self.clock.now())
         self.recovered = True
 
     def tick(self, full: bool = True) -> None:
         now, mono = self.clock.now(), self.clock.monotonic()
         rec = self.reconciler
         results = rec.collect(now, mono)
-        self.telemetry.golden.collected(results, now)
+        self.telemetry.golden.collected(results, now, mono)
         self.host_step.collected(results, mono)
         decision = None
         if full:
@@ -246,6 +246,7 @@ class Controller:
             listed = rec.observe(mono)
             if listed is not None:
                 self.host_step.observe(listed, mono)
+            self.telemetry.golden.recheck(rec.actions.prepare, mono)
         rec.probe(now, mono, full=full)
         traffic = self.telemetry.view.traffic
         if full:
