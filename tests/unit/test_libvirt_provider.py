@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import libvirt
 import pytest
 
 from vmscale.config.libvirt import LibvirtProviderConfig
@@ -278,3 +279,45 @@ def test_memory_follows_the_vcpus_by_balloon_where_the_template_gives_it_room(
         assert dom.info()[2] == 768 * 1024
     finally:
         prov.close()
+
+
+class _Stopped(libvirt.libvirtError):
+    """What libvirt raises for an operation on a domain in the wrong state ("domain is not running")."""
+
+    def __init__(self) -> None:
+        Exception.__init__(self, "Requested operation is not valid: domain is not running")
+
+    def get_error_code(self) -> int:
+        return int(libvirt.VIR_ERR_OPERATION_INVALID)
+
+
+class _RacingDomain:
+    """A domain whose guest finishes its ACPI shutdown between ``isActive`` and ``destroy``."""
+
+    def __init__(self, *, stops: bool) -> None:
+        self.active, self.stops, self.undefined = True, stops, False
+
+    def isActive(self) -> bool:
+        return self.active
+
+    def destroy(self) -> None:
+        if self.stops:
+            self.active = False
+        raise _Stopped()
+
+    def undefineFlags(self, flags: int) -> None:
+        self.undefined = True
+
+
+def test_a_domain_that_stops_by_itself_during_the_destroy_is_still_removed() -> None:
+    """The terminate must not be reported as failed (and retried after a back-off) because the
+    guest's own shutdown won the race with the destroy."""
+    from vmscale.providers.libvirt.domains import destroy_and_undefine
+
+    dom = _RacingDomain(stops=True)
+    destroy_and_undefine(dom)  # type: ignore[arg-type]
+    assert dom.undefined
+    still_running = _RacingDomain(stops=False)  # the same error while it still runs is a real failure
+    with pytest.raises(libvirt.libvirtError):
+        destroy_and_undefine(still_running)  # type: ignore[arg-type]
+    assert not still_running.undefined

@@ -54,6 +54,24 @@ def bring_up(dom: libvirt.virDomain) -> tuple[ProviderStatus, int, str]:
     return ProviderStatus.RUNNING, int(dom.info()[3]), str(dom.UUIDString())
 
 
+def destroy_and_undefine(dom: libvirt.virDomain) -> None:
+    """Stop a domain at once and forget it (with its managed-save image). A domain already gone is
+    done; one that stopped by itself between the check and the destroy (its ACPI shutdown finished
+    just then: libvirt answers "domain is not running") is not a failure either, or the terminate
+    would be reported as failed and retried after a back-off for nothing."""
+    try:
+        if dom.isActive():
+            try:
+                dom.destroy()
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID or dom.isActive():
+                    raise
+        dom.undefineFlags(UNDEFINE_FLAGS)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+            raise
+
+
 def leased_address(dom: libvirt.virDomain) -> str:
     """The guest's IPv4 address from the libvirt network's DHCP leases ('' when not known yet)."""
     try:

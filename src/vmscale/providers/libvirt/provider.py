@@ -53,8 +53,8 @@ from vmscale.providers.libvirt.addresses import StaticAddressing, mac_for
 from vmscale.providers.libvirt.clone import CloneLauncher
 from vmscale.providers.libvirt.connection import BoundedCalls, LibvirtConnection
 from vmscale.providers.libvirt.domains import (
-    UNDEFINE_FLAGS,
     bring_up,
+    destroy_and_undefine,
     domain_status,
     leased_address,
     prepare_files_dir,
@@ -388,16 +388,7 @@ class LibvirtProvider:
             except (TemporaryProviderError, InstanceNotFoundError):
                 pass  # destroy below is the answer to a guest that will not shut down
 
-        def destroy_and_undefine(conn: libvirt.virConnect) -> None:
-            try:
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefineFlags(UNDEFINE_FLAGS)
-            except libvirt.libvirtError as exc:
-                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                    raise
-
-        self.conn.call("destroy+undefine", destroy_and_undefine, instance=name)
+        self.conn.call("destroy+undefine", lambda c: destroy_and_undefine(dom), instance=name)
 
     def terminate(self, name: str, *, graceful_timeout_s: float = 10.0) -> None:
         with self._lock(name):
