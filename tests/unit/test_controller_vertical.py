@@ -306,6 +306,11 @@ def test_a_new_golden_is_made_ahead_when_the_image_changes_under_a_running_group
     assert golden is not None and (golden["state"], golden["key"]) == ("ready", "new222")
     ready = [e.data for e in rig.ctl.events.recent(["golden"]) if e.data["stage"] == "ready"]
     assert [e["key"] for e in ready] == ["old111", "new222"]
+    # Its files removed by hand and the golden made again under the same key: that is news too.
+    rig.provider.golden = GoldenSnapshot("new222", 1_700_000_900.0, 131.0, 8.4, 2.0, made_now=True)
+    rig.tick(int(RECHECK_S) + 2)
+    assert rig.ctl.group().golden["made_at"] == 1_700_000_900.0  # type: ignore[index]
+    assert len([e for e in rig.ctl.events.recent(["golden"]) if e.data["stage"] == "ready"]) == 3
 
 
 def test_a_provider_that_boots_every_instance_is_not_asked_for_a_golden(tmp_path: Path) -> None:

@@ -126,7 +126,8 @@ def status(
     as_json: JsonOpt = False,
     output: OutputOpt = None,
 ) -> None:
-    """Show each group's counts, bounds, provider, balancer and last decision.
+    """Show each group's counts, bounds, provider, balancer and last decision (and, for a group
+    that launches snapshot clones, the golden snapshot they are restored from).
 
     With one group (or `--group NAME`) the group in detail, and its JSON object with `--json`;
     with several, a table of every group, and `{"groups": [...]}` with `--json`.

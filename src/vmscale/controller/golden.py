@@ -105,8 +105,11 @@ class GoldenTracker:
             self._view, self._asks = None, False
             return
         shown = self._view or {}
-        if shown.get("state") == "ready" and shown.get("key") == golden.key:
-            return  # a re-check found the same one: nothing changed
+        if shown.get("state") == "ready" and (shown.get("key"), shown.get("made_at")) == (
+            golden.key,
+            golden.made_at,
+        ):
+            return  # a re-check found the same one (not one made again under the same key): no news
         self._view = {"state": "ready", "since": now_wall, **golden.to_dict()}
         log.info(
             "golden snapshot %s %s: %.0f MiB (booted in %.1f s, saved in %.1f s)",
